@@ -1,0 +1,1 @@
+"""Plugins of sat_storage, discovered through the ``sat.plugins`` entry points."""

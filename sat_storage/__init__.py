@@ -1,0 +1,12 @@
+"""Storage and pubsub cache layer for Libervia-style Twisted XMPP backends."""
+
+from pathlib import Path
+
+from sat_storage import _layout
+
+_layout.install(Path(__file__).resolve().parent)
+
+from sat_storage.storage import Storage  # noqa: E402
+
+__all__ = ["Storage"]
+__version__ = "0.1.0"

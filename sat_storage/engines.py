@@ -1,0 +1,160 @@
+"""Engine creation and every SQLite/PostgreSQL difference of the session layer.
+
+SQLite (embedded default): a 0600 file in a 0700 directory, WAL journal, foreign keys,
+a busy timeout, ``BEGIN IMMEDIATE`` transactions and a single database thread, so
+writes are serialised and "database is locked" never reaches a caller.
+PostgreSQL (scale-out): psycopg 3, a small pool and as many database threads.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError
+from sqlalchemy.pool import StaticPool
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+POSTGRESQL_THREADS = 6
+SUPPORTED = ("sqlite", "postgresql")
+
+
+class UnsupportedDatabase(ValueError):
+    """The database URL names an engine this package does not support."""
+
+
+def parse_url(url: str | URL) -> URL:
+    """Parse and normalise a database URL (``postgresql://`` means psycopg 3)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise UnsupportedDatabase(f"malformed database URL: {url!r}") from None
+    if parsed.get_backend_name() not in SUPPORTED:
+        raise UnsupportedDatabase(
+            f"unsupported database {parsed.get_backend_name()!r} in URL "
+            f"{parsed.render_as_string(hide_password=True)!r}: use sqlite or postgresql"
+        )
+    if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() != "psycopg":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def is_sqlite(engine_or_url: Engine | URL) -> bool:
+    """True for SQLite engines and URLs."""
+    url = engine_or_url.url if isinstance(engine_or_url, Engine) else engine_or_url
+    return url.get_backend_name() == "sqlite"
+
+
+def sqlite_path(url: URL) -> Path | None:
+    """File of a SQLite URL, or None for an in-memory database."""
+    database = url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def _prepare_sqlite_file(path: Path) -> None:
+    """Create the directory (0700) and the file (0600) before SQLite does."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not path.exists():
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    """Per-connection pragmas and explicit ``BEGIN IMMEDIATE`` transactions."""
+
+    @event.listens_for(engine, "connect")
+    def on_connect(dbapi_connection: sqlite3.Connection, _record: object) -> None:
+        # Let SQLAlchemy emit BEGIN itself (pysqlite's implicit BEGIN is deferred).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def on_begin(connection: sa.Connection) -> None:
+        # Take the write lock up front: a deferred transaction that later writes
+        # can fail with SQLITE_BUSY without waiting for the busy timeout.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def create_engine(url: str | URL) -> Engine:
+    """Engine for ``url``, with this package's settings for its dialect."""
+    parsed = parse_url(url)
+    if is_sqlite(parsed):
+        path = sqlite_path(parsed)
+        if path is None:
+            engine = sa.create_engine(
+                parsed,
+                poolclass=StaticPool,
+                connect_args={"check_same_thread": False},
+            )
+        else:
+            _prepare_sqlite_file(path)
+            engine = sa.create_engine(parsed, pool_size=1, max_overflow=0)
+        _configure_sqlite(engine)
+        return engine
+    return sa.create_engine(
+        parsed,
+        pool_size=POSTGRESQL_THREADS,
+        max_overflow=0,
+        pool_pre_ping=True,
+        connect_args={"connect_timeout": 10},
+    )
+
+
+def thread_count(engine: Engine) -> int:
+    """Database threads: one for SQLite (serialised writes), a pool for PostgreSQL."""
+    return 1 if is_sqlite(engine) else POSTGRESQL_THREADS
+
+
+def is_transient(error: BaseException) -> bool:
+    """True for errors that a new attempt of the same transaction may not hit."""
+    if not isinstance(error, DBAPIError) or error.orig is None:
+        return False
+    orig = error.orig
+    sqlstate = getattr(orig, "sqlstate", None)
+    if sqlstate in ("40001", "40P01"):  # serialization failure, deadlock detected
+        return True
+    if isinstance(orig, sqlite3.OperationalError):
+        message = str(orig).lower()
+        return "database is locked" in message or "database is busy" in message
+    return bool(error.connection_invalidated)
+
+
+def upsert(
+    dialect_name: str,
+    table: sa.Table,
+    index_elements: Sequence[str],
+    update_columns: Iterable[str],
+) -> sa.Insert:
+    """``INSERT … ON CONFLICT (index_elements) DO UPDATE`` of ``update_columns``.
+
+    Execute it with a list of parameter dicts for a bulk upsert.
+    """
+    insert = postgresql.insert if dialect_name == "postgresql" else sqlite.insert
+    stmt = insert(table)
+    return stmt.on_conflict_do_update(
+        index_elements=list(index_elements),
+        set_={name: stmt.excluded[name] for name in update_columns},
+    )
+
+
+def insert_ignore(dialect_name: str, table: sa.Table, index_elements: Sequence[str]) -> sa.Insert:
+    """``INSERT … ON CONFLICT (index_elements) DO NOTHING``."""
+    insert = postgresql.insert if dialect_name == "postgresql" else sqlite.insert
+    return insert(table).on_conflict_do_nothing(index_elements=list(index_elements))
+
+
+def safe_url(url: str | URL) -> str:
+    """The URL as text with its password hidden."""
+    return make_url(url).render_as_string(hide_password=True)

@@ -1,0 +1,35 @@
+"""Errors raised by the storage, the host and the plugins (Libervia's names)."""
+
+
+class StorageError(Exception):
+    """Base of the storage errors."""
+
+
+class ProfileUnknownError(StorageError, KeyError):
+    """The profile named does not exist."""
+
+    def __str__(self) -> str:
+        return f"unknown profile: {self.args[0]!r}" if self.args else "unknown profile"
+
+
+class ConflictError(StorageError):
+    """The object already exists (a profile, an analyser, …)."""
+
+
+class NotFound(StorageError, KeyError):
+    """The requested object does not exist."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "not found"
+
+
+class DatabaseNewerError(StorageError):
+    """The database was migrated by a newer version of the code: it is not touched."""
+
+
+class UnknownDatabaseError(StorageError):
+    """The database holds tables but no revision this package knows how to handle."""
+
+
+class CancelError(Exception):
+    """A trigger or an operation cancelled the action."""

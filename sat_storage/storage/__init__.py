@@ -1,0 +1,92 @@
+"""The storage object: every table family behind one Deferred-returning API."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from twisted.internet import defer
+
+from sat_storage import engines, migration
+from sat_storage.config import Config, resolve_db_url
+from sat_storage.gateway import Gateway, GatewayClosed
+from sat_storage.migration import SchemaState
+from sat_storage.storage.files import FilesStore
+from sat_storage.storage.generic import GenericStore
+from sat_storage.storage.history import HistoryStore
+from sat_storage.storage.params import ParamsStore
+from sat_storage.storage.private import PrivateStore
+from sat_storage.storage.profiles import ProfilesStore
+from sat_storage.storage.pubsub import PubsubStore
+from sat_storage.storage.search import SearchStore
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Storage"]
+
+
+class Storage(
+    ProfilesStore,
+    ParamsStore,
+    PrivateStore,
+    HistoryStore,
+    FilesStore,
+    PubsubStore,
+    SearchStore,
+    GenericStore,
+):
+    """All persistent data of the backend, in a SQLAlchemy database.
+
+    ``Storage(db_url)``: the URL is the argument, else ``$SAT_STORAGE_DB_URL``, else
+    the config file's ``[storage] db_url``, else SQLite in the XDG data directory.
+    Call :meth:`initialise` before use and :meth:`close` at the end.
+    """
+
+    def __init__(
+        self, db_url: str | None = None, config: Config | None = None, reactor: Any = None
+    ) -> None:
+        self.db_url = str(engines.parse_url(resolve_db_url(db_url, config)))
+        self.reactor = reactor
+        self.profiles = {}
+        self.components = {}
+        self.schema_state: SchemaState | None = None
+        self.initialised: defer.Deferred[None] = defer.Deferred()
+
+    def __repr__(self) -> str:
+        return f"<Storage {engines.safe_url(self.db_url)}>"
+
+    @defer.inlineCallbacks
+    def initialise(self) -> defer.Deferred[None]:
+        """Open the database, create/upgrade its schema (or refuse it), load profiles."""
+        engine = engines.create_engine(self.db_url)
+        self.db = Gateway(engine, self.reactor)
+        try:
+            self.schema_state = yield self.db.run_with_connection(migration.initialise_schema)
+            self.profiles, self.components = yield self.db.run(self.load_profiles_txn)
+            yield self.on_initialised()
+        except BaseException:
+            yield self.db.close()
+            raise
+        log.info("storage ready: %s (%s)", engines.safe_url(self.db_url), self.schema_state)
+        if not self.initialised.called:
+            self.initialised.callback(None)
+
+    def on_initialised(self) -> Any:
+        """Hook run once the schema is ready (for table families needing start-up work)."""
+        return None
+
+    def close(self) -> defer.Deferred[None]:
+        """Wait for pending work, stop the database threads and dispose the engine."""
+        db = getattr(self, "db", None)
+        if db is None:
+            return defer.succeed(None)
+        return db.close()
+
+    @property
+    def closed(self) -> bool:
+        """True once closed (or never initialised)."""
+        db = getattr(self, "db", None)
+        return db is None or db.closed
+
+
+__all__ += ["GatewayClosed"]

@@ -1,0 +1,1 @@
+"""Trial test suite of sat_storage."""
