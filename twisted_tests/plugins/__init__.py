@@ -1,0 +1,1 @@
+"""Tests of the plugins (XEP-0059, XEP-0060)."""
