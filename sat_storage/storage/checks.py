@@ -1,0 +1,105 @@
+"""Argument checks shared by the table families (run in the reactor thread).
+
+Each check raises a clear ``TypeError``/``ValueError`` naming the culprit, so bad
+input is refused before any database work starts.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from typing import Any, TypeVar
+
+from twisted.words.protocols.jabber.jid import JID
+
+from sat_storage.storage.base import check_type
+
+T = TypeVar("T")
+
+# Bound parameters per IN list: well under SQLite's limit on variables per statement.
+IN_BATCH = 500
+
+
+def check_text(name: str, value: object, optional: bool = False) -> None:
+    """``value`` must be a ``str`` (or None when ``optional``) without NUL characters.
+
+    PostgreSQL refuses NUL in text, so it is refused on every engine.
+    """
+    if optional and value is None:
+        return
+    check_type(name, value, str)
+    if "\x00" in value:  # type: ignore[operator]
+        raise ValueError(f"{name} must not contain NUL characters: {value!r}")
+
+
+def check_texts(name: str, values: object) -> list[str]:
+    """A list of the strings of ``values`` (any iterable but a string), each checked."""
+    if isinstance(values, str | bytes) or not hasattr(values, "__iter__"):
+        raise TypeError(f"{name} must be an iterable of str, got {type(values).__name__}")
+    result = list(values)  # type: ignore[call-overload]
+    for index, value in enumerate(result):
+        check_text(f"{name}[{index}]", value)
+    return result
+
+
+def check_jid(name: str, value: object, optional: bool = False) -> None:
+    """``value`` must be a twisted ``JID`` (or None when ``optional``)."""
+    if optional and value is None:
+        return
+    check_type(name, value, JID)
+
+
+def check_number(name: str, value: object, optional: bool = False) -> None:
+    """``value`` must be a finite int or float (not a bool), or None when ``optional``."""
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}: {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+
+
+def check_json(name: str, value: Any) -> None:
+    """``value`` must round-trip through JSON: ``TypeError`` naming ``name`` otherwise.
+
+    Accepted: None, bool, int, finite float, str (without NUL), lists and tuples
+    (given back as lists) and dicts with ``str`` keys, nested.
+    """
+    try:
+        problem = _json_problem(value, "")
+    except RecursionError:
+        problem = "nested too deeply"
+    if problem is not None:
+        raise TypeError(f"{name} is not JSON-serialisable: {problem}")
+
+
+def _json_problem(value: Any, path: str) -> str | None:
+    """Description of the first part of ``value`` JSON cannot hold, or None."""
+    where = f" at {path}" if path else ""
+    if value is None or isinstance(value, bool | int):
+        return None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else f"non-finite float {value!r}{where}"
+    if isinstance(value, str):
+        return None if "\x00" not in value else f"NUL character in string{where}"
+    if isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            problem = _json_problem(item, f"{path}[{index}]")
+            if problem is not None:
+                return problem
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return f"dict key {key!r} is not a str{where}"
+            problem = _json_problem(item, f"{path}[{key!r}]")
+            if problem is not None:
+                return problem
+        return None
+    return f"{type(value).__name__} value {value!r}{where}"
+
+
+def batched(values: Sequence[T], size: int = IN_BATCH) -> Iterator[Sequence[T]]:
+    """``values`` in slices of at most ``size`` (for long IN lists)."""
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
