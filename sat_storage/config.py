@@ -38,12 +38,23 @@ class Config:
         self.parser = configparser.ConfigParser(interpolation=None)
         self.paths = default_config_paths() if paths is None else list(paths)
         for path in self.paths:
-            if must_exist and not path.is_file():
-                raise ConfigError(f"configuration file not found: {path}")
-            try:
-                self.parser.read(path, encoding="utf-8")
-            except configparser.Error as e:
-                raise ConfigError(f"malformed configuration file {path}: {e}") from None
+            if not path.is_file():
+                if must_exist:
+                    raise ConfigError(f"configuration file not found: {path}")
+                continue
+            self._read(path)
+
+    def _read(self, path: Path) -> None:
+        """Read one file; every problem is a :class:`ConfigError` naming it."""
+        try:
+            with open(path, encoding="utf-8") as f:
+                self.parser.read_file(f, source=str(path))
+        except configparser.Error as e:
+            raise ConfigError(f"malformed configuration file {path}: {e}") from None
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"configuration file {path} is not UTF-8 text: {e}") from None
+        except OSError as e:
+            raise ConfigError(f"cannot read configuration file {path}: {e.strerror}") from None
 
     @classmethod
     def from_path(cls, path: str | os.PathLike | None) -> Config:
