@@ -1,0 +1,1 @@
+"""Tests of the ``sat-storage`` command line, run as users run it (a subprocess)."""
