@@ -9,6 +9,7 @@ PostgreSQL (scale-out): psycopg 3, a small pool and as many database threads.
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -23,6 +24,8 @@ from sqlalchemy.pool import StaticPool
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 POSTGRESQL_THREADS = 6
 SUPPORTED = ("sqlite", "postgresql")
+# serialization_failure, deadlock_detected
+TRANSIENT_SQLSTATES = ("40001", "40P01")
 
 
 class UnsupportedDatabase(ValueError):
@@ -30,19 +33,40 @@ class UnsupportedDatabase(ValueError):
 
 
 def parse_url(url: str | URL) -> URL:
-    """Parse and normalise a database URL (``postgresql://`` means psycopg 3)."""
+    """Parse and normalise a database URL (``postgresql://`` means psycopg 3).
+
+    Raise :class:`UnsupportedDatabase`, naming the URL (password hidden), when it is
+    malformed or names an engine or driver this package does not support.
+    """
     try:
         parsed = make_url(url)
-    except ArgumentError:
-        raise UnsupportedDatabase(f"malformed database URL: {url!r}") from None
-    if parsed.get_backend_name() not in SUPPORTED:
+    except (ArgumentError, ValueError, TypeError) as e:
+        raise UnsupportedDatabase(f"malformed database URL {_hidden(url)!r}: {e}") from None
+    backend, driver = parsed.get_backend_name(), parsed.get_driver_name()
+    if backend not in SUPPORTED:
         raise UnsupportedDatabase(
-            f"unsupported database {parsed.get_backend_name()!r} in URL "
-            f"{parsed.render_as_string(hide_password=True)!r}: use sqlite or postgresql"
+            f"unsupported database {backend!r} in URL {safe_url(parsed)!r}: "
+            "use sqlite or postgresql"
         )
-    if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() != "psycopg":
+    if backend == "sqlite" and driver != "pysqlite":
+        raise UnsupportedDatabase(
+            f"unsupported SQLite driver {driver!r} in URL {safe_url(parsed)!r}: "
+            "use sqlite:///PATH (the standard sqlite3 module)"
+        )
+    if backend == "postgresql" and parsed.drivername != "postgresql+psycopg":
         parsed = parsed.set(drivername="postgresql+psycopg")
     return parsed
+
+
+def _hidden(url: object) -> str:
+    """``url`` as text with any password hidden, even when it does not parse."""
+    text = str(url)
+    return re.sub(r"(://[^:/?#@]*:)[^@/?#]*@", r"\1***@", text)
+
+
+def url_text(url: URL) -> str:
+    """The URL as text that connects (password included): never log it."""
+    return url.render_as_string(hide_password=False)
 
 
 def is_sqlite(engine_or_url: Engine | URL) -> bool:
@@ -52,10 +76,18 @@ def is_sqlite(engine_or_url: Engine | URL) -> bool:
 
 
 def sqlite_path(url: URL) -> Path | None:
-    """File of a SQLite URL, or None for an in-memory database."""
+    """File of a SQLite URL, or None for an in-memory database.
+
+    ``sqlite:///file:PATH?uri=true`` URIs name a file too, unless they say
+    ``:memory:`` or ``mode=memory``.
+    """
     database = url.database
-    if not database or database == ":memory:" or database.startswith("file:"):
+    if not database or database == ":memory:":
         return None
+    if database.startswith("file:") and url.query.get("uri") in ("true", "1"):
+        database = database[len("file:") :]
+        if url.query.get("mode") == "memory" or database in ("", ":memory:"):
+            return None
     return Path(database)
 
 
@@ -118,17 +150,28 @@ def thread_count(engine: Engine) -> int:
 
 
 def is_transient(error: BaseException) -> bool:
-    """True for errors that a new attempt of the same transaction may not hit."""
-    if not isinstance(error, DBAPIError) or error.orig is None:
+    """True for errors that a new attempt of the same transaction may not hit.
+
+    Those are a busy/locked SQLite database, a PostgreSQL serialisation failure or
+    deadlock, and a lost connection; the error may come wrapped by SQLAlchemy or raw
+    from the driver.
+    """
+    orig: BaseException | None = error
+    if isinstance(error, DBAPIError):
+        if error.connection_invalidated:
+            return True
+        orig = error.orig
+    if orig is None:
         return False
-    orig = error.orig
-    sqlstate = getattr(orig, "sqlstate", None)
-    if sqlstate in ("40001", "40P01"):  # serialization failure, deadlock detected
+    if getattr(orig, "sqlstate", None) in TRANSIENT_SQLSTATES:
         return True
     if isinstance(orig, sqlite3.OperationalError):
+        code = getattr(orig, "sqlite_errorcode", None)
+        if code is not None:
+            return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
         message = str(orig).lower()
         return "database is locked" in message or "database is busy" in message
-    return bool(error.connection_invalidated)
+    return False
 
 
 def upsert(
@@ -156,5 +199,8 @@ def insert_ignore(dialect_name: str, table: sa.Table, index_elements: Sequence[s
 
 
 def safe_url(url: str | URL) -> str:
-    """The URL as text with its password hidden."""
-    return make_url(url).render_as_string(hide_password=True)
+    """The URL as text with its password hidden (also when it does not parse)."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError, TypeError):
+        return _hidden(url)

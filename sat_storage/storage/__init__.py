@@ -45,7 +45,7 @@ class Storage(
     def __init__(
         self, db_url: str | None = None, config: Config | None = None, reactor: Any = None
     ) -> None:
-        self.db_url = str(engines.parse_url(resolve_db_url(db_url, config)))
+        self.db_url = engines.url_text(engines.parse_url(resolve_db_url(db_url, config)))
         self.reactor = reactor
         self.profiles = {}
         self.components = {}
