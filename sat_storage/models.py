@@ -27,6 +27,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from twisted.words.xish import domish
+
+from sat_storage.xml_tools import parse_xml, to_xml
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -73,6 +76,32 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class XmlElement(TypeDecorator[domish.Element]):
+    """An XML element, stored as text; loaded as a ``domish.Element``.
+
+    Binds a ``domish.Element`` (serialised like ``toXml()``) or a ``str`` of XML
+    (checked to be one well-formed element).
+    """
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(
+        self, value: domish.Element | str | None, dialect: Dialect
+    ) -> str | None:
+        if value is None:
+            return None
+        if isinstance(value, domish.Element):
+            return to_xml(value)
+        if isinstance(value, str):
+            parse_xml(value)
+            return value
+        raise TypeError(f"expected a domish.Element or XML text, got {type(value).__name__}")
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> domish.Element | None:
+        return None if value is None else parse_xml(value)
 
 
 def utcnow() -> datetime:
@@ -376,7 +405,7 @@ class PubsubItem(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     node_id: Mapped[int] = mapped_column(ForeignKey("pubsub_nodes.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(Text)
-    data: Mapped[str] = mapped_column(Text)
+    data: Mapped[domish.Element] = mapped_column(XmlElement)  # the <item/> element
     created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     parsed: Mapped[dict[str, Any] | None] = mapped_column(JSONValue)
@@ -408,5 +437,6 @@ __all__ = [
     "SyncState",
     "Thread",
     "UTCDateTime",
+    "XmlElement",
     "utcnow",
 ]
