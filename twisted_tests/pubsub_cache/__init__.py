@@ -1,0 +1,1 @@
+"""Tests of the pubsub cache plugin (PUBSUB_CACHE) and of the microblog analyser."""

@@ -1,0 +1,32 @@
+"""Helpers shared by the pubsub cache tests."""
+
+from __future__ import annotations
+
+import sat_storage.wokkel_compat  # noqa: F401  (before wokkel)
+
+# isort: split
+from twisted.words.xish import domish
+from wokkel.generic import parseXml
+
+NS_PUBSUB = "http://jabber.org/protocol/pubsub"
+NS_ATOM = "http://www.w3.org/2005/Atom"
+
+
+def parse(text: str) -> domish.Element:
+    """One element from its XML text."""
+    element = parseXml(text)
+    if element is None:
+        raise ValueError(f"not one XML element: {text!r}")
+    return element
+
+
+def atom_item(item_id: str | None, title: str = "title", body: str = "body") -> domish.Element:
+    """A pubsub ``<item/>`` holding a small Atom entry (no id attribute if None)."""
+    item = domish.Element((NS_PUBSUB, "item"))
+    if item_id is not None:
+        item["id"] = item_id
+    entry = item.addElement((NS_ATOM, "entry"))
+    entry.addElement("title", content=title)
+    entry.addElement("content", content=body)
+    entry.addElement("published", content="2024-01-02T03:04:05Z")
+    return item
