@@ -27,6 +27,8 @@ T = TypeVar("T")
 
 TRANSIENT_ATTEMPTS = 3
 RETRY_DELAY = 0.05
+THREAD_NAME = "sat_storage-db"
+_PENDING = object()
 
 
 class GatewayClosed(RuntimeError):
@@ -34,7 +36,11 @@ class GatewayClosed(RuntimeError):
 
 
 class Gateway:
-    """Runs transactions in a dedicated thread pool and returns Deferreds."""
+    """Runs transactions in a dedicated thread pool and returns Deferreds.
+
+    The pool is stopped by :meth:`close`, or before the reactor shuts down (pending
+    work is drained first, so its Deferreds still fire in the running reactor).
+    """
 
     def __init__(self, engine: Engine, reactor: Any = None) -> None:
         if reactor is None:
@@ -45,40 +51,62 @@ class Gateway:
         self.reactor = reactor
         self.dialect_name = engine.dialect.name
         self.pool = ThreadPool(
-            minthreads=0, maxthreads=engines.thread_count(engine), name="sat_storage-db"
+            minthreads=0, maxthreads=engines.thread_count(engine), name=THREAD_NAME
         )
-        self._pending: set[defer.Deferred[Any]] = set()
-        self._shutdown_trigger: Any = None
+        self._pending = 0
+        self._drained: list[defer.Deferred[None]] = []
         self._closed = False
+        self._close_waiters: list[defer.Deferred[None]] = []
+        self._close_outcome: object = _PENDING
         self.pool.start()
-        self._shutdown_trigger = reactor.addSystemEventTrigger(
-            "during", "shutdown", self._stop_pool
+        self._shutdown_trigger: Any = reactor.addSystemEventTrigger(
+            "before", "shutdown", self._on_shutdown
         )
 
     @property
     def closed(self) -> bool:
-        """True once :meth:`close` was called."""
+        """True once :meth:`close` was called (no new work is accepted)."""
         return self._closed
 
     def _defer(self, work: Callable[[], T]) -> defer.Deferred[T]:
         if self._closed:
             return defer.fail(GatewayClosed("the storage is closed"))
-        d = threads.deferToThreadPool(self.reactor, self.pool, work)
-        self._pending.add(d)
-
-        def forget(result: object) -> object:
-            self._pending.discard(d)
-            return result
-
-        d.addBoth(forget)
+        self._pending += 1
+        try:
+            d = threads.deferToThreadPool(self.reactor, self.pool, work)
+        except BaseException:
+            self._done()
+            raise
+        # Count the work as done once it has finished in its thread, without adding
+        # anything to the caller's Deferred (its result and errors stay the caller's).
+        d.addBoth(self._done_passthrough)
         return d
+
+    def _done_passthrough(self, result: T) -> T:
+        self._done()
+        return result
+
+    def _done(self) -> None:
+        self._pending -= 1
+        if self._pending == 0:
+            waiters, self._drained = self._drained, []
+            for waiter in waiters:
+                waiter.callback(None)
+
+    def _wait_drained(self) -> defer.Deferred[None]:
+        if self._pending == 0:
+            return defer.succeed(None)
+        waiter: defer.Deferred[None] = defer.Deferred()
+        self._drained.append(waiter)
+        return waiter
 
     def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> defer.Deferred[T]:
         """Run ``fn(session, *args, **kwargs)`` in one transaction, in a DB thread.
 
         Commit when it returns, roll back when it raises. Transient errors (locked
-        SQLite file, PostgreSQL serialisation failure or deadlock) roll back and
-        retry the whole function a few times; every other error is passed on.
+        SQLite file, PostgreSQL serialisation failure or deadlock, lost connection)
+        roll back and retry the whole function, at most ``TRANSIENT_ATTEMPTS`` times
+        in all; every other error is passed on at once.
         """
 
         def transaction() -> T:
@@ -114,23 +142,38 @@ class Gateway:
         with self.engine.connect() as connection:
             return fn(connection)
 
-    def _stop_pool(self) -> None:
-        if self.pool.started:
-            self.pool.stop()
+    def close(self) -> defer.Deferred[None]:
+        """Refuse new work, wait for pending work, stop the threads, dispose the engine.
 
-    @defer.inlineCallbacks
-    def close(self) -> Any:
-        """Refuse new work, wait for pending work, stop the threads, dispose the engine."""
-        if self._closed:
-            return
-        self._closed = True
-        while self._pending:
-            yield defer.DeferredList(list(self._pending), consumeErrors=True)
+        Every call (also one made while closing) returns a Deferred that fires once all
+        of that is done.
+        """
+        waiter: defer.Deferred[None] = defer.Deferred()
+        self._close_waiters.append(waiter)
+        if not self._closed:
+            self._closed = True
+            defer.ensureDeferred(self._close()).addBoth(self._close_finished)
+        elif self._close_outcome is not _PENDING:
+            self._close_finished(self._close_outcome)
+        return waiter
+
+    def _close_finished(self, outcome: object) -> None:
+        self._close_outcome = outcome
+        waiters, self._close_waiters = self._close_waiters, []
+        for waiter in waiters:
+            waiter.callback(outcome)
+
+    async def _close(self) -> None:
+        await self._wait_drained()
         if self._shutdown_trigger is not None:
             try:
                 self.reactor.removeSystemEventTrigger(self._shutdown_trigger)
             except (ValueError, KeyError):
-                pass
+                pass  # already fired: we are closing because the reactor shuts down
             self._shutdown_trigger = None
-        self._stop_pool()
+        self.pool.stop()
         self.engine.dispose()
+
+    def _on_shutdown(self) -> defer.Deferred[None]:
+        self._shutdown_trigger = None
+        return self.close()
