@@ -77,8 +77,8 @@ class Gateway:
         except BaseException:
             self._done()
             raise
-        # Count the work as done once it has finished in its thread, without adding
-        # anything to the caller's Deferred (its result and errors stay the caller's).
+        # Count the work as done when it has finished, with a pass-through callback
+        # (no DeferredList on the caller's Deferred: its result and errors stay its own).
         d.addBoth(self._done_passthrough)
         return d
 
