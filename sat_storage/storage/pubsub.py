@@ -417,18 +417,73 @@ class PubsubStore(StorageBase):
 
     @defer.inlineCallbacks
     def update_pubsub_node_sync_state(
-        self, node: PubsubNode, state: SyncState
+        self, node: PubsubNode, state: SyncState | None
     ) -> defer.Deferred[None]:
         """Set the node's sync state (and ``sync_state_updated`` to now), also on ``node``.
 
-        ``NotFound`` when the node was deleted meanwhile.
+        ``None`` means never synchronised (as a new node). ``NotFound`` when the node
+        was deleted meanwhile.
         """
         node = _check_node(node)
-        check_type("state", state, SyncState)
+        if state is not None:
+            check_type("state", state, SyncState)
         updated = time.time()
         yield self.db.run(self.update_pubsub_node_sync_state_txn, node.id, state, updated)
         node.sync_state = state
         node.sync_state_updated = updated
+
+    @staticmethod
+    def get_pubsub_nodes_txn(session: Session, filters: Filters) -> list[PubsubNode]:
+        found: dict[int, PubsubNode] = {}
+        for clauses in _in_filters(filters):
+            for node in session.scalars(select(PubsubNode).where(*clauses)):
+                found[node.id] = node
+        return [found[node_id] for node_id in sorted(found)]
+
+    def get_pubsub_nodes(
+        self,
+        profiles: list[str] | None = None,
+        services: list[jid.JID] | None = None,
+        names: list[str] | None = None,
+        types: list[str | None] | None = None,
+        subtypes: list[str | None] | None = None,
+        sync_states: list[SyncState | None] | None = None,
+    ) -> defer.Deferred[list[PubsubNode]]:
+        """The cached nodes matching every filter, oldest first (items not loaded).
+
+        Filters as in :meth:`purge_pubsub_items` (None: no filter; a None in
+        ``types``, ``subtypes`` or ``sync_states`` matches nodes without one).
+        """
+        return defer.maybeDeferred(
+            self._get_pubsub_nodes, profiles, services, names, types, subtypes, sync_states
+        )
+
+    def _get_pubsub_nodes(
+        self,
+        profiles: object,
+        services: object,
+        names: object,
+        types: object,
+        subtypes: object,
+        sync_states: object,
+    ) -> defer.Deferred[list[PubsubNode]]:
+        if sync_states is not None:
+            check_type("sync_states", sync_states, list, tuple, set, frozenset)
+            for index, state in enumerate(sync_states):  # type: ignore[arg-type]
+                if state is not None:
+                    check_type(f"sync_states[{index}]", state, SyncState)
+            sync_states = list(sync_states)  # type: ignore[call-overload]
+        filters = [
+            (PubsubNode.profile_id, self._profile_ids(profiles)),
+            (PubsubNode.service, self._services(services)),
+            (PubsubNode.name, _str_list("names", names)),
+            (PubsubNode.type_, _str_list("types", types, allow_none=True)),
+            (PubsubNode.subtype, _str_list("subtypes", subtypes, allow_none=True)),
+            (PubsubNode.sync_state, sync_states),
+        ]
+        if any(values == [] for _, values in filters):
+            return defer.succeed([])
+        return self.db.run(self.get_pubsub_nodes_txn, filters)
 
     @staticmethod
     def delete_pubsub_node_txn(session: Session, filters: Filters) -> int:
