@@ -1,9 +1,462 @@
-"""Search of cached pubsub items (full text and parsed data)."""
+"""Search of cached pubsub items: full text, node filters, parsed-data filters, order.
+
+The query is a dict (DESIGN.md §7). Every key is optional except the scope:
+
+``profiles``
+    names of the profiles whose cache may be read: the caller's scope, required.
+    Only ``search_pubsub_items(query, all_profiles=True)`` (an explicit admin call)
+    searches every profile; ``profiles`` then narrows it.
+``fts``
+    full-text query (syntax in :mod:`sat_storage.fts`).
+``nodes``, ``services``, ``names``
+    node names, services (``str`` or ``JID``), item names.
+``types``, ``subtypes``
+    node types/subtypes; ``None`` in the list matches a node without one.
+``parsed``
+    list of filters ``{"path": [...], "op": ..., "value": ...}`` on the parsed data.
+``order-by``
+    list of ``{"order": "creation"|"modification"|"item_id"|"rank"}`` or
+    ``{"path": [...]}``, each with an optional ``"direction": "asc"|"desc"``
+    (default asc). Default order: ``rank`` with ``fts``, else ``creation``; ties are
+    broken by creation order.
+``index``, ``limit``
+    offset and maximum number of results (``limit`` None: all).
+
+A list filter matches the items whose value is in the list (an empty list matches
+nothing); a missing key (or None) does not filter.
+
+Parsed data. A path is a non-empty list of object keys (``str``) and array indexes
+(``int``, negative from the end). Filters are typed: a value is compared only with
+values of the same JSON type (numbers as numbers, strings by code point, booleans),
+so ``{"op": ">", "value": 3}`` never matches the string ``"5"``. Operators:
+``==``/``eq`` (``None`` matches JSON null), ``>``/``gt``, ``>=``/``ge``, ``<``/``lt``
+(strictly less), ``<=``/``le``, ``between`` (``[low, high]``, inclusive), ``in``
+(list), ``like``/``ilike`` (SQL patterns: ``%``, ``_``, ``\\`` escapes), ``overlap``
+and ``ioverlap`` (the array at the path shares an element with the list; a scalar
+counts as a one-element array). The negated operators ``!=``/``ne``, ``not_in``,
+``not_like``, ``not_ilike``, ``disjoint`` and ``idisjoint`` match exactly the items
+their positive twin does not match, items without a value at the path included.
+Case-insensitive operators fold ASCII letters only on SQLite, all letters on
+PostgreSQL.
+
+Sorting by a path: numbers (numerically), then strings (by code point), then
+booleans (false first), then arrays and objects; items without a value (or JSON
+null) come last in both directions. ``desc`` reverses the rest.
+
+Bad input (unknown key, operator, order or direction; malformed path; value of the
+wrong type; bad full-text syntax) raises ``ValueError`` naming the culprit before
+the database is touched; the caller's dict is never modified. Unknown profiles
+raise ``ProfileUnknownError``.
+"""
 
 from __future__ import annotations
 
+import math
+import operator
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Session, contains_eager
+from twisted.internet import defer
+from twisted.words.protocols.jabber.jid import JID
+
+from sat_storage import fts
+from sat_storage.models import PubsubItem, PubsubNode
 from sat_storage.storage.base import StorageBase
+
+__all__ = ["QUERY_KEYS", "SearchStore", "build_search"]
+
+QUERY_KEYS = (
+    "fts", "profiles", "nodes", "services", "types", "subtypes", "names", "parsed",
+    "order-by", "index", "limit",
+)  # fmt: skip
+OPERATORS = {
+    "==": "eq", "eq": "eq", "!=": "ne", "ne": "ne", ">": "gt", "gt": "gt",
+    ">=": "ge", "ge": "ge", "<": "lt", "lt": "lt", "<=": "le", "le": "le",
+    "between": "between", "in": "in", "not_in": "not_in", "overlap": "overlap",
+    "ioverlap": "ioverlap", "disjoint": "disjoint", "idisjoint": "idisjoint",
+    "like": "like", "ilike": "ilike", "not_like": "not_like", "not_ilike": "not_ilike",
+}  # fmt: skip
+NEGATIONS = {
+    "ne": "eq", "not_in": "in", "not_like": "like", "not_ilike": "ilike",
+    "disjoint": "overlap", "idisjoint": "ioverlap",
+}  # fmt: skip
+COMPARISONS: dict[str, Callable[[Any, Any], Any]] = {
+    "eq": operator.eq, "gt": operator.gt, "ge": operator.ge, "lt": operator.lt,
+    "le": operator.le,
+}  # fmt: skip
+ORDERS = ("creation", "modification", "item_id", "rank")
+# Sort order of the JSON kinds of a parsed value (null and missing: last).
+KIND_ORDER = ("number", "string", "boolean", "array", "object")
+
+
+# --- reading JSON in SQL: the dialect differences ------------------------------------
+
+
+@dataclass(frozen=True)
+class _Scalar:
+    """A JSON value in SQL: its engine type name and its engine representation."""
+
+    kind: sa.ColumnElement[Any]
+    raw: sa.ColumnElement[Any]
+
+
+class _SQLiteJSON:
+    """JSON1 functions on the JSON text of ``parsed``."""
+
+    kinds = {
+        "number": ("integer", "real"), "string": ("text",), "boolean": ("true", "false"),
+        "null": ("null",), "array": ("array",), "object": ("object",),
+    }  # fmt: skip
+
+    @staticmethod
+    def _path(path: Sequence[str | int]) -> str:
+        parts = ["$"]
+        for step in path:
+            if isinstance(step, str):
+                parts.append(f'."{step}"')
+            else:
+                parts.append(f"[{step}]" if step >= 0 else f"[#{step}]")
+        return "".join(parts)
+
+    def at(self, path: Sequence[str | int]) -> _Scalar:
+        bound = sa.literal(self._path(path), sa.Text)
+        return _Scalar(
+            sa.func.json_type(PubsubItem.parsed, bound),
+            sa.func.json_extract(PubsubItem.parsed, bound),
+        )
+
+    def elements(self, path: Sequence[str | int]) -> tuple[sa.FromClause, _Scalar]:
+        each = sa.func.json_each(PubsubItem.parsed, sa.literal(self._path(path), sa.Text))
+        table = each.table_valued("value", "type")
+        return table, _Scalar(table.c.type, table.c.value)
+
+    def typed(self, scalar: _Scalar, kind: str) -> sa.ColumnElement[Any]:
+        """The value when its JSON kind is ``kind`` (number/string/boolean), else NULL."""
+        return sa.case((scalar.kind.in_(self.kinds[kind]), scalar.raw))
+
+    @staticmethod
+    def like(expr: sa.ColumnElement[Any], pattern: str, icase: bool) -> sa.ColumnElement[bool]:
+        if icase:  # SQLite's LIKE ignores ASCII case
+            return expr.like(pattern, escape="\\")
+        return expr.op("GLOB")(_like_to_glob(pattern))
+
+
+class _PostgreSQLJSON:
+    """jsonb operators on ``parsed``."""
+
+    kinds = {
+        "number": ("number",), "string": ("string",), "boolean": ("boolean",),
+        "null": ("null",), "array": ("array",), "object": ("object",),
+    }  # fmt: skip
+    _casts = {"number": sa.Numeric(), "boolean": sa.Boolean()}
+
+    def at(self, path: Sequence[str | int]) -> _Scalar:
+        node: sa.ColumnElement[Any] = sa.type_coerce(PubsubItem.parsed, JSONB)
+        for step in path:
+            key = sa.literal(step, sa.Text if isinstance(step, str) else sa.Integer)
+            node = node.op("->", return_type=JSONB)(key)
+        return _Scalar(sa.func.jsonb_typeof(node), node)
+
+    def elements(self, path: Sequence[str | int]) -> tuple[sa.FromClause, _Scalar]:
+        node = self.at(path)
+        array = sa.case(
+            (node.kind == "array", node.raw),
+            (node.raw.is_(None), sa.cast(sa.literal("[]"), JSONB)),
+            else_=sa.func.jsonb_build_array(node.raw),
+        )
+        table = sa.func.jsonb_array_elements(array).table_valued("value")
+        return table, _Scalar(sa.func.jsonb_typeof(table.c.value), table.c.value)
+
+    def typed(self, scalar: _Scalar, kind: str) -> sa.ColumnElement[Any]:
+        """The value when its JSON kind is ``kind`` (number/string/boolean), else NULL."""
+        text = scalar.raw.op("#>>", return_type=sa.Text)(sa.literal_column("'{}'"))
+        value = sa.collate(text, "C") if kind == "string" else sa.cast(text, self._casts[kind])
+        return sa.case((scalar.kind == self.kinds[kind][0], value))
+
+    @staticmethod
+    def like(expr: sa.ColumnElement[Any], pattern: str, icase: bool) -> sa.ColumnElement[bool]:
+        return expr.ilike(pattern, escape="\\") if icase else expr.like(pattern, escape="\\")
+
+
+def _like_to_glob(pattern: str) -> str:
+    """A LIKE pattern (``%``, ``_``, ``\\`` escape) as the equivalent GLOB pattern."""
+    out = []
+    chars = iter(pattern)
+    for char in chars:
+        if char == "\\":
+            char = next(chars, "")
+        elif char in "%_":
+            out.append("*" if char == "%" else "?")
+            continue
+        out.append(f"[{char}]" if char in "*?[" else char)
+    return "".join(out)
+
+
+_JSON = {"sqlite": _SQLiteJSON(), "postgresql": _PostgreSQLJSON()}
+
+
+# --- validation and compilation --------------------------------------------------------
+
+
+def _sequence(name: str, value: object) -> Sequence[Any]:
+    if not isinstance(value, list | tuple):
+        raise ValueError(f"{name} must be a list, got {type(value).__name__}: {value!r}")
+    return value
+
+
+def _texts(name: str, value: object, allow_none: bool = False) -> list[str | None]:
+    result: list[str | None] = []
+    for i, item in enumerate(_sequence(name, value)):
+        if isinstance(item, JID) and name == "services":
+            item = item.full()
+        if not (isinstance(item, str) or (allow_none and item is None)):
+            expected = "str or None" if allow_none else "str"
+            raise ValueError(f"{name}[{i}] must be {expected}, got {item!r}")
+        result.append(item)
+    return result
+
+
+def _in_list(column: sa.ColumnElement[Any], values: list[str | None]) -> sa.ColumnElement[bool]:
+    """``column IN values``; ``None`` in ``values`` matches NULL."""
+    present = [v for v in values if v is not None]
+    conditions = [column.in_(present)] if present else []
+    if None in values:
+        conditions.append(column.is_(None))
+    return sa.or_(*conditions) if conditions else sa.false()
+
+
+def _count(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+    return value
+
+
+def _path(name: str, value: object) -> tuple[str | int, ...]:
+    path = tuple(_sequence(name, value))
+    if not path:
+        raise ValueError(f"{name} must not be empty")
+    for i, step in enumerate(path):
+        if isinstance(step, str):
+            if any(c in step for c in '"\\\x00'):
+                raise ValueError(f"{name}[{i}]: keys with '\"', '\\' or NUL are not supported")
+        elif isinstance(step, bool) or not isinstance(step, int):
+            raise ValueError(f"{name}[{i}] must be a str key or an int index, got {step!r}")
+    return path
+
+
+def _kind(name: str, value: object, allowed: Sequence[str]) -> str:
+    """JSON kind of a filter value, which must be one of ``allowed``."""
+    if value is None:
+        kind = "null"
+    elif isinstance(value, bool):
+        kind = "boolean"
+    elif isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise ValueError(f"{name} must be a finite number, got {value!r}")
+        kind = "number"
+    elif isinstance(value, str):
+        kind = "string"
+    else:
+        kind = type(value).__name__
+    if kind not in allowed:
+        raise ValueError(f"{name} must be a {' or '.join(allowed)} value here, got {value!r}")
+    return kind
+
+
+_SCALARS = ("number", "string", "boolean", "null")
+_ORDERED = ("number", "string")
+
+
+def _parsed_filter(name: str, spec: object, dialect: str) -> sa.ColumnElement[bool]:
+    if not isinstance(spec, Mapping):
+        raise ValueError(f"{name} must be a dict with path, op and value, got {spec!r}")
+    keys = {"path", "op", "value"}
+    if set(spec) != keys:
+        wrong = sorted(map(str, set(spec) - keys)) or sorted(keys - set(spec))
+        raise ValueError(f"{name} must have exactly the keys path, op and value: {wrong}")
+    path = _path(f"{name}.path", spec["path"])
+    op = spec["op"]
+    if not isinstance(op, str) or op not in OPERATORS:
+        raise ValueError(f"{name}.op: unknown operator {op!r} (one of {', '.join(OPERATORS)})")
+    op = OPERATORS[op]
+    base = NEGATIONS.get(op, op)
+    condition = _condition(f"{name}.value", base, spec["value"], path, _JSON[dialect])
+    if op in NEGATIONS:
+        return sa.not_(sa.func.coalesce(condition, sa.false()))
+    return condition
+
+
+def _condition(
+    name: str, op: str, value: Any, path: Sequence[str | int], json: Any
+) -> sa.ColumnElement[bool]:
+    if op in ("overlap", "ioverlap"):
+        values = list(_sequence(name, value))
+        kinds = [_kind(f"{name}[{i}]", v, _ORDERED) for i, v in enumerate(values)]
+        table, element = json.elements(path)
+        return sa.exists().select_from(table).where(_one_of(json, element, values, kinds, op))
+    scalar = json.at(path)
+    if op == "in":
+        values = list(_sequence(name, value))
+        kinds = [_kind(f"{name}[{i}]", v, _SCALARS) for i, v in enumerate(values)]
+        return _one_of(json, scalar, values, kinds, op)
+    if op == "between":
+        bounds = _sequence(name, value)
+        if len(bounds) != 2:
+            raise ValueError(f"{name} must be a [low, high] list, got {value!r}")
+        kinds = {_kind(f"{name}[{i}]", v, _ORDERED) for i, v in enumerate(bounds)}
+        if len(kinds) != 1:
+            raise ValueError(f"{name}: both bounds must be numbers or both strings: {value!r}")
+        return json.typed(scalar, kinds.pop()).between(*bounds)
+    if op in ("like", "ilike"):
+        _kind(name, value, ("string",))
+        if value.replace("\\\\", "").endswith("\\"):
+            raise ValueError(f"{name}: pattern ends with an escape character: {value!r}")
+        return json.like(json.typed(scalar, "string"), value, icase=op == "ilike")
+    kind = _kind(name, value, _SCALARS if op == "eq" else _ORDERED)
+    if kind == "null":
+        return scalar.kind.in_(json.kinds["null"])
+    return COMPARISONS[op](json.typed(scalar, kind), value)
+
+
+def _one_of(
+    json: Any, scalar: _Scalar, values: list[Any], kinds: list[str], op: str
+) -> sa.ColumnElement[bool]:
+    """``scalar`` equals one of ``values`` (of the same kind; ``ioverlap``: any case)."""
+    conditions = []
+    for kind in dict.fromkeys(kinds):
+        same = [v for v, k in zip(values, kinds, strict=True) if k == kind]
+        if kind == "null":
+            conditions.append(scalar.kind.in_(json.kinds["null"]))
+            continue
+        typed = json.typed(scalar, kind)
+        if op == "ioverlap" and kind == "string":
+            typed, same = sa.func.lower(typed), [v.lower() for v in same]
+        conditions.append(typed.in_(same))
+    return sa.or_(*conditions) if conditions else sa.false()
+
+
+def _order_by(
+    name: str, spec: object, dialect: str, rank: sa.ColumnElement[Any] | None
+) -> list[sa.ColumnElement[Any]]:
+    if not isinstance(spec, Mapping):
+        raise ValueError(f"{name} must be a dict, got {spec!r}")
+    unknown = set(spec) - {"order", "path", "direction"}
+    if unknown:
+        raise ValueError(f"{name}: unknown keys {sorted(map(str, unknown))}")
+    direction = spec.get("direction", "asc")
+    if not isinstance(direction, str) or direction.lower() not in ("asc", "desc"):
+        raise ValueError(f"{name}.direction must be 'asc' or 'desc', got {direction!r}")
+    desc = direction.lower() == "desc"
+
+    def directed(expr: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+        return expr.desc() if desc else expr.asc()
+
+    if ("order" in spec) == ("path" in spec):
+        raise ValueError(f"{name} must have either 'order' or 'path'")
+    if "order" in spec:
+        order = spec["order"]
+        if order not in ORDERS:
+            raise ValueError(f"{name}.order: unknown order {order!r} (one of {', '.join(ORDERS)})")
+        if order == "rank":
+            if rank is None:
+                raise ValueError(f"{name}: order 'rank' needs an 'fts' query")
+            return [directed(rank)]
+        if order == "modification":
+            return [directed(PubsubItem.updated)]
+        if order == "item_id":
+            item_id = sa.collate(PubsubItem.name, "C") if dialect != "sqlite" else PubsubItem.name
+            return [directed(item_id)]
+        return [directed(PubsubItem.id)]
+    json = _JSON[dialect]
+    scalar = json.at(_path(f"{name}.path", spec["path"]))
+    kind_rank = sa.case(
+        *((scalar.kind.in_(json.kinds[k]), i) for i, k in enumerate(KIND_ORDER)), else_=None
+    )
+    keys = [kind_rank.is_(None).asc(), directed(kind_rank)]
+    keys += [directed(json.typed(scalar, kind)) for kind in ("number", "string", "boolean")]
+    return keys
+
+
+def build_search(
+    query: Mapping[str, Any], profile_ids: Sequence[int] | None, dialect: str
+) -> sa.Select[tuple[PubsubItem]]:
+    """The statement of a search; ``profile_ids`` None: every profile.
+
+    Validates ``query`` (``ValueError`` naming the culprit) without touching it.
+    """
+    if not isinstance(query, Mapping):
+        raise ValueError(f"the search query must be a dict, got {type(query).__name__}")
+    unknown = [k for k in query if k not in QUERY_KEYS]
+    if unknown:
+        raise ValueError(f"unknown search keys {unknown} (known: {', '.join(QUERY_KEYS)})")
+    stmt = sa.select(PubsubItem).join(PubsubItem.node).options(contains_eager(PubsubItem.node))
+    if profile_ids is not None:
+        stmt = stmt.where(PubsubNode.profile_id.in_(profile_ids))
+    for key, column in (
+        ("nodes", PubsubNode.name),
+        ("services", PubsubNode.service),
+        ("names", PubsubItem.name),
+        ("types", PubsubNode.type_),
+        ("subtypes", PubsubNode.subtype),
+    ):
+        if query.get(key) is not None:
+            values = _texts(key, query[key], allow_none=key in ("types", "subtypes"))
+            stmt = stmt.where(_in_list(column, values))
+    if query.get("parsed") is not None:
+        for i, spec in enumerate(_sequence("parsed", query["parsed"])):
+            stmt = stmt.where(_parsed_filter(f"parsed[{i}]", spec, dialect))
+    rank = None
+    if query.get("fts") is not None:
+        stmt, rank = fts.match(stmt, fts.parse_query(query["fts"]), dialect)
+    order_by = query.get("order-by")
+    if order_by is None:
+        order_by = [{"order": "rank" if rank is not None else "creation"}]
+    for i, spec in enumerate(_sequence("order-by", order_by)):
+        stmt = stmt.order_by(*_order_by(f"order-by[{i}]", spec, dialect, rank))
+    stmt = stmt.order_by(PubsubItem.id)
+    if query.get("index") is not None:
+        stmt = stmt.offset(_count("index", query["index"]))
+    if query.get("limit") is not None:
+        stmt = stmt.limit(_count("limit", query["limit"]))
+    return stmt
 
 
 class SearchStore(StorageBase):
     """Search of cached pubsub items (full text and parsed data)."""
+
+    def search_pubsub_items(
+        self, query: Mapping[str, Any], *, all_profiles: bool = False
+    ) -> defer.Deferred[list[PubsubItem]]:
+        """Cached items matching ``query`` (see the module docstring), in order.
+
+        The search is scoped: ``query["profiles"]`` lists the profiles the caller may
+        read. ``all_profiles=True`` is the explicit admin call searching every profile
+        (still narrowed by ``profiles`` when given). Items come with ``.node``,
+        ``.data`` (``domish.Element``) and ``.parsed`` loaded.
+        """
+        try:
+            profiles = query.get("profiles") if isinstance(query, Mapping) else None
+            if profiles is None:
+                if not all_profiles:
+                    raise ValueError(
+                        "profiles: a search must name the profiles it may read "
+                        "(an unscoped search needs all_profiles=True)"
+                    )
+                profile_ids = None
+            else:
+                profile_ids = [self.get_profile_id(p) for p in _texts("profiles", profiles)]
+            stmt = build_search(query, profile_ids, self.dialect)
+        except Exception:
+            return defer.fail()
+        return self.db.run(self.search_pubsub_items_txn, stmt)
+
+    @staticmethod
+    def search_pubsub_items_txn(
+        session: Session, stmt: sa.Select[tuple[PubsubItem]]
+    ) -> list[PubsubItem]:
+        """Run a statement made by :func:`build_search`."""
+        return list(session.scalars(stmt))

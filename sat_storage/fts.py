@@ -1,0 +1,323 @@
+"""Full-text search of cached pubsub items: the one place of its dialect differences.
+
+What is indexed: the *text content* of an item, never its markup. :func:`item_text`
+walks the ``<item/>`` element and keeps
+
+- the character data of every element (XHTML bodies included), except the text of
+  Atom elements that hold identifiers or timestamps (``id``, ``uri``, ``published``,
+  ``updated``: every microblog item has them, so they would make words such as
+  ``xmpp`` or ``2024`` match everything);
+- the values of the attributes that carry human-readable content: ``title``,
+  ``label``, ``alt`` and ``term`` (Atom categories, i.e. tags). Other attribute
+  values (``href``, ``rel``, ``type``, ids, namespaces) are markup or addresses;
+- for Atom text constructs of ``type="html"``, the text of the escaped HTML, tags
+  removed.
+
+The words are normalised in Python (NFC, case-folded, split on anything that is not a
+letter or a digit) and stored space-separated in ``pubsub_items.fts_text``, filled by
+the storage when it caches an item. Both engines then index that column with a
+plain tokeniser and no stemming, so they agree on what matches:
+
+- SQLite: the FTS5 external-content table ``pubsub_items_fts`` (``unicode61``,
+  diacritics kept), kept in step by triggers on ``pubsub_items``;
+- PostgreSQL: the generated column ``pubsub_items.fts_vector``
+  (``to_tsvector('simple', fts_text)``) with the GIN index ``pubsub_items_fts``.
+
+Queries use a small syntax parsed here (:func:`parse_query`) and compiled to each
+engine's syntax from the normalised words only, then *bound* as a parameter:
+
+- ``word`` (every word must match: implicit AND; ``AND`` may also be written),
+- ``"a phrase"`` (the words in this order, adjacent),
+- ``word*`` / ``"a phr"*`` (prefix of the last word),
+- ``a OR b`` (either; binds tighter than AND),
+- ``-word`` / ``-"a phrase"`` (must not match; at least one term must be positive).
+
+A word that normalises to several words (``e-mail``) is searched as a phrase.
+Anything else (unbalanced quote, dangling ``OR``/``-``, ``*`` inside a word, a term
+without letters or digits) raises ``ValueError`` naming the query. Rank: lower is
+more relevant on both engines (FTS5 ``bm25``, PostgreSQL ``-ts_rank``), so
+ascending rank order gives the best matches first.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.dialects.postgresql import REGCONFIG, TSVECTOR
+from twisted.words.xish import domish
+
+from sat_storage import migration
+from sat_storage.models import PubsubItem
+from sat_storage.xml_tools import parse_xml
+
+__all__ = [
+    "FtsQuery",
+    "TEXT_COLUMN",
+    "UNMAPPED_PREFIXES",
+    "create_statements",
+    "drop_statements",
+    "item_text",
+    "match",
+    "normalise",
+    "parse_query",
+    "rebuild_statements",
+]
+
+TEXT_COLUMN = "fts_text"
+TABLE = "pubsub_items_fts"  # SQLite FTS5 table; PostgreSQL GIN index
+VECTOR_COLUMN = "fts_vector"  # PostgreSQL generated tsvector column
+# Names of the structures above, which the models do not map (autogenerate skips them).
+UNMAPPED_PREFIXES = (TABLE, VECTOR_COLUMN)
+migration.UNMAPPED_TABLE_PREFIXES.extend(
+    p for p in UNMAPPED_PREFIXES if p not in migration.UNMAPPED_TABLE_PREFIXES
+)
+
+ATOM_NS = "http://www.w3.org/2005/Atom"
+TEXT_ATTRIBUTES = frozenset({"title", "label", "alt", "term"})
+SKIPPED_TEXT = frozenset({(ATOM_NS, "id"), (ATOM_NS, "uri"), (ATOM_NS, "published"),
+                          (ATOM_NS, "updated")})  # fmt: skip
+_WORD = re.compile(r"[^\W_]+")
+
+# --- text extraction ---------------------------------------------------------------
+
+
+def normalise(text: str) -> list[str]:
+    """The searchable words of ``text``: NFC, case-folded, letters and digits only."""
+    return _WORD.findall(unicodedata.normalize("NFC", text).casefold())
+
+
+class _HTMLText(HTMLParser):
+    """Text and content attributes of an HTML fragment (escaped HTML in Atom)."""
+
+    def __init__(self, out: list[str]) -> None:
+        super().__init__(convert_charrefs=True)
+        self.out = out
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.out.extend(v for k, v in attrs if k in TEXT_ATTRIBUTES and v)
+
+    def handle_data(self, data: str) -> None:
+        self.out.append(data)
+
+
+def _collect(element: domish.Element, out: list[str]) -> None:
+    for key, value in element.attributes.items():
+        if key in TEXT_ATTRIBUTES:  # unqualified attributes only (qualified are tuples)
+            out.append(value)
+    if (element.uri, element.name) in SKIPPED_TEXT:
+        return
+    html = element.uri == ATOM_NS and element.attributes.get("type") == "html"
+    for child in element.children:
+        if isinstance(child, domish.Element):
+            _collect(child, out)
+        elif html:
+            parser = _HTMLText(out)
+            parser.feed(str(child))
+            parser.close()
+        else:
+            out.append(str(child))
+
+
+def item_text(item: domish.Element | str) -> str:
+    """The indexed text of an item (``<item/>`` element or its XML text).
+
+    Space-separated normalised words; ``""`` when there are none or the XML text is
+    malformed.
+    """
+    if isinstance(item, str):
+        try:
+            item = parse_xml(item)
+        except ValueError:
+            return ""
+    parts: list[str] = []
+    _collect(item, parts)
+    return " ".join(normalise(" ".join(parts)))
+
+
+# --- DDL (shared by create_all and migration 0002) ---------------------------------
+
+_SQLITE_CREATE = (
+    f"CREATE VIRTUAL TABLE {TABLE} USING fts5({TEXT_COLUMN}, content='pubsub_items', "
+    "content_rowid='id', tokenize='unicode61 remove_diacritics 0')",
+    f"CREATE TRIGGER {TABLE}_insert AFTER INSERT ON pubsub_items BEGIN "
+    f"INSERT INTO {TABLE}(rowid, {TEXT_COLUMN}) VALUES (new.id, new.{TEXT_COLUMN}); END",
+    f"CREATE TRIGGER {TABLE}_delete AFTER DELETE ON pubsub_items BEGIN "
+    f"INSERT INTO {TABLE}({TABLE}, rowid, {TEXT_COLUMN}) "
+    f"VALUES ('delete', old.id, old.{TEXT_COLUMN}); END",
+    f"CREATE TRIGGER {TABLE}_update AFTER UPDATE OF id, {TEXT_COLUMN} ON pubsub_items BEGIN "
+    f"INSERT INTO {TABLE}({TABLE}, rowid, {TEXT_COLUMN}) "
+    f"VALUES ('delete', old.id, old.{TEXT_COLUMN}); "
+    f"INSERT INTO {TABLE}(rowid, {TEXT_COLUMN}) VALUES (new.id, new.{TEXT_COLUMN}); END",
+)
+_SQLITE_DROP = (
+    f"DROP TRIGGER IF EXISTS {TABLE}_update",
+    f"DROP TRIGGER IF EXISTS {TABLE}_delete",
+    f"DROP TRIGGER IF EXISTS {TABLE}_insert",
+    f"DROP TABLE IF EXISTS {TABLE}",
+)
+_POSTGRESQL_CREATE = (
+    f"ALTER TABLE pubsub_items ADD COLUMN {VECTOR_COLUMN} tsvector GENERATED ALWAYS AS "
+    f"(to_tsvector('simple'::regconfig, coalesce({TEXT_COLUMN}, ''))) STORED",
+    f"CREATE INDEX {TABLE} ON pubsub_items USING gin ({VECTOR_COLUMN})",
+)
+_POSTGRESQL_DROP = (
+    f"DROP INDEX IF EXISTS {TABLE}",
+    f"ALTER TABLE pubsub_items DROP COLUMN IF EXISTS {VECTOR_COLUMN}",
+)
+
+
+def create_statements(dialect: str) -> tuple[str, ...]:
+    """DDL creating the full-text structures on ``pubsub_items`` (which must exist)."""
+    return {"sqlite": _SQLITE_CREATE, "postgresql": _POSTGRESQL_CREATE}[dialect]
+
+
+def drop_statements(dialect: str) -> tuple[str, ...]:
+    """DDL dropping the full-text structures (``pubsub_items`` is left as it is)."""
+    return {"sqlite": _SQLITE_DROP, "postgresql": _POSTGRESQL_DROP}[dialect]
+
+
+def rebuild_statements(dialect: str) -> tuple[str, ...]:
+    """DDL re-indexing every row from ``fts_text`` (PostgreSQL's column is generated)."""
+    return (f"INSERT INTO {TABLE}({TABLE}) VALUES ('rebuild')",) if dialect == "sqlite" else ()
+
+
+def _ddl_listener(statements: Any) -> Any:
+    def listener(target: sa.Table, connection: sa.Connection, **kw: Any) -> None:
+        for statement in statements(connection.dialect.name):
+            connection.exec_driver_sql(statement)
+
+    return listener
+
+
+# A new database is made by create_all (then stamped at head): create the structures
+# there too. Dropping pubsub_items drops its triggers and column, not the FTS5 table.
+event.listen(PubsubItem.__table__, "after_create", _ddl_listener(create_statements))
+event.listen(
+    PubsubItem.__table__,
+    "after_drop",
+    _ddl_listener(lambda dialect: _SQLITE_DROP[-1:] if dialect == "sqlite" else ()),
+)
+
+# --- queries -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Term:
+    words: tuple[str, ...]  # one word, or a phrase
+    prefix: bool
+
+
+@dataclass(frozen=True)
+class FtsQuery:
+    """A parsed query: every group must match (a group: any of its terms), no excluded."""
+
+    text: str
+    groups: tuple[tuple[_Term, ...], ...]
+    excluded: tuple[_Term, ...]
+
+    def fts5(self) -> str:
+        """The query in SQLite FTS5 syntax (words quoted: no operator can sneak in)."""
+
+        def term(t: _Term) -> str:
+            return '"' + " ".join(t.words) + '"' + ("*" if t.prefix else "")
+
+        positive = " AND ".join("(" + " OR ".join(map(term, g)) + ")" for g in self.groups)
+        if not self.excluded:
+            return positive
+        return f"({positive}) NOT ({' OR '.join(map(term, self.excluded))})"
+
+    def tsquery(self) -> str:
+        """The query in PostgreSQL ``to_tsquery`` syntax."""
+
+        def term(t: _Term) -> str:
+            words = [f"'{w}'" for w in t.words]
+            if t.prefix:
+                words[-1] += ":*"
+            return "(" + " <-> ".join(words) + ")"
+
+        clauses = ["(" + " | ".join(map(term, g)) + ")" for g in self.groups]
+        clauses += ["!" + term(t) for t in self.excluded]
+        return " & ".join(clauses)
+
+
+_TOKEN = re.compile(r'\s*(?:(-?)"([^"]*)("?)(\*?)|(\S+))')
+
+
+def parse_query(text: object) -> FtsQuery:
+    """Parse a user's full-text query (syntax in the module docstring)."""
+    if not isinstance(text, str):
+        raise ValueError(f"fts must be a str, got {type(text).__name__}: {text!r}")
+
+    def fail(reason: str) -> ValueError:
+        return ValueError(f"invalid fts query {text!r}: {reason}")
+
+    groups: list[list[_Term]] = []
+    excluded: list[_Term] = []
+    connector: str | None = None  # "OR"/"AND" waiting for its right-hand term
+    last_negated = False
+    for m in _TOKEN.finditer(text.rstrip()):
+        negated, phrase, closed, star, bare = m.groups()
+        if bare in ("OR", "AND"):
+            if connector or not (groups or excluded) or (bare == "OR" and last_negated):
+                raise fail(f"{bare} must stand between two terms that are not negated")
+            connector = bare
+            continue
+        if bare is not None:
+            negated, word = ("-", bare[1:]) if bare.startswith("-") else ("", bare)
+            star = "*" if word.endswith("*") else ""
+            word = word[: len(word) - len(star)]
+            if "*" in word:
+                raise fail(f"'*' may only end a word: {bare!r}")
+            if '"' in word:
+                raise fail(f"misplaced double quote in {bare!r}")
+            label = bare
+        else:
+            if not closed:
+                raise fail("unbalanced double quote")
+            word, label = phrase, m.group(0).strip()
+        words = tuple(normalise(word))
+        if not words:
+            raise fail(f"{label!r} has no letter or digit to search")
+        term = _Term(words, bool(star))
+        if negated:
+            if connector == "OR":
+                raise fail(f"a negated term cannot be part of OR: {label!r}")
+            excluded.append(term)
+        elif connector == "OR":
+            groups[-1].append(term)
+        else:
+            groups.append([term])
+        connector, last_negated = None, bool(negated)
+    if connector:
+        raise fail(f"{connector} must stand between two terms that are not negated")
+    if not groups:
+        raise fail("it needs at least one term that is not negated")
+    return FtsQuery(text, tuple(tuple(g) for g in groups), tuple(excluded))
+
+
+_fts5 = sa.table(TABLE, sa.column("rowid", sa.Integer), sa.column("rank"), sa.column(TABLE))
+_vector = sa.literal_column(f"pubsub_items.{VECTOR_COLUMN}", TSVECTOR)
+
+
+def match(
+    stmt: sa.Select[Any], query: FtsQuery, dialect: str
+) -> tuple[sa.Select[Any], sa.ColumnElement[Any]]:
+    """``stmt`` (selecting from ``pubsub_items``) narrowed to ``query``, and the rank.
+
+    The rank is lower for better matches; the query text is a bound parameter.
+    """
+    if dialect == "sqlite":
+        stmt = stmt.join(_fts5, _fts5.c.rowid == PubsubItem.id).where(
+            _fts5.c[TABLE].op("MATCH")(query.fts5())
+        )
+        return stmt, _fts5.c.rank
+    tsquery = sa.func.to_tsquery(sa.cast("simple", REGCONFIG), query.tsquery())
+    stmt = stmt.where(_vector.op("@@")(tsquery))
+    # normalisation 1: divided by 1 + log(length), as bm25 favours shorter items
+    return stmt, -sa.func.ts_rank(_vector, tsquery, 1)
