@@ -70,9 +70,7 @@ class ParamsStore(StorageBase):
         ).scalar_one_or_none()
 
     @defer.inlineCallbacks
-    def get_ind_param(
-        self, category: str, name: str, profile: str
-    ) -> defer.Deferred[str | None]:
+    def get_ind_param(self, category: str, name: str, profile: str) -> defer.Deferred[str | None]:
         """Value of a parameter of ``profile``, or None when it is not set."""
         _check_key(category, name)
         profile_id = self.get_profile_id(profile)

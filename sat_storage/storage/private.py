@@ -41,9 +41,7 @@ class PrivateStore(StorageBase):
         return private_table(binary, profile_id is not None), profile_id  # type: ignore[arg-type]
 
     @staticmethod
-    def _private_where(
-        table: PrivateTable, namespace: str, profile_id: int | None
-    ) -> list[Any]:
+    def _private_where(table: PrivateTable, namespace: str, profile_id: int | None) -> list[Any]:
         conditions = [table.namespace == namespace]
         if profile_id is not None:
             conditions.append(table.profile_id == profile_id)  # type: ignore[union-attr]
@@ -85,9 +83,7 @@ class PrivateStore(StorageBase):
         key_list = None if keys is None else check_texts("keys", keys)
         if key_list == []:
             return {}
-        return (
-            yield self.db.run(self.get_privates_txn, table, namespace, key_list, profile_id)
-        )
+        return (yield self.db.run(self.get_privates_txn, table, namespace, key_list, profile_id))
 
     def set_private_value_txn(
         self,

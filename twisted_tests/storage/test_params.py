@@ -1,11 +1,11 @@
 """General and per-profile parameters."""
 
-from sqlalchemy import func, select
 from twisted.trial.unittest import TestCase
 
 from sat_storage.exceptions import ProfileUnknownError
 from sat_storage.models import ParamGen, ParamInd
 from twisted_tests.db import make_storage
+from twisted_tests.storage.helpers import count_rows
 
 
 class ParamsTests(TestCase):
@@ -13,11 +13,6 @@ class ParamsTests(TestCase):
         self.storage = await make_storage(self)
         await self.storage.create_profile("alice")
         await self.storage.create_profile("bob")
-
-    async def count(self, table: type) -> int:
-        return await self.storage.db.run(
-            lambda session: session.execute(select(func.count()).select_from(table)).scalar_one()
-        )
 
     async def test_gen_set_and_load(self) -> None:
         """General parameters set are loaded into the given dict, keyed by (category, name)."""
@@ -43,7 +38,7 @@ class ParamsTests(TestCase):
         params: dict = {}
         await self.storage.load_gen_params(params)
         self.assertEqual(params, {("General", "lang"): "en"})
-        self.assertEqual(await self.count(ParamGen), 1)
+        self.assertEqual(await count_rows(self.storage, ParamGen), 1)
 
     async def test_ind_set_and_get(self) -> None:
         """An individual parameter is read back for its profile only."""
@@ -63,7 +58,7 @@ class ParamsTests(TestCase):
         await self.storage.set_ind_param("Connection", "Password", "old", "alice")
         await self.storage.set_ind_param("Connection", "Password", "new", "alice")
         self.assertEqual(await self.storage.get_ind_param("Connection", "Password", "alice"), "new")
-        self.assertEqual(await self.count(ParamInd), 1)
+        self.assertEqual(await count_rows(self.storage, ParamInd), 1)
 
     async def test_ind_load(self) -> None:
         """load_ind_params fills the dict with the profile's parameters only."""
@@ -120,7 +115,7 @@ class ParamsTests(TestCase):
             await self.storage.get_ind_param("General", "nick", "nobody")
         with self.assertRaises(ProfileUnknownError):
             await self.storage.load_ind_params({}, "nobody")
-        self.assertEqual(await self.count(ParamInd), 0)
+        self.assertEqual(await count_rows(self.storage, ParamInd), 0)
 
     async def test_wrong_types(self) -> None:
         """Non-text category, name or value raise TypeError naming the argument."""
@@ -142,22 +137,20 @@ class ParamsTests(TestCase):
         with self.assertRaises(TypeError) as cm:
             await self.storage.load_gen_params([])
         self.assertIn("params", str(cm.exception))
-        self.assertEqual(await self.count(ParamGen), 0)
-        self.assertEqual(await self.count(ParamInd), 0)
+        self.assertEqual(await count_rows(self.storage, ParamGen), 0)
+        self.assertEqual(await count_rows(self.storage, ParamInd), 0)
 
     async def test_nul_refused(self) -> None:
         """A value with a NUL character is refused on every engine (PostgreSQL can't store it)."""
         with self.assertRaises(ValueError) as cm:
             await self.storage.set_gen_param("General", "nick", "a\x00b")
         self.assertIn("value", str(cm.exception))
-        self.assertEqual(await self.count(ParamGen), 0)
+        self.assertEqual(await count_rows(self.storage, ParamGen), 0)
 
     async def test_profile_deletion_cascades(self) -> None:
         """Deleting a profile deletes its parameters, not the others'."""
         await self.storage.set_ind_param("General", "nick", "Alice", "alice")
         await self.storage.set_ind_param("General", "nick", "Bob", "bob")
         await self.storage.delete_profile("alice")
-        self.assertEqual(
-            await self.storage.get_ind_param_values("General", "nick"), {"bob": "Bob"}
-        )
-        self.assertEqual(await self.count(ParamInd), 1)
+        self.assertEqual(await self.storage.get_ind_param_values("General", "nick"), {"bob": "Bob"})
+        self.assertEqual(await count_rows(self.storage, ParamInd), 1)

@@ -1,11 +1,12 @@
 """Private data: text and JSON values, general and per profile."""
 
-from sqlalchemy import func, select, text
+from sqlalchemy import text
 from twisted.trial.unittest import TestCase
 
 from sat_storage.exceptions import ProfileUnknownError
 from sat_storage.models import PrivateGen, PrivateGenBin, PrivateInd, PrivateIndBin
 from twisted_tests.db import make_storage
+from twisted_tests.storage.helpers import count_rows
 
 ALL_TABLES = (PrivateGen, PrivateInd, PrivateGenBin, PrivateIndBin)
 
@@ -15,15 +16,6 @@ class PrivateTests(TestCase):
         self.storage = await make_storage(self)
         await self.storage.create_profile("alice")
         await self.storage.create_profile("bob")
-
-    async def count(self, *tables: type) -> int:
-        def txn(session) -> int:
-            return sum(
-                session.execute(select(func.count()).select_from(t)).scalar_one()
-                for t in tables
-            )
-
-        return await self.storage.db.run(txn)
 
     async def test_general_text(self) -> None:
         """General text values are set and read back by namespace."""
@@ -46,7 +38,7 @@ class PrivateTests(TestCase):
         await self.storage.set_private_value("ns", "k", "old", profile="alice")
         await self.storage.set_private_value("ns", "k", "new", profile="alice")
         self.assertEqual(await self.storage.get_privates("ns", profile="alice"), {"k": "new"})
-        self.assertEqual(await self.count(PrivateInd), 1)
+        self.assertEqual(await count_rows(self.storage, PrivateInd), 1)
 
     async def test_keys_filter(self) -> None:
         """Only the requested keys come back; missing keys are left out."""
@@ -146,7 +138,7 @@ class PrivateTests(TestCase):
     async def test_del_missing_value(self) -> None:
         """Deleting a key that does not exist is not an error."""
         await self.storage.del_private_value("ns", "missing", binary=True, profile="alice")
-        self.assertEqual(await self.count(*ALL_TABLES), 0)
+        self.assertEqual(await count_rows(self.storage, *ALL_TABLES), 0)
 
     async def test_del_namespace(self) -> None:
         """del_private_namespace removes the namespace of one table, other namespaces stay."""
@@ -175,14 +167,14 @@ class PrivateTests(TestCase):
             with self.assertRaises(TypeError) as cm:
                 await self.storage.set_private_value("ns", "the_key", value, binary=True)
             self.assertIn("'the_key'", str(cm.exception))
-        self.assertEqual(await self.count(*ALL_TABLES), 0)
+        self.assertEqual(await count_rows(self.storage, *ALL_TABLES), 0)
 
     async def test_text_value_type(self) -> None:
         """A non-str value in the text tables raises TypeError naming the key."""
         with self.assertRaises(TypeError) as cm:
             await self.storage.set_private_value("ns", "the_key", {"a": 1}, profile="alice")
         self.assertIn("'the_key'", str(cm.exception))
-        self.assertEqual(await self.count(*ALL_TABLES), 0)
+        self.assertEqual(await count_rows(self.storage, *ALL_TABLES), 0)
 
     async def test_wrong_types(self) -> None:
         """Wrong namespace, key, keys or binary types raise TypeError naming the argument."""
@@ -211,7 +203,7 @@ class PrivateTests(TestCase):
             await self.storage.del_private_value("ns", "k", profile="nobody")
         with self.assertRaises(ProfileUnknownError):
             await self.storage.del_private_namespace("ns", binary=True, profile="nobody")
-        self.assertEqual(await self.count(*ALL_TABLES), 0)
+        self.assertEqual(await count_rows(self.storage, *ALL_TABLES), 0)
 
     async def test_profile_deletion_cascades(self) -> None:
         """Deleting a profile deletes its private values (text and JSON), not the others'."""
@@ -220,6 +212,6 @@ class PrivateTests(TestCase):
         await self.storage.set_private_value("ns", "k", "v", profile="bob")
         await self.storage.set_private_value("ns", "k", "v")
         await self.storage.delete_profile("alice")
-        self.assertEqual(await self.count(PrivateInd, PrivateIndBin), 1)
+        self.assertEqual(await count_rows(self.storage, PrivateInd, PrivateIndBin), 1)
         self.assertEqual(await self.storage.get_privates("ns", profile="bob"), {"k": "v"})
         self.assertEqual(await self.storage.get_privates("ns"), {"k": "v"})
