@@ -1,10 +1,419 @@
-"""``sat-storage cache``: inspect, search, purge, reset and synchronise the pubsub cache."""
+"""``sat-storage cache``: inspect, search, purge, reset and synchronise the pubsub cache.
+
+Reads, purges and resets go through the storage API (no XMPP connection needed);
+``cache sync`` starts the host and connects the profile.
+"""
 
 from __future__ import annotations
 
+from datetime import datetime
+from types import SimpleNamespace
+from typing import Any
+
 import click
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+from twisted.words.protocols.jabber import jid
+
+from sat_storage.cli.runtime import (
+    DATE,
+    BadInput,
+    Options,
+    Runtime,
+    pass_options,
+    run_async,
+    yes_option,
+)
+from sat_storage.models import PubsubItem, PubsubNode
+from sat_storage.xml_tools import to_xml
+
+SUMMARY_WIDTH = 60
+
+
+class JidParam(click.ParamType):
+    """A Jabber ID (checked with Twisted's parser)."""
+
+    name = "jid"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, jid.JID):
+            return value
+        try:
+            return jid.JID(str(value))
+        except jid.InvalidFormat as e:
+            self.fail(f"{value!r} is not a valid JID: {e}", param, ctx)
+
+
+JID = JidParam()
+
+
+def client_for(storage: Any, profile: str | None) -> SimpleNamespace:
+    """A client stand-in for the storage API: ``profile``, or the only profile there is."""
+    if profile is None:
+        profiles = storage.get_profiles_list()
+        if len(profiles) != 1:
+            known = ", ".join(sorted(profiles)) or "none exists"
+            raise BadInput(f"choose a profile with --profile ({known})")
+        profile = profiles[0]
+    storage.get_profile_id(profile)  # ProfileUnknownError: exit 1
+    return SimpleNamespace(profile=profile)
+
+
+def node_filters(
+    storage: Any,
+    profiles: tuple[str, ...],
+    services: tuple[jid.JID, ...],
+    nodes: tuple[str, ...],
+    types: tuple[str, ...],
+    subtypes: tuple[str, ...],
+) -> dict[str, Any]:
+    """Keyword filters of the storage's purge (an empty string = no type/subtype)."""
+    for name in profiles:
+        storage.get_profile_id(name)
+    return {
+        "profiles": list(profiles) or None,
+        "services": list(services) or None,
+        "names": list(nodes) or None,
+        "types": [t or None for t in types] or None,
+        "subtypes": [t or None for t in subtypes] or None,
+    }
+
+
+def _in(column: Any, values: list[Any] | None) -> list[Any]:
+    if values is None:
+        return []
+    present = [v for v in values if v is not None]
+    clause = column.in_(present)
+    return [sa.or_(clause, column.is_(None)) if len(present) < len(values) else clause]
+
+
+def count_items_txn(
+    session: Session,
+    filters: dict[str, Any],
+    profile_ids: list[int] | None,
+    created_before: datetime | None,
+    updated_before: datetime | None,
+) -> int:
+    """Number of cached items a purge with these filters deletes (read only)."""
+    services = None if filters["services"] is None else [s.full() for s in filters["services"]]
+    clauses = [
+        *_in(PubsubNode.profile_id, profile_ids),
+        *_in(PubsubNode.service, services),
+        *_in(PubsubNode.name, filters["names"]),
+        *_in(PubsubNode.type_, filters["types"]),
+        *_in(PubsubNode.subtype, filters["subtypes"]),
+    ]
+    if created_before is not None:
+        clauses.append(PubsubItem.created < created_before)
+    if updated_before is not None:
+        clauses.append(PubsubItem.updated < updated_before)
+    stmt = sa.select(sa.func.count(PubsubItem.id)).join(PubsubNode).where(*clauses)
+    return session.execute(stmt).scalar_one()
+
+
+def stats_txn(session: Session, profile_ids: list[int] | None) -> dict[str, Any]:
+    """Nodes per sync state and per type, items and their XML size (read only)."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        size = sa.func.octet_length(PubsubItem.data)
+    else:
+        size = sa.func.length(sa.cast(PubsubItem.data, sa.LargeBinary))
+    where = _in(PubsubNode.profile_id, profile_ids)
+    by_state = {
+        (state.value if state is not None else "none"): count
+        for state, count in session.execute(
+            sa.select(PubsubNode.sync_state, sa.func.count())
+            .where(*where)
+            .group_by(PubsubNode.sync_state)
+        )
+    }
+    items = (
+        sa.select(
+            PubsubItem.node_id,
+            sa.func.count().label("items"),
+            sa.func.coalesce(sa.func.sum(size), 0).label("size"),
+        )
+        .group_by(PubsubItem.node_id)
+        .subquery()
+    )
+    rows = session.execute(
+        sa.select(
+            PubsubNode.type_,
+            PubsubNode.subtype,
+            sa.func.count(PubsubNode.id),
+            sa.func.coalesce(sa.func.sum(items.c["items"]), 0),
+            sa.func.coalesce(sa.func.sum(items.c.size), 0),
+        )
+        .outerjoin(items, items.c.node_id == PubsubNode.id)
+        .where(*where)
+        .group_by(PubsubNode.type_, PubsubNode.subtype)
+        .order_by(PubsubNode.type_, PubsubNode.subtype)
+    )
+    by_type = [
+        {"type": t, "subtype": st, "nodes": n, "items": int(i), "size": int(s)}
+        for t, st, n, i, s in rows
+    ]
+    return {
+        "nodes": sum(by_state.values()),
+        "items": sum(row["items"] for row in by_type),
+        "size": sum(row["size"] for row in by_type),
+        "by_state": by_state,
+        "by_type": by_type,
+    }
+
+
+def human_size(size: int) -> str:
+    """``size`` bytes for people (B, KiB, MiB, GiB)."""
+    value = float(size)
+    for unit in ("B", "KiB", "MiB"):
+        if value < 1024:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"
+
+
+def item_summary(item: PubsubItem) -> str:
+    """One short line about an item: its parsed title or the start of its XML."""
+    parsed = item.parsed or {}
+    text = parsed.get("title") or parsed.get("content") if isinstance(parsed, dict) else None
+    if not text:
+        text = to_xml(item.data) if item.data is not None else ""
+    text = " ".join(str(text).split())
+    return text if len(text) <= SUMMARY_WIDTH else text[: SUMMARY_WIDTH - 1] + "…"
+
+
+def item_to_dict(item: PubsubItem, with_node: bool = False) -> dict[str, Any]:
+    """JSON form of a cached item (its XML as text)."""
+    data: dict[str, Any] = {
+        "name": item.name,
+        "created": item.created,
+        "updated": item.updated,
+        "parsed": item.parsed,
+        "xml": to_xml(item.data) if item.data is not None else None,
+    }
+    if with_node:
+        node = item.node
+        data.update(
+            profile_id=node.profile_id, service=node.service, node=node.name, type=node.type_
+        )
+    return data
+
+
+profile_option = click.option(
+    "-p", "--profile", help="Profile (default: the only one, when there is only one)."
+)
 
 
 @click.group()
 def cache() -> None:
     """The pubsub cache: stats, get, search, purge, reset, sync."""
+
+
+@cache.command()
+@click.option("-p", "--profile", "profiles", multiple=True, help="Only this profile (repeatable).")
+@pass_options
+def stats(options: Options, profiles: tuple[str, ...]) -> None:
+    """Cached nodes per sync state and per type, items and their size."""
+
+    async def work(runtime: Runtime) -> dict[str, Any]:
+        storage = await runtime.storage()
+        ids = [storage.get_profile_id(name) for name in profiles] or None
+        return await storage.db.run(stats_txn, ids)
+
+    result = run_async(options, work)
+
+    def render() -> None:
+        out = options.output
+        out.fields(
+            [
+                ("nodes", result["nodes"]),
+                ("items", result["items"]),
+                ("size", human_size(result["size"])),
+            ]
+        )
+        if result["by_state"]:
+            out.table(["sync state", "nodes"], sorted(result["by_state"].items()), "Nodes by state")
+        if result["by_type"]:
+            rows = [
+                (
+                    r["type"] or "-",
+                    r["subtype"] or "-",
+                    r["nodes"],
+                    r["items"],
+                    human_size(r["size"]),
+                )
+                for r in result["by_type"]
+            ]
+            out.table(["type", "subtype", "nodes", "items", "size"], rows, "By type")
+
+    options.output.emit(result, render)
+
+
+@cache.command()
+@click.argument("service", type=JID)
+@click.argument("node")
+@profile_option
+@click.option("-m", "--max", "max_items", type=click.IntRange(min=0), help="Page size.")
+@click.option("--after", metavar="ID", help="Page after this item.")
+@click.option("--before", metavar="ID", help="Page before this item ('' = last page).")
+@click.option("--index", type=click.IntRange(min=0), help="Page from this position.")
+@click.option("--id", "item_ids", multiple=True, metavar="ID", help="Only this item (repeatable).")
+@click.option(
+    "--order",
+    type=click.Choice(["creation", "modification"]),
+    default="modification",
+    show_default=True,
+    help="Order of the items.",
+)
+@click.option("--oldest", is_flag=True, help="With --max alone: the oldest items, not the newest.")
+@pass_options
+def get(
+    options: Options,
+    service: jid.JID,
+    node: str,
+    profile: str | None,
+    max_items: int | None,
+    after: str | None,
+    before: str | None,
+    index: int | None,
+    item_ids: tuple[str, ...],
+    order: str,
+    oldest: bool,
+) -> None:
+    """Cached items of NODE on SERVICE, paged as XEP-0059 (RSM) does."""
+
+    async def work(runtime: Runtime) -> dict[str, Any]:
+        storage = await runtime.storage()
+        client = client_for(storage, profile)
+        cached = await storage.get_pubsub_node(client, service, node)
+        if cached is None:
+            raise BadInput(
+                f"node {node!r} of {service.full()} is not cached for profile {client.profile!r}"
+            )
+        items, metadata = await storage.get_items(
+            cached,
+            max_items=max_items,
+            item_ids=list(item_ids) or None,
+            before=before,
+            after=after,
+            from_index=index,
+            order_by=[order],
+            desc=not oldest,
+        )
+        return {
+            "profile": client.profile,
+            "service": service.full(),
+            "node": node,
+            "sync_state": cached.sync_state,
+            "items": [item_to_dict(item) for item in items],
+            "metadata": metadata,
+            "summaries": [item_summary(item) for item in items],
+        }
+
+    result = run_async(options, work)
+    summaries = result.pop("summaries")
+
+    def render() -> None:
+        out = options.output
+        rows = [
+            (item["name"], item["updated"].isoformat(timespec="seconds"), summary)
+            for item, summary in zip(result["items"], summaries, strict=True)
+        ]
+        out.table(["item", "updated", "summary"], rows)
+        rsm = result["metadata"]["rsm"]
+        out.message(
+            f"{len(rows)} of {rsm['count']} items, index {rsm['index']}, first {rsm['first']}, "
+            f"last {rsm['last']}, complete: {result['metadata']['complete']}"
+        )
+
+    options.output.emit(result, render)
+
+
+filter_options = [
+    click.option("-p", "--profile", "profiles", multiple=True, help="Profile (repeatable)."),
+    click.option("-s", "--service", "services", type=JID, multiple=True, help="Service JID."),
+    click.option("-n", "--node", "nodes", multiple=True, help="Node name (repeatable)."),
+    click.option("-t", "--type", "types", multiple=True, help="Node type ('' = none)."),
+    click.option("--subtype", "subtypes", multiple=True, help="Node subtype ('' = none)."),
+]
+
+
+def with_filters(fn: Any) -> Any:
+    """Add the node filter options (profiles, services, nodes, types, subtypes)."""
+    for option in reversed(filter_options):
+        fn = option(fn)
+    return fn
+
+
+@cache.command()
+@with_filters
+@click.option("--created-before", type=DATE, help="Items first cached before (date or age).")
+@click.option("--updated-before", type=DATE, help="Items last updated before (date or age).")
+@click.option("--dry-run", is_flag=True, help="Only count the items that would be purged.")
+@yes_option
+@pass_options
+def purge(
+    options: Options,
+    profiles: tuple[str, ...],
+    services: tuple[jid.JID, ...],
+    nodes: tuple[str, ...],
+    types: tuple[str, ...],
+    subtypes: tuple[str, ...],
+    created_before: datetime | None,
+    updated_before: datetime | None,
+    dry_run: bool,
+) -> None:
+    """Delete cached items matching every filter (nodes stay); asks first.
+
+    Dates are ISO 8601 (naive means UTC) or ages: 30d, 12h, 45m, 2w.
+    """
+
+    async def work(runtime: Runtime) -> dict[str, Any]:
+        storage = await runtime.storage()
+        filters = node_filters(storage, profiles, services, nodes, types, subtypes)
+        ids = None if filters["profiles"] is None else [storage.get_profile_id(p) for p in profiles]
+        matched = await storage.db.run(
+            count_items_txn, filters, ids, created_before, updated_before
+        )
+        result = {"matched": matched, "purged": 0, "dry_run": dry_run}
+        if dry_run or matched == 0:
+            return result
+        filtered = any(filters.values()) or created_before or updated_before
+        scope = "matching items" if filtered else "items (no filter: ALL items)"
+        await runtime.confirm(f"Purge {matched} cached {scope}?")
+        result["purged"] = await storage.purge_pubsub_items(
+            created_before=created_before, updated_before=updated_before, **filters
+        )
+        return result
+
+    result = run_async(options, work)
+    if result["dry_run"]:
+        message = f"{result['matched']} items would be purged"
+    else:
+        message = f"{result['purged']} items purged"
+    options.output.emit(result, lambda: options.output.message(message))
+
+
+@cache.command()
+@yes_option
+@pass_options
+def reset(options: Options) -> None:
+    """Remove every cached node and item (of every profile); asks first."""
+
+    async def work(runtime: Runtime) -> dict[str, Any]:
+        storage = await runtime.storage()
+        before = await storage.db.run(stats_txn, None)
+        if before["nodes"]:
+            await runtime.confirm(
+                f"Remove all {before['nodes']} cached nodes and {before['items']} items?"
+            )
+        nodes = await storage.delete_pubsub_node(None, None, None)
+        return {"nodes": nodes, "items": before["items"]}
+
+    result = run_async(options, work)
+    options.output.emit(
+        result,
+        lambda: options.output.message(
+            f"cache reset: {result['nodes']} nodes and {result['items']} items removed"
+        ),
+    )

@@ -13,7 +13,14 @@ from alembic.util.exc import CommandError
 from sqlalchemy import Connection
 
 from sat_storage import migration
-from sat_storage.cli.runtime import BadInput, Options, Runtime, pass_options, run_async
+from sat_storage.cli.runtime import (
+    BadInput,
+    Options,
+    Runtime,
+    pass_options,
+    run_async,
+    yes_option,
+)
 
 UPGRADE_TARGETS = ("head",)
 DOWNGRADE_TARGETS = ("base",)
@@ -170,6 +177,7 @@ def _downgrade(connection: Connection, revision: str) -> dict[str, Any]:
 
 @db.command()
 @click.argument("revision")
+@yes_option
 @pass_options
 def downgrade(options: Options, revision: str) -> None:
     """Downgrade the schema to REVISION ('base' drops every table); asks first."""

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from sat_storage.cli.runtime import Options, Runtime, pass_options, run_async
+from sat_storage.cli.runtime import Options, Runtime, pass_options, run_async, yes_option
 
 
 @click.group()
@@ -64,6 +64,7 @@ def create(options: Options, name: str, component: str | None) -> None:
 
 @profile.command()
 @click.argument("name")
+@yes_option
 @pass_options
 def delete(options: Options, name: str) -> None:
     """Delete the profile NAME and everything it owns (asks first)."""

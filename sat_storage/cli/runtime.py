@@ -86,7 +86,9 @@ class Options:
     def db_url(self) -> str:
         """The database URL: ``--db-url`` > ``$SAT_STORAGE_DB_URL`` > config > SQLite."""
         try:
-            return str(engines.parse_url(resolve_db_url(self.db_url_option, self.config)))
+            return engines.url_text(
+                engines.parse_url(resolve_db_url(self.db_url_option, self.config))
+            )
         except engines.UnsupportedDatabase as e:
             raise BadInput(str(e)) from None
 
@@ -97,6 +99,21 @@ class Options:
 
 
 pass_options = click.make_pass_decorator(Options)
+
+
+def _set_yes(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.find_object(Options).yes = True
+
+
+yes_option = click.option(
+    "-y",
+    "--yes",
+    is_flag=True,
+    expose_value=False,
+    callback=_set_yes,
+    help="Do not ask for confirmation (same as the global --yes).",
+)
 
 
 def check_reachable(url: str) -> None:
