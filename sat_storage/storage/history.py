@@ -12,7 +12,6 @@ from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, exists, func, or_, select, tuple_
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 from twisted.internet import defer
 from twisted.words.protocols.jabber.jid import JID
@@ -20,6 +19,7 @@ from twisted.words.protocols.jabber.jid import JID
 from sat_storage.models import History, Message, MessageType, Subject, Thread
 from sat_storage.storage.base import StorageBase, check_type
 from sat_storage.storage.checks import check_jid, check_json, check_number, check_text
+from sat_storage.storage.generic import add_unique
 
 log = logging.getLogger(__name__)
 
@@ -291,33 +291,11 @@ class HistoryStore(StorageBase):
     """Message history."""
 
     @staticmethod
-    def _history_conflict(session: Session, row: History) -> str | None:
-        """What an existing row shares with ``row`` (uid, stanza_id, origin_id), or None."""
-        # the unique constraints of the history table, with their columns
-        unique_keys = {
-            "uid": ("uid",),
-            "stanza_id": ("profile_id", "stanza_id", "source", "dest"),
-            "origin_id": ("profile_id", "origin_id", "source"),
-        }
-        for what, columns in unique_keys.items():
-            if getattr(row, what) is None:
-                continue
-            condition = and_(*(getattr(History, c) == getattr(row, c) for c in columns))
-            if session.execute(select(exists().where(condition))).scalar_one():
-                return what
-        return None
-
-    def add_to_history_txn(self, session: Session, row: History) -> bool:
-        try:
-            with session.begin_nested():
-                session.add(row)
-        except IntegrityError:
-            conflict = self._history_conflict(session, row)
-            if conflict is None:
-                raise
+    def add_to_history_txn(session: Session, row: History) -> bool:
+        conflict = add_unique(session, row)
+        if conflict is not None:
             log.debug("message %r is already in history (same %s): ignored", row.uid, conflict)
-            return False
-        return True
+        return conflict is None
 
     @defer.inlineCallbacks
     def add_to_history(self, data: dict[str, Any], profile: str) -> defer.Deferred[bool]:
