@@ -33,3 +33,11 @@ class UnknownDatabaseError(StorageError):
 
 class CancelError(Exception):
     """A trigger or an operation cancelled the action."""
+
+
+class FeatureNotFound(Exception):
+    """A service lacks features the caller needs (``host.check_features``)."""
+
+
+class ProfileNotConnected(NotFound):
+    """The profile has no connected client."""

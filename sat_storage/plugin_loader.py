@@ -97,6 +97,7 @@ class PluginLoader:
         self.group = group
         self.path = path
         self.errors: dict[str, PluginError] = {}  # by import name (else entry point name)
+        self.loaded: dict[str, PluginSpec] = {}  # specs of the instantiated plugins
 
     # Discovery and validation
 
@@ -253,6 +254,7 @@ class PluginLoader:
                 self._fail(spec.import_name, self._error(spec.entry, reason))
                 continue
             host.plugins[spec.import_name] = instance
+            self.loaded[spec.import_name] = spec
             log.info("plugin %s loaded (%s)", spec.import_name, spec.info["name"])
         return host.plugins
 

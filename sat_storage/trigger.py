@@ -140,10 +140,7 @@ class TriggerManager:
 
     @staticmethod
     async def _async_result(callback: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
-        result = callback(*args, **kwargs)
-        if isinstance(result, defer.Deferred) or inspect.isawaitable(result):
-            result = await result
-        return result
+        return await defer.maybeDeferred(callback, *args, **kwargs)  # coroutines too
 
     @staticmethod
     def _sync_result(point_name: str, callback: Callable[..., Any], result: Any) -> Any:

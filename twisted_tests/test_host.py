@@ -1,0 +1,325 @@
+"""The reference host: start/stop with real SQLite/PostgreSQL and fake plugin
+distributions; profiles connected to a real Prosody; disco#info feature checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from twisted.internet import defer
+from twisted.internet.interfaces import ISSLTransport
+from twisted.trial.unittest import TestCase
+from twisted.words.protocols.jabber.error import StanzaError
+from twisted.words.protocols.jabber.jid import JID
+from zope.interface.verify import verifyObject
+
+from sat_storage.config import ConfigError
+from sat_storage.exceptions import FeatureNotFound, ProfileNotConnected, ProfileUnknownError
+from sat_storage.host import Host
+from sat_storage.interfaces import IHost
+from sat_storage.xmpp import XMPPAuthError, XMPPConnectionError
+from twisted_tests.db import database_url
+from twisted_tests.fake_plugins import fake_distribution, plugin_source
+from twisted_tests.xmpp_servers import Account, free_port, prosody, unique_name
+
+NS_PUBSUB = "http://jabber.org/protocol/pubsub"
+
+#: A plugin with a handler and every hook, recording what happens in host.events.
+HOOKED = plugin_source(
+    "HOOKED",
+    handler="yes",
+    body="""
+def get_handler(self, client):
+    from wokkel.subprotocols import XMPPHandler
+
+    events = self.host.events
+
+    class Handler(XMPPHandler):
+        def connectionInitialized(self):
+            events.append(("handler initialized", client.profile))
+
+    return Handler()
+
+async def profile_connecting(self, client):
+    self.host.events.append(("connecting", client.profile, client.is_connected))
+
+def profile_connected(self, client):
+    self.host.events.append(("connected", client.profile, client.is_connected))
+
+def profile_disconnected(self, client):
+    self.host.events.append(("disconnected", client.profile))
+
+def stop(self):
+    self.host.events.append(("stop", "HOOKED"))
+""",
+)
+
+
+class RecordingHost(Host):
+    """The host, plus the lists the fake plugins write to."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.load_order: list[str] = []
+        self.events: list[tuple[Any, ...]] = []
+
+
+class HostTestCase(TestCase):
+    def write_config(self, text: str) -> Path:
+        """A config file holding ``text``."""
+        path = Path(self.mktemp())
+        path.write_text(text)
+        return path
+
+    async def make_host(
+        self, plugins: dict[str, str] | None = None, config: str = "[xmpp]\ntls = plaintext\n"
+    ) -> RecordingHost:
+        """A started host on a fresh database with only ``plugins``, stopped at cleanup."""
+        path = fake_distribution(self, plugins or {})
+        host = RecordingHost(self.write_config(config), database_url(self), plugin_path=[path])
+        await host.start()
+        self.addCleanup(host.stop)
+        return host
+
+
+class StartStopTests(HostTestCase):
+    async def test_start(self) -> None:
+        """start() initialises the storage and loads the plugins in dependency order."""
+        host = await self.make_host({"A": plugin_source("A", ["B"]), "B": plugin_source("B")})
+        self.assertEqual(host.load_order, ["B", "A"])
+        self.assertEqual(sorted(host.plugins), ["A", "B"])
+        self.assertEqual(host.memory.storage.get_profiles_list(), [])
+        self.assertFalse(host.memory.storage.closed)
+
+    async def test_provides_ihost(self) -> None:
+        """The host provides IHost, what plugins rely on."""
+        self.assertTrue(verifyObject(IHost, await self.make_host()))
+
+    async def test_config_get(self) -> None:
+        """memory.config_get reads the config file, with defaults for what is absent."""
+        host = await self.make_host(config="[pubsub]\npubsub_cache_strategy = no_cache\n")
+        self.assertEqual(host.memory.config_get("pubsub", "pubsub_cache_strategy"), "no_cache")
+        self.assertEqual(host.memory.config_get("pubsub", "absent", "dflt"), "dflt")
+
+    async def test_broken_plugin_isolated(self) -> None:
+        """A plugin failing to load is reported in plugin_errors; the host still starts."""
+        with self.assertLogs("sat_storage.plugin_loader", "ERROR"):
+            host = await self.make_host(
+                {"BAD": "raise ImportError('boom')\n", "OK": plugin_source("OK")}
+            )
+        self.assertEqual(list(host.plugins), ["OK"])
+        self.assertIn("boom", str(host.plugin_errors["BAD"]))
+
+    async def test_stop(self) -> None:
+        """stop() runs the plugins' stop hooks and closes the storage; twice is harmless."""
+        host = await self.make_host({"HOOKED": HOOKED})
+        await host.stop()
+        await host.stop()
+        self.assertEqual(host.events, [("stop", "HOOKED")])
+        self.assertTrue(host.memory.storage.closed)
+
+    async def test_start_twice(self) -> None:
+        """Starting a started host is refused."""
+        host = await self.make_host()
+        with self.assertRaises(RuntimeError):
+            await host.start()
+
+    def test_missing_config_file(self) -> None:
+        """An explicit config path that does not exist is a ConfigError naming it."""
+        with self.assertRaises(ConfigError) as caught:
+            Host("/nonexistent/sat.conf")
+        self.assertIn("/nonexistent/sat.conf", str(caught.exception))
+
+
+class ProsodyHostTestCase(HostTestCase):
+    """Hosts whose profiles connect to the test Prosody, with an account per test."""
+
+    async def setUp(self) -> None:
+        self.server = prosody()
+        self.account = await self.server.create_account()
+
+    async def add_profile(
+        self, host: Host, account: Account, password: str | None = None, port: int | None = None
+    ) -> str:
+        """A new profile whose Connection params point at the test server."""
+        storage = host.memory.storage
+        profile = unique_name("profile")
+        await storage.create_profile(profile)
+        params = {
+            "JabberID": account.jid.full(),
+            "Password": password or account.password,
+            "Force server": self.server.host,
+            "Force port": str(port or self.server.port),
+        }
+        for name, value in params.items():
+            await storage.set_ind_param("Connection", name, value, profile)
+        return profile
+
+    async def connected_host(self, **kwargs: Any) -> tuple[RecordingHost, str]:
+        """A host with one profile of the test's account, connected."""
+        host = await self.make_host(**kwargs)
+        profile = await self.add_profile(host, self.account)
+        await host.connect(profile)
+        return host, profile
+
+
+class ConnectTests(ProsodyHostTestCase):
+    async def test_connect(self) -> None:
+        """connect() gives the profile's client, bound to its JID, with the host attached."""
+        host, profile = await self.connected_host()
+        client = host.get_client(profile)
+        self.assertEqual(client.profile, profile)
+        self.assertIs(client.host_app, host)
+        self.assertEqual(client.jid.userhostJID(), self.account.jid)
+        self.assertTrue(client.jid.resource)
+        self.assertTrue(client.is_connected)
+
+    async def test_connect_starttls(self) -> None:
+        """With [xmpp] tls = required and ca_file, the connection uses STARTTLS."""
+        host, profile = await self.connected_host(
+            config=f"[xmpp]\ntls = required\nca_file = {self.server.ca_file}\n"
+        )
+        self.assertTrue(ISSLTransport.providedBy(host.get_client(profile).xmlstream.transport))
+
+    async def test_connect_twice(self) -> None:
+        """Concurrent and repeated connects of one profile give the same client."""
+        host = await self.make_host()
+        profile = await self.add_profile(host, self.account)
+        first, second = await defer.gatherResults([host.connect(profile), host.connect(profile)])
+        self.assertIs(first, second)
+        self.assertIs(await host.connect(profile), first)
+
+    async def test_hooks_and_handler(self) -> None:
+        """Handlers attach; connecting/connected/disconnected hooks run in that order."""
+        host = await self.make_host({"HOOKED": HOOKED})
+        profile = await self.add_profile(host, self.account)
+        await host.connect(profile)
+        await host.disconnect(profile)
+        self.assertEqual(
+            host.events,
+            [
+                ("connecting", profile, False),
+                ("handler initialized", profile),
+                ("connected", profile, True),
+                ("disconnected", profile),
+            ],
+        )
+
+    async def test_disconnect(self) -> None:
+        """After disconnect() the profile has no client and the connection is closed."""
+        host, profile = await self.connected_host()
+        client = host.get_client(profile)
+        await host.disconnect(profile)
+        self.assertFalse(client.is_connected)
+        self.assertRaises(ProfileNotConnected, host.get_client, profile)
+
+    async def test_stop_disconnects(self) -> None:
+        """stop() disconnects the connected profiles."""
+        host, profile = await self.connected_host()
+        client = host.get_client(profile)
+        await host.stop()
+        self.assertFalse(client.is_connected)
+        self.assertEqual(host.clients, {})
+
+    async def test_bad_password(self) -> None:
+        """A wrong password is an XMPPAuthError; plugins see the profile disconnected."""
+        host = await self.make_host({"HOOKED": HOOKED})
+        profile = await self.add_profile(host, self.account, password="wrong")
+        with self.assertRaises(XMPPAuthError) as caught:
+            await host.connect(profile)
+        self.assertIn(self.account.jid.userhost(), str(caught.exception))
+        self.assertEqual(host.events[-1], ("disconnected", profile))
+        self.assertRaises(ProfileNotConnected, host.get_client, profile)
+
+    async def test_password_argument(self) -> None:
+        """A password given to connect() wins over the stored one."""
+        host = await self.make_host()
+        profile = await self.add_profile(host, self.account, password="stale")
+        client = await host.connect(profile, password=self.account.password)
+        self.assertTrue(client.is_connected)
+
+    async def test_unreachable_server(self) -> None:
+        """Nobody listening on the forced port: XMPPConnectionError naming host and port."""
+        host = await self.make_host()
+        port = free_port()
+        profile = await self.add_profile(host, self.account, port=port)
+        with self.assertRaises(XMPPConnectionError) as caught:
+            await host.connect(profile)
+        self.assertIn(f"127.0.0.1:{port}: connection refused", str(caught.exception))
+
+    async def test_unknown_profile(self) -> None:
+        """Connecting a profile that does not exist is ProfileUnknownError."""
+        host = await self.make_host()
+        with self.assertRaises(ProfileUnknownError):
+            await host.connect("nobody")
+
+    async def test_missing_jid(self) -> None:
+        """A profile without a JabberID param is refused, naming the profile and param."""
+        host = await self.make_host()
+        await host.memory.storage.create_profile("nojid")
+        with self.assertRaises(ValueError) as caught:
+            await host.connect("nojid")
+        self.assertIn("'nojid' has no ('Connection', 'JabberID')", str(caught.exception))
+
+
+class CheckFeaturesTests(ProsodyHostTestCase):
+    async def count_disco_requests(self, host: Host, profile: str) -> list[JID]:
+        """Record the disco#info requests the client sends (still sent to the server)."""
+        disco = host.get_client(profile).disco_client
+        sent: list[JID] = []
+        request_info = disco.requestInfo
+
+        def counting(entity: JID, *args: Any, **kwargs: Any) -> defer.Deferred[Any]:
+            sent.append(entity)
+            return request_info(entity, *args, **kwargs)
+
+        disco.requestInfo = counting
+        return sent
+
+    async def test_feature_present(self) -> None:
+        """check_features succeeds when the pubsub service has the namespace."""
+        host, profile = await self.connected_host()
+        client = host.get_client(profile)
+        await host.check_features(client, [NS_PUBSUB], self.server.pubsub_service)
+
+    async def test_feature_missing(self) -> None:
+        """A missing feature is FeatureNotFound naming the feature and the service."""
+        host, profile = await self.connected_host()
+        client = host.get_client(profile)
+        with self.assertRaises(FeatureNotFound) as caught:
+            await host.check_features(
+                client, [NS_PUBSUB, "urn:example:nope"], self.server.pubsub_service
+            )
+        message = str(caught.exception)
+        self.assertIn("pubsub.localhost lacks feature(s) urn:example:nope", message)
+        self.assertNotIn(NS_PUBSUB + ",", message)
+
+    async def test_default_service_is_server(self) -> None:
+        """Without a service, the client's server is asked."""
+        host, profile = await self.connected_host()
+        sent = await self.count_disco_requests(host, profile)
+        await host.check_features(host.get_client(profile), ["urn:xmpp:ping"])
+        self.assertEqual(sent, [JID("localhost")])
+
+    async def test_cached(self) -> None:
+        """A second check of the same service is answered from the cache."""
+        host, profile = await self.connected_host()
+        client = host.get_client(profile)
+        sent = await self.count_disco_requests(host, profile)
+        service = self.server.pubsub_service
+        await defer.gatherResults(
+            [host.check_features(client, [NS_PUBSUB], service) for _ in range(2)]
+        )
+        await host.check_features(client, [NS_PUBSUB + "#publish"], service)
+        self.assertEqual(sent, [service])
+
+    async def test_unknown_service(self) -> None:
+        """disco#info on a service that does not exist fails (and is not cached)."""
+        host, profile = await self.connected_host()
+        client = host.get_client(profile)
+        sent = await self.count_disco_requests(host, profile)
+        nowhere = JID("nowhere.localhost")
+        for _ in range(2):
+            with self.assertRaises(StanzaError):
+                await host.check_features(client, [NS_PUBSUB], nowhere)
+        self.assertEqual(sent, [nowhere, nowhere])
