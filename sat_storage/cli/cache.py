@@ -6,6 +6,7 @@ Reads, purges and resets go through the storage API (no XMPP connection needed);
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
@@ -182,8 +183,8 @@ def item_summary(item: PubsubItem) -> str:
     return text if len(text) <= SUMMARY_WIDTH else text[: SUMMARY_WIDTH - 1] + "…"
 
 
-def item_to_dict(item: PubsubItem, with_node: bool = False) -> dict[str, Any]:
-    """JSON form of a cached item (its XML as text)."""
+def item_to_dict(item: PubsubItem, profile: str | None = None) -> dict[str, Any]:
+    """JSON form of a cached item (its XML as text); with its node when ``profile``."""
     data: dict[str, Any] = {
         "name": item.name,
         "created": item.created,
@@ -191,10 +192,14 @@ def item_to_dict(item: PubsubItem, with_node: bool = False) -> dict[str, Any]:
         "parsed": item.parsed,
         "xml": to_xml(item.data) if item.data is not None else None,
     }
-    if with_node:
+    if profile is not None:
         node = item.node
         data.update(
-            profile_id=node.profile_id, service=node.service, node=node.name, type=node.type_
+            profile=profile,
+            service=node.service,
+            node=node.name,
+            type=node.type_,
+            subtype=node.subtype,
         )
     return data
 
@@ -329,6 +334,46 @@ def get(
     options.output.emit(result, render)
 
 
+ORDERS = ("creation", "modification", "item_id", "rank")
+DIRECTIONS = ("asc", "desc")
+
+
+def parse_path(text: str) -> list[str | int]:
+    """A parsed-data path: ``a.b.0`` (digits are array indexes) or a JSON list."""
+    if text.startswith("["):
+        try:
+            path = json.loads(text)
+        except ValueError:
+            raise BadInput(f"path {text!r} is not a JSON list") from None
+        if not isinstance(path, list):
+            raise BadInput(f"path {text!r} is not a JSON list")
+        return path
+    if not text or any(not part for part in text.split(".")):
+        raise BadInput(f"malformed path {text!r}: use key.key.0 or a JSON list")
+    return [int(p) if p.lstrip("-").isdigit() else p for p in text.split(".")]
+
+
+def parse_value(text: str) -> Any:
+    """A filter value: JSON when it parses (3, true, null, ["a","b"], "3"), else text."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def parse_order(text: str) -> dict[str, Any]:
+    """``--order-by`` value: ``ORDER[:DIRECTION]``, ORDER a named order or a path."""
+    name, direction = text, None
+    if ":" in text:
+        name, _, direction = text.rpartition(":")
+        if direction not in DIRECTIONS:
+            raise BadInput(f"unknown direction {direction!r} in --order-by {text!r}: asc or desc")
+    spec: dict[str, Any] = {"order": name} if name in ORDERS else {"path": parse_path(name)}
+    if direction is not None:
+        spec["direction"] = direction
+    return spec
+
+
 filter_options = [
     click.option("-p", "--profile", "profiles", multiple=True, help="Profile (repeatable)."),
     click.option("-s", "--service", "services", type=JID, multiple=True, help="Service JID."),
@@ -417,3 +462,91 @@ def reset(options: Options) -> None:
             f"cache reset: {result['nodes']} nodes and {result['items']} items removed"
         ),
     )
+
+
+@cache.command()
+@click.option("--fts", metavar="QUERY", help='Full-text query: words, "phrase", pre*, OR, -not.')
+@with_filters
+@click.option("--name", "names", multiple=True, metavar="ID", help="Item id (repeatable).")
+@click.option(
+    "--parsed",
+    "parsed",
+    nargs=3,
+    multiple=True,
+    metavar="PATH OP VALUE",
+    help="Filter on parsed data (repeatable), e.g. --parsed tags overlap '[\"xmpp\"]'.",
+)
+@click.option(
+    "--order-by",
+    "orders",
+    multiple=True,
+    metavar="ORDER[:asc|desc]",
+    help="creation, modification, item_id, rank or a parsed path (repeatable).",
+)
+@click.option("--index", type=click.IntRange(min=0), help="Skip this many results.")
+@click.option(
+    "--limit", type=click.IntRange(min=0), default=50, show_default=True, help="Results at most."
+)
+@click.option("--no-limit", is_flag=True, help="Every result.")
+@pass_options
+def search(
+    options: Options,
+    fts: str | None,
+    profiles: tuple[str, ...],
+    services: tuple[jid.JID, ...],
+    nodes: tuple[str, ...],
+    types: tuple[str, ...],
+    subtypes: tuple[str, ...],
+    names: tuple[str, ...],
+    parsed: tuple[tuple[str, str, str], ...],
+    orders: tuple[str, ...],
+    index: int | None,
+    limit: int,
+    no_limit: bool,
+) -> None:
+    """Search cached items (all profiles unless --profile): DESIGN's query language.
+
+    PATH is key.key.0 (digits index arrays) or a JSON list; VALUE is JSON when it
+    parses (3, true, null, ["a","b"], '"3"' for the text 3), else text. Operators:
+    == != > >= < <= (or eq ne gt ge lt le), between, in, not_in, overlap, ioverlap,
+    disjoint, idisjoint, like, ilike, not_like, not_ilike.
+    """
+    query: dict[str, Any] = {
+        "fts": fts,
+        "profiles": list(profiles) or None,
+        "services": [s.full() for s in services] or None,
+        "nodes": list(nodes) or None,
+        "types": [t or None for t in types] or None,
+        "subtypes": [t or None for t in subtypes] or None,
+        "names": list(names) or None,
+        "parsed": [
+            {"path": parse_path(path), "op": op, "value": parse_value(value)}
+            for path, op, value in parsed
+        ]
+        or None,
+        "order-by": [parse_order(order) for order in orders] or None,
+        "index": index,
+        "limit": None if no_limit else limit,
+    }
+    query = {key: value for key, value in query.items() if value is not None}
+
+    async def work(runtime: Runtime) -> list[tuple[dict[str, Any], str]]:
+        storage = await runtime.storage()
+        items = await storage.search_pubsub_items(query, all_profiles=True)
+        names_by_id = {id_: name for name, id_ in storage.profiles.items()}
+        return [
+            (item_to_dict(item, names_by_id.get(item.node.profile_id, "?")), item_summary(item))
+            for item in items
+        ]
+
+    results = run_async(options, work)
+
+    def render() -> None:
+        rows = [
+            (r["profile"], r["service"], r["node"], r["name"], r["updated"].date(), summary)
+            for r, summary in results
+        ]
+        options.output.table(["profile", "service", "node", "item", "updated", "summary"], rows)
+        options.output.message(f"{len(rows)} result(s)")
+
+    options.output.emit([r for r, _ in results], render)

@@ -225,3 +225,81 @@ class ResetTests(CacheTestCase):
         result = await self.cli("cache", "reset", stdin="n\n")
         self.assertEqual(result.code, 1, str(result))
         self.assertEqual(await self.item_count(), 35)
+
+
+class SearchTests(CacheTestCase):
+    """``cache search``: every query key as an option."""
+
+    async def search(self, *args: str) -> list[tuple[str, str]]:
+        """(profile, item) of the results of ``cache search ARGS``."""
+        result = await self.cli("--json", "cache", "search", *args)
+        self.assertEqual(result.code, 0, str(result))
+        return [(r["profile"], r["name"]) for r in result.json()]
+
+    async def test_full_text(self) -> None:
+        """--fts matches the text of items, in every profile by default."""
+        found = await self.search("--fts", "post 3", "--order-by", "item_id")
+        self.assertEqual(found, [("alice", "post-03"), ("bob", "post-03")])
+
+    async def test_profile_scope(self) -> None:
+        """--profile restricts the search to that profile."""
+        found = await self.search("--fts", "3", "--profile", "bob")
+        self.assertEqual(found, [("bob", "post-03")])
+
+    async def test_parsed_filter(self) -> None:
+        """--parsed PATH OP VALUE filters on parsed data (a text value here)."""
+        self.assertEqual(
+            await self.search("--parsed", "title", "==", "Post 7"), [("alice", "post-07")]
+        )
+
+    async def test_parsed_json_value(self) -> None:
+        """A JSON VALUE is decoded: ``in`` takes a list."""
+        found = await self.search(
+            "--parsed", "title", "in", '["Post 1", "Post 2"]', "--order-by", "item_id"
+        )
+        self.assertEqual(found, [("alice", "post-01"), ("alice", "post-02")])
+
+    async def test_type_order_limit_index(self) -> None:
+        """--type, --order-by with a direction, --index and --limit combine."""
+        found = await self.search(
+            "--type", "blog", "--order-by", "item_id:desc", "--index", "1", "--limit", "2"
+        )
+        self.assertEqual(found, [("alice", "post-28"), ("alice", "post-27")])
+
+    async def test_order_by_path(self) -> None:
+        """--order-by accepts a parsed path."""
+        found = await self.search(
+            "--parsed", "title", "like", "Post 1%", "--order-by", "title:desc", "--limit", "1"
+        )
+        self.assertEqual(found, [("alice", "post-19")])
+
+    async def test_service_and_node(self) -> None:
+        """--service and --node select nodes."""
+        found = await self.search("--service", "bob@example.org", "--node", "misc", "--no-limit")
+        self.assertEqual(len(found), 5)
+
+    async def test_table_for_people(self) -> None:
+        """Without --json, results are a table with a count."""
+        result = await self.cli("cache", "search", "--fts", "post 7")
+        self.assertEqual(result.code, 0, str(result))
+        self.assertIn("post-07", result.out)
+        self.assertIn("1 result(s)", result.out)
+
+    async def test_unknown_operator(self) -> None:
+        """An unknown operator is bad input naming it."""
+        result = await self.cli("cache", "search", "--parsed", "title", "~=", "x")
+        assert_bad_input(self, result, "unknown operator '~='")
+
+    async def test_bad_fts(self) -> None:
+        """A malformed full-text query is bad input."""
+        assert_bad_input(self, await self.cli("cache", "search", "--fts", '"open'), "fts")
+
+    async def test_bad_direction(self) -> None:
+        """An unknown direction is bad input."""
+        result = await self.cli("cache", "search", "--order-by", "creation:up")
+        assert_bad_input(self, result, "unknown direction 'up'")
+
+    async def test_malformed_path(self) -> None:
+        """An empty path segment is bad input."""
+        result = await self.cli("cache", "search", "--parsed", "a..b", "==", "1")
+        assert_bad_input(self, result, "malformed path 'a..b'")
