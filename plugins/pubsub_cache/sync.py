@@ -126,6 +126,15 @@ class SyncManager:
         entry = self._entries.get(key)
         return None if entry is None else entry.task
 
+    def join(self, key: Hashable) -> defer.Deferred[Any] | None:
+        """A Deferred firing with the result of the running synchronisation, or None."""
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        d: defer.Deferred[Any] = defer.Deferred()
+        entry.waiters.append(d)
+        return d
+
     def keys(self) -> list[Hashable]:
         """Keys being synchronised."""
         return list(self._entries)
@@ -136,15 +145,13 @@ class SyncManager:
         The Deferred fires with the result of the last attempt; cancelling it does not
         stop the synchronisation (use :meth:`stop`).
         """
+        joined = self.join(key)
+        if joined is not None:
+            return joined
         d: defer.Deferred[Any] = defer.Deferred()
-        entry = self._entries.get(key)
-        if entry is None:
-            task = SyncTask(key, 1, self.clock.seconds())
-            entry = self._entries[key] = _Entry(run, task, None)
-            entry.waiters.append(d)
-            self._launch(key, entry)
-        else:
-            entry.waiters.append(d)
+        entry = self._entries[key] = _Entry(run, SyncTask(key, 1, self.clock.seconds()), None)
+        entry.waiters.append(d)
+        self._launch(key, entry)
         return d
 
     def _launch(self, key: Hashable, entry: _Entry) -> None:
@@ -188,8 +195,7 @@ class SyncManager:
             return None
         entry.stopped = True
         entry.task.dropped = entry.task.dropped or dropped
-        d: defer.Deferred[Any] = defer.Deferred()
-        entry.waiters.append(d)
+        d = self.join(key)
         entry.task.expire()
         return d
 

@@ -1,0 +1,851 @@
+"""PUBSUB_CACHE: a local cache of pubsub nodes, answering XEP-0060 items requests.
+
+How it works (DESIGN.md §7):
+
+- plugins register *analysers* (:meth:`PubsubCache.register_analyser`) telling which
+  nodes hold what, whether to synchronise them and how to parse their items;
+- on the ``XEP-0060_getItems`` trigger, a node whose cache is COMPLETED is answered
+  from the database, in the same ``(items, metadata)`` shape as the network; an unknown
+  node is analysed, recorded and, when its analyser says ``to_sync``, synchronised in
+  the background while the request goes to the network;
+- a synchronisation subscribes first (no event is missed), then fetches the items page
+  by page (XEP-0059 RSM; one request when the service has no RSM) and stores them with
+  their parsed data; states go IN_PROGRESS -> COMPLETED, ERROR (items removed) or
+  NO_SYNC (the node cannot be kept in sync); one synchronisation per (profile,
+  service, node) at a time, cancelled and retried past a deadline;
+- pubsub events keep the cache in step (new items, retractions, purge, deletion).
+
+Configuration (``[pubsub_cache]`` section): ``strategy`` (``no_cache`` disables the
+cache; Libervia's ``pubsub_cache_strategy`` in ``[DEFAULT]`` works too),
+``cache_limit`` (items kept per node, default 5000), ``page_size`` (RSM page size,
+default 100), ``sync_deadline`` (seconds, default 3600), ``sync_attempts`` (default
+3), ``error_retry_delay`` (seconds before a failed node is tried again, default 600).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime
+from typing import Any
+
+from sat_storage.plugins.plugin_xep_0059 import RSMRequest
+from sat_storage.plugins.plugin_xep_0060 import NS_PUBSUB, get_node_uri
+from sat_storage.plugins.pubsub_cache import reads
+from sat_storage.plugins.pubsub_cache.analysers import AnalyserRegistry, parser_of
+from sat_storage.plugins.pubsub_cache.flight import KeyedLock, SingleFlight, as_deferred
+from sat_storage.plugins.pubsub_cache.sync import (
+    Pager,
+    RepeatedItemsError,
+    SyncManager,
+    SyncTask,
+)
+from twisted.internet import defer
+from twisted.internet.interfaces import IReactorTime
+from twisted.words.protocols.jabber import error as jabber_error
+from twisted.words.protocols.jabber import jid
+from twisted.words.xish import domish
+
+from sat_storage.exceptions import NotFound
+from sat_storage.models import PubsubItem, PubsubNode, SyncState
+
+log = logging.getLogger(__name__)
+
+PLUGIN_INFO = {
+    "name": "PubSub Cache",
+    "import_name": "PUBSUB_CACHE",
+    "type": "PUBSUB",
+    "modes": ["client", "component"],
+    "dependencies": ["XEP-0059", "XEP-0060"],
+    "recommendations": [],
+    "main": "PubsubCache",
+    "handler": "no",
+    "description": "Local cache of pubsub nodes: reads answered from the database",
+}
+
+CONFIG_SECTION = "pubsub_cache"
+NO_CACHE = "no_cache"
+STRATEGIES = ("cache", NO_CACHE)
+#: extra key of XEP-0060 get_items: False sends the request to the network
+KEY_USE_CACHE = "use_cache"
+#: option name -> (default, type, minimum)
+SETTINGS: dict[str, tuple[float, type, float]] = {
+    "cache_limit": (5000, int, 1),
+    "page_size": (100, int, 1),
+    "sync_deadline": (3600.0, float, 0.001),
+    "sync_attempts": (3, int, 1),
+    "error_retry_delay": (600.0, float, 0),
+}
+PURGE_FILTERS = (
+    "services",
+    "nodes",
+    "types",
+    "subtypes",
+    "profiles",
+    "created_before",
+    "updated_before",
+)
+#: states in which a node's cache follows the events
+CACHING_STATES = (SyncState.COMPLETED, SyncState.IN_PROGRESS)
+NO_NETWORK = {KEY_USE_CACHE: False}
+
+Key = tuple[str, str, str]  # (profile, service JID, node name)
+
+
+def _key(profile: str, service: jid.JID | str, node: str) -> Key:
+    return (profile, service.full() if isinstance(service, jid.JID) else service, node)
+
+
+def _label(key: Key) -> str:
+    profile, service, node = key
+    return f"node {node!r} at {service} [{profile}]"
+
+
+def as_pubsub_item(element: domish.Element) -> domish.Element:
+    """``element`` as a ``<item/>`` of the pubsub namespace (event items are copied)."""
+    if element.uri == NS_PUBSUB:
+        return element
+    item = domish.Element((NS_PUBSUB, "item"), defaultUri=NS_PUBSUB)
+    item.attributes = dict(element.attributes)
+    item.children = list(element.children)
+    return item
+
+
+class PubsubCache:
+    """Plugin object (``host.plugins["PUBSUB_CACHE"]``)."""
+
+    def __init__(self, host: Any, clock: IReactorTime | None = None) -> None:
+        if clock is None:
+            from twisted.internet import reactor as clock  # type: ignore[assignment]
+        self.host = host
+        self.clock: IReactorTime = clock  # type: ignore[assignment]
+        self.use_cache = self._read_strategy()
+        settings = {name: self._read_setting(name) for name in SETTINGS}
+        self.cache_limit = int(settings["cache_limit"])
+        self.page_size = int(settings["page_size"])
+        self.error_retry_delay = float(settings["error_retry_delay"])
+        self.analysers = AnalyserRegistry()
+        self.syncs = SyncManager(
+            self.clock, float(settings["sync_deadline"]), int(settings["sync_attempts"])
+        )
+        self._preparing = SingleFlight()
+        self._locks = KeyedLock()
+        self._failed: dict[Key, float] = {}
+        self._interrupted: dict[str, list[tuple[str, str]]] = {}
+        self._p = host.plugins["XEP-0060"]
+        if not self.use_cache:
+            log.info("pubsub cache disabled by the configuration (strategy = %s)", NO_CACHE)
+        host.trigger.add("XEP-0060_getItems", self._get_items_trigger)
+        self._p.add_managed_node(
+            "",
+            items_cb=self.on_items_event,
+            delete_cb=self.on_delete_event,
+            purge_cb=self.on_purge_event,
+        )
+        #: fires once synchronisations interrupted by a previous run have been reset
+        self.initialised: defer.Deferred[None] = defer.ensureDeferred(self._reset_interrupted())
+        self.initialised.addErrback(self._init_failed)
+
+    # --- configuration ---
+
+    def _config(self, name: str, default: Any = None) -> Any:
+        return self.host.memory.config_get(CONFIG_SECTION, name, default)
+
+    def _read_strategy(self) -> bool:
+        strategy = self._config("strategy")
+        option = f"[{CONFIG_SECTION}] strategy"
+        if strategy is None:
+            strategy = self.host.memory.config_get(None, "pubsub_cache_strategy", None)
+            option = "pubsub_cache_strategy"
+        if strategy is None:
+            return True
+        strategy = str(strategy).strip().lower()
+        if strategy not in STRATEGIES:
+            raise ValueError(f"{option} must be one of {STRATEGIES}, got {strategy!r}")
+        return strategy != NO_CACHE
+
+    def _read_setting(self, name: str) -> float:
+        default, type_, minimum = SETTINGS[name]
+        raw = self._config(name, default)
+        try:
+            value = type_(raw)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"[{CONFIG_SECTION}] {name} must be a {type_.__name__}, got {raw!r}"
+            ) from None
+        if value < minimum:
+            raise ValueError(f"[{CONFIG_SECTION}] {name} must be at least {minimum}, got {raw!r}")
+        return value
+
+    # --- start and stop ---
+
+    @staticmethod
+    def _init_failed(failure: Any) -> None:
+        log.error("pubsub cache: resetting interrupted synchronisations failed: %s", failure)
+
+    def _profile_names(self) -> dict[int, str]:
+        return {id_: name for name, id_ in self.host.memory.storage.profiles.items()}
+
+    async def _reset_interrupted(self) -> None:
+        """Nodes left IN_PROGRESS by a previous run (a crash): items removed, state None.
+
+        They are synchronised again when their profile connects (or on next request).
+        """
+        storage = self.host.memory.storage
+        nodes = await storage.get_pubsub_nodes(sync_states=[SyncState.IN_PROGRESS])
+        names = self._profile_names()
+        for node in nodes:
+            log.warning(
+                "%s was left half-synchronised (interrupted run): resetting it",
+                _label(_key(names[node.profile_id], node.service, node.name)),
+            )
+            await storage.delete_pubsub_items(node)
+            await storage.update_pubsub_node_sync_state(node, None)
+            self._interrupted.setdefault(names[node.profile_id], []).append(
+                (node.service, node.name)
+            )
+
+    async def profile_connected(self, client: Any) -> None:
+        """Synchronise again the nodes of this profile interrupted by a previous run."""
+        await self.initialised
+        for service, node in self._interrupted.pop(client.profile, []):
+            d = self.synchronise(client, jid.JID(service), node, resync=False)
+            d.addErrback(lambda f, s=service, n=node: log.error("resync of %s/%s: %s", s, n, f))
+
+    def profile_disconnected(self, client: Any) -> defer.Deferred[Any]:
+        """Stop the synchronisations of a profile that lost its connection."""
+        stopping = [self.syncs.stop(key) for key in self.syncs.keys() if key[0] == client.profile]
+        return defer.gatherResults([d for d in stopping if d is not None], consumeErrors=True)
+
+    async def stop(self) -> None:
+        """Stop every synchronisation (host shutdown)."""
+        self.host.trigger.remove("XEP-0060_getItems", self._get_items_trigger)
+        self._p.remove_managed_node(
+            "", self.on_items_event, self.on_delete_event, self.on_purge_event
+        )
+        await self.syncs.stop_all()
+
+    # --- analysers ---
+
+    def register_analyser(self, analyser: dict[str, Any]) -> None:
+        """Register a node analyser (keys in :mod:`.pubsub_cache.analysers`).
+
+        ``ValueError`` names a missing or invalid key; ``ConflictError`` if an analyser
+        with the same (normalised) name exists. Analysers are tried in registration
+        order. The caller's dict is not modified.
+        """
+        checked = self.analysers.register(analyser)
+        log.info("pubsub cache: analyser %r registered (type %r)", checked["name"], checked["type"])
+
+    async def analyse_node(
+        self,
+        client: Any,
+        service: jid.JID,
+        node: str,
+        pubsub_node: PubsubNode | None = None,
+    ) -> dict[str, Any]:
+        """What ``node`` holds, from the registered analysers.
+
+        Returns the *analyse*: ``service``, ``node``, and when found ``namespace`` (of
+        the node's last item), ``conf`` (the node configuration form), then the keys of
+        the matching analyser (``name``, ``type``, ``subtype``, ``to_sync``,
+        ``parser``), possibly edited by its ``match_cb``. When ``pubsub_node`` (the
+        cached node) is given, nothing is asked to the network. Failed look-ups are
+        logged and leave their key out.
+        """
+        analyse: dict[str, Any] = {"service": service, "node": node}
+        if pubsub_node is None:
+            lookups = [defer.ensureDeferred(self._node_configuration(client, service, node))]
+            if self.analysers.needs_namespace(node):
+                lookups.append(defer.ensureDeferred(self._last_namespace(client, service, node)))
+            for found in await defer.gatherResults(lookups, consumeErrors=True):
+                analyse.update(found)
+        analyser = self.analysers.apply(analyse)
+        if analyser is None:
+            log.debug("%s matches no analyser", _label(_key(client.profile, service, node)))
+        elif "match_cb" in analyser:
+            try:
+                await as_deferred(analyser["match_cb"], client, analyse)
+            except Exception:
+                log.exception("match_cb of analyser %r failed on node %r", analyser["name"], node)
+        return analyse
+
+    async def _last_namespace(self, client: Any, service: jid.JID, node: str) -> dict[str, Any]:
+        """``{"namespace": …}`` of the payload of the node's last item, or ``{}``."""
+        try:
+            items, _ = await self._p.get_items(client, service, node, 1, extra=dict(NO_NETWORK))
+        except NotFound:
+            return {}
+        except Exception as e:
+            log.warning("can't get the last item of node %r at %s: %s", node, service.full(), e)
+            return {}
+        payload = items[-1].firstChildElement() if items else None
+        return {} if payload is None or not payload.uri else {"namespace": payload.uri}
+
+    async def _node_configuration(self, client: Any, service: jid.JID, node: str) -> dict[str, Any]:
+        """``{"conf": form}`` when the service gives the node configuration, else ``{}``."""
+        try:
+            return {"conf": await self._p.get_configuration(client, service, node)}
+        except (jabber_error.StanzaError, NotFound) as e:
+            log.info("configuration of node %r at %s unavailable: %s", node, service.full(), e)
+        except Exception as e:
+            log.warning("can't get the configuration of node %r at %s: %s", node, service, e)
+        return {}
+
+    # --- items: parsing and writing ---
+
+    async def _parse(
+        self, client: Any, node: PubsubNode, items: list[domish.Element]
+    ) -> list[dict[str, Any] | None]:
+        """Parsed data of ``items`` (None for each item the parser fails on, logged)."""
+        parser = parser_of(self.analysers, node.analyser)
+        if parser is None:
+            return [None] * len(items)
+        service = jid.JID(node.service)
+        parsed: list[dict[str, Any] | None] = []
+        for item in items:
+            try:
+                data = parser(client, item, service, node.name)
+                if isinstance(data, defer.Deferred) or hasattr(data, "__await__"):
+                    data = await data
+                if not isinstance(data, dict):
+                    raise TypeError(f"the parser returned {type(data).__name__}, not a dict")
+                json.dumps(data, allow_nan=False)
+            except Exception as e:
+                log.warning(
+                    "parser of analyser %r failed on item %r of node %r (item kept raw): %s",
+                    node.analyser,
+                    item.getAttribute("id"),
+                    node.name,
+                    e,
+                    exc_info=not isinstance(e, TypeError | ValueError),
+                )
+                data = None
+            parsed.append(data)
+        return parsed
+
+    @staticmethod
+    def _valid_items(items: Any, where: str) -> list[domish.Element]:
+        """The ``<item/>`` elements with an id (others logged and left out)."""
+        if not isinstance(items, list | tuple):
+            raise TypeError(f"items must be a list of <item/> elements, got {items!r}")
+        valid = []
+        for item in items:
+            if not isinstance(item, domish.Element) or item.name != "item":
+                log.warning("%s: ignoring %r (not an <item/> element)", where, item)
+            elif not item.getAttribute("id"):
+                log.warning("%s: ignoring an item without id: %s", where, item.toXml()[:300])
+            else:
+                valid.append(as_pubsub_item(item))
+        return valid
+
+    async def cache_items(
+        self, client: Any, pubsub_node: PubsubNode, items: list[domish.Element]
+    ) -> None:
+        """Parse ``items`` with the node's analyser and store them (upsert).
+
+        Items without id, or that are not ``<item/>`` elements, are logged and left
+        out; a parser failure stores the item with no parsed data.
+        """
+        key = _key(client.profile, pubsub_node.service, pubsub_node.name)
+        items = self._valid_items(items, _label(key))
+        if not items:
+            return
+        parsed = await self._parse(client, pubsub_node, items)
+        await self._locks.run(key, self._store, client, pubsub_node, items, parsed)
+
+    def _store(
+        self,
+        client: Any,
+        node: PubsubNode,
+        items: list[domish.Element],
+        parsed: list[dict[str, Any] | None],
+        task: SyncTask | None = None,
+    ) -> defer.Deferred[None]:
+        """Write items (under the node's lock); events mark them for a running sync.
+
+        ``task`` given: a page of that synchronisation, whose items already changed
+        by an event are skipped (the event is newer).
+        """
+        key = _key(client.profile, node.service, node.name)
+        if task is not None:
+            if task.purged or task.dropped:
+                return defer.succeed(None)
+            kept = [
+                (i, p) for i, p in zip(items, parsed, strict=True) if i["id"] not in task.touched
+            ]
+            items, parsed = [i for i, _ in kept], [p for _, p in kept]
+        else:
+            running = self.syncs.task(key)
+            if running is not None:
+                running.touched.update(item["id"] for item in items)
+        return self.host.memory.storage.cache_pubsub_items(client, node, items, parsed)
+
+    # --- reading the cache ---
+
+    async def get_items_from_cache(
+        self,
+        client: Any,
+        node: PubsubNode,
+        max_items: int | None = None,
+        item_ids: list[str] | None = None,
+        sub_id: str | None = None,
+        rsm_request: RSMRequest | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> tuple[list[PubsubItem], dict[str, Any]]:
+        """Cached items of ``node``, with the arguments of a XEP-0060 items request.
+
+        ``max_items`` alone: the newest items (all when None), oldest first; RSM
+        ``after``/``before``/``before=""``/``index`` pages; ``item_ids``;
+        ``extra["order_by"]`` (``creation`` or ``modification``). Metadata:
+        ``{"rsm": {"first", "last", "index", "count"}, "complete"}``. ``NotFound``
+        for an RSM cursor that is not a cached item id.
+        """
+        if reads.network_only(extra):
+            raise ValueError(f"extra[{reads.network_only(extra)!r}] can't be answered from cache")
+        args = reads.get_items_args(max_items, item_ids, rsm_request, extra)
+        return await self.host.memory.storage.get_items(node, **args)
+
+    async def _answer_from_cache(
+        self,
+        client: Any,
+        service: jid.JID,
+        node: PubsubNode,
+        max_items: int | None,
+        item_ids: list[str] | None,
+        sub_id: str | None,
+        rsm_request: RSMRequest | None,
+        extra: dict[str, Any],
+    ) -> tuple[list[domish.Element], dict[str, Any]]:
+        """The answer of XEP-0060 ``get_items`` (same shape as from the network)."""
+        items, cache_metadata = await self.get_items_from_cache(
+            client, node, max_items, item_ids, sub_id, rsm_request, extra
+        )
+        metadata: dict[str, Any] = {
+            "service": service,
+            "node": node.name,
+            "uri": get_node_uri(service, node.name),
+        }
+        if rsm_request is not None:
+            metadata["rsm"] = cache_metadata["rsm"]
+            metadata["complete"] = cache_metadata["complete"]
+        return [item.data for item in items], metadata
+
+    # --- the XEP-0060_getItems trigger ---
+
+    async def _get_items_trigger(
+        self,
+        client: Any,
+        service: jid.JID | None,
+        node: str,
+        max_items: int | None,
+        item_ids: list[str] | None,
+        sub_id: str | None,
+        rsm_request: RSMRequest | None,
+        extra: dict[str, Any],
+    ) -> tuple[bool, Any]:
+        """Answer from the cache when the node is synchronised; else prepare it."""
+        if not self.use_cache or (extra or {}).get(KEY_USE_CACHE) is False:
+            return True, None
+        if reads.network_only(extra):
+            log.debug("%r requests are not cached: network", reads.network_only(extra))
+            return True, None
+        reads.get_items_args(max_items, item_ids, rsm_request, extra)  # bad input: raise
+        if service is None:
+            service = client.jid.userhostJID()
+        key = _key(client.profile, service, node)
+        try:
+            await self.initialised
+            storage = self.host.memory.storage
+            pubsub_node = await storage.get_pubsub_node(client, service, node)
+            if pubsub_node is not None and pubsub_node.sync_state is SyncState.COMPLETED:
+                try:
+                    return False, await self._answer_from_cache(
+                        client,
+                        service,
+                        pubsub_node,
+                        max_items,
+                        item_ids,
+                        sub_id,
+                        rsm_request,
+                        extra,
+                    )
+                except NotFound as e:  # e.g. a cursor given by the service before the sync
+                    log.debug("%s: not answerable from cache (%s): network", _label(key), e)
+                    return True, None
+            if pubsub_node is None or self._wants_sync(key, pubsub_node):
+                await self._preparing.run(key, self._prepare, client, service, node)
+        except Exception:
+            log.exception("pubsub cache failed on %s: the request goes to the network", _label(key))
+        return True, None
+
+    def _wants_sync(self, key: Key, node: PubsubNode) -> bool:
+        """True when a synchronisation of this known node should start now."""
+        state = node.sync_state
+        if state is None:
+            return True
+        if self.syncs.running(key) or state in (SyncState.COMPLETED, SyncState.NO_SYNC):
+            return False
+        if state is SyncState.IN_PROGRESS:  # nothing runs it: interrupted
+            return True
+        failed = self._failed.get(key)
+        return failed is None or self.clock.seconds() - failed >= self.error_retry_delay
+
+    async def _prepare(self, client: Any, service: jid.JID, node: str) -> PubsubNode:
+        """Analyse and record an unknown node; start its synchronisation when wanted."""
+        key = _key(client.profile, service, node)
+        storage = self.host.memory.storage
+        pubsub_node = await storage.get_pubsub_node(client, service, node)
+        if pubsub_node is None:
+            analyse = await self.analyse_node(client, service, node)
+            pubsub_node = await storage.get_pubsub_node(
+                client,
+                service,
+                node,
+                create=True,
+                create_kwargs={
+                    "analyser": analyse.get("name"),
+                    "type_": analyse.get("type"),
+                    "subtype": analyse.get("subtype"),
+                },
+            )
+            if not analyse.get("to_sync"):
+                log.debug("%s is not to be synchronised", _label(key))
+                await storage.update_pubsub_node_sync_state(pubsub_node, SyncState.NO_SYNC)
+                return pubsub_node
+        elif not self._wants_sync(key, pubsub_node):
+            return pubsub_node
+        self._start_sync(client, pubsub_node)
+        return pubsub_node
+
+    # --- synchronisation ---
+
+    def _start_sync(self, client: Any, node: PubsubNode) -> defer.Deferred[SyncState | None]:
+        """Start (or join) the synchronisation of ``node``; fires with its final state."""
+        key = _key(client.profile, node.service, node.name)
+        d = self.syncs.start(key, lambda task: self._sync_attempt(client, node, task))
+        return d
+
+    def cache_node(self, client: Any, pubsub_node: PubsubNode) -> defer.Deferred[Any]:
+        """Synchronise ``pubsub_node`` in the background (Libervia's name).
+
+        Returns a Deferred firing with the final state; a running synchronisation of
+        the node is joined, never doubled.
+        """
+        return self._start_sync(client, pubsub_node)
+
+    def sync_progress(self, client: Any, service: jid.JID, node: str) -> dict[str, Any] | None:
+        """Progress of the running synchronisation of a node, or None if none runs.
+
+        Keys: ``cached`` (items stored so far), ``total`` (items to cache, None until
+        known), ``attempt``, ``started`` (clock time), ``rsm`` (service pages with RSM).
+        """
+        task = self.syncs.task(_key(client.profile, service, node))
+        return None if task is None else task.progress()
+
+    async def _subscribe(self, client: Any, node: PubsubNode, label: str) -> bool:
+        """Subscribe to the node (once); False when the service refuses."""
+        if node.subscribed:
+            return True
+        try:
+            subscription = await self._p.subscribe(client, jid.JID(node.service), node.name)
+        except jabber_error.StanzaError as e:
+            log.warning("%s: subscription refused (%s): it can't be kept in sync", label, e)
+            return False
+        if getattr(subscription, "state", "subscribed") != "subscribed":
+            log.warning(
+                "%s: subscription is %r, not 'subscribed': it can't be kept in sync",
+                label,
+                subscription.state,
+            )
+            return False
+        node.subscribed = True
+        await self.host.memory.storage.set_pubsub_node(
+            client,
+            jid.JID(node.service),
+            node.name,
+            analyser=node.analyser,
+            type_=node.type_,
+            subtype=node.subtype,
+            subscribed=True,
+        )
+        return True
+
+    async def _fetch(
+        self, client: Any, node: PubsubNode, request: dict[str, Any] | None
+    ) -> tuple[list[domish.Element], dict[str, Any] | None]:
+        """One items request to the service (never the cache)."""
+        rsm_request = None
+        if request is not None:
+            rsm_request = RSMRequest(
+                request.get("max"), request.get("after"), request.get("before")
+            )
+        items, metadata = await self._p.get_items(
+            client,
+            jid.JID(node.service),
+            node.name,
+            rsm_request=rsm_request,
+            extra=dict(NO_NETWORK),
+        )
+        return items, metadata.get("rsm")
+
+    async def _write_page(
+        self, client: Any, node: PubsubNode, task: SyncTask, items: list[domish.Element]
+    ) -> None:
+        parsed = await self._parse(client, node, items)
+        key = _key(client.profile, node.service, node.name)
+        await self._locks.run(key, self._store, client, node, items, parsed, task)
+
+    async def _sync_attempt(
+        self, client: Any, node: PubsubNode, task: SyncTask
+    ) -> SyncState | None:
+        """One attempt at synchronising ``node``; returns the final state (None: dropped)."""
+        key = _key(client.profile, node.service, node.name)
+        label = _label(key)
+        storage = self.host.memory.storage
+        log.info("%s: synchronisation starts (attempt %d)", label, task.attempt)
+        try:
+            # state first: a node being emptied is never answered from the cache
+            await storage.update_pubsub_node_sync_state(node, SyncState.IN_PROGRESS)
+            await self._locks.run(key, storage.delete_pubsub_items, node)
+            if not await self._subscribe(client, node, label):
+                await storage.update_pubsub_node_sync_state(node, SyncState.NO_SYNC)
+                return SyncState.NO_SYNC
+            pager = Pager(
+                task,
+                lambda request: self._fetch(client, node, request),
+                lambda items: self._write_page(client, node, task, items),
+                self.cache_limit,
+                self.page_size,
+                label,
+            )
+            await pager.run()
+            task.check()
+            if task.dropped:
+                return None
+            await storage.update_pubsub_node_sync_state(node, SyncState.COMPLETED)
+        except RepeatedItemsError as e:
+            log.warning("%s can't be cached: %s (please report it to the service)", label, e)
+            return await self._sync_failed(key, node, SyncState.NO_SYNC)
+        except NotFound as e:
+            if task.dropped:
+                return None
+            log.warning("%s: synchronisation failed: %s", label, e)
+            return await self._sync_failed(key, node, SyncState.ERROR)
+        except Exception as e:
+            if task.dropped:
+                return None
+            log.error("%s: synchronisation failed: %s", label, e, exc_info=not task.expired)
+            return await self._sync_failed(key, node, SyncState.ERROR)
+        self._failed.pop(key, None)
+        log.info("%s: synchronised (%d items cached)", label, task.cached)
+        return SyncState.COMPLETED
+
+    async def _sync_failed(self, key: Key, node: PubsubNode, state: SyncState) -> SyncState | None:
+        """Remove the partial items and record ``state`` (the node may be gone)."""
+        storage = self.host.memory.storage
+        if state is SyncState.ERROR:
+            self._failed[key] = self.clock.seconds()
+        try:
+            await self._locks.run(key, storage.delete_pubsub_items, node)
+            await storage.update_pubsub_node_sync_state(node, state)
+        except NotFound:
+            return None
+        except Exception:
+            log.exception("%s: can't record the failed synchronisation", _label(key))
+        return state
+
+    async def synchronise(
+        self, client: Any, service: jid.JID, node: str, resync: bool = True
+    ) -> SyncState | None:
+        """Synchronise a node now, whatever its analyser says; returns the final state.
+
+        ``resync``: a node already synchronised is fetched again (its items replaced);
+        otherwise a COMPLETED node is left as is. A running synchronisation of the node
+        is joined (not doubled). The node is subscribed.
+        """
+        await self.initialised
+        key = _key(client.profile, service, node)
+        running = self.syncs.join(key)
+        if running is not None:
+            return await running
+        storage = self.host.memory.storage
+        pubsub_node = await storage.get_pubsub_node(client, service, node)
+        if pubsub_node is not None and not resync:
+            if pubsub_node.sync_state is SyncState.COMPLETED:
+                return SyncState.COMPLETED
+        analyse = await self.analyse_node(client, service, node)
+        pubsub_node = await storage.set_pubsub_node(
+            client,
+            service,
+            node,
+            analyser=analyse.get("name"),
+            type_=analyse.get("type"),
+            subtype=analyse.get("subtype"),
+            subscribed=pubsub_node.subscribed if pubsub_node is not None else False,
+        )
+        log.info("%s: (re)synchronisation requested", _label(key))
+        return await self._start_sync(client, pubsub_node)
+
+    # --- events ---
+
+    async def _nodes_everywhere(self, service: jid.JID, name: str) -> list[tuple[Key, PubsubNode]]:
+        """Every profile's cached copy of a node that follows events."""
+        nodes = await self.host.memory.storage.get_pubsub_nodes(services=[service], names=[name])
+        names = self._profile_names()
+        return [
+            (_key(names[n.profile_id], n.service, n.name), n)
+            for n in nodes
+            if n.sync_state in CACHING_STATES
+        ]
+
+    async def on_items_event(self, client: Any, event: Any) -> None:
+        """New items are stored (parsed too); retracted ones deleted, for every profile.
+
+        New items update the receiving profile's cache (what a profile may read is its
+        own); retractions apply to every profile caching the node.
+        """
+        await self.initialised
+        service, name = event.sender, event.nodeIdentifier
+        items = [e for e in event.items if e.name == "item"]
+        retracted = [e.getAttribute("id") for e in event.items if e.name == "retract"]
+        if items:
+            pubsub_node = await self.host.memory.storage.get_pubsub_node(client, service, name)
+            if pubsub_node is None or pubsub_node.sync_state not in CACHING_STATES:
+                log.debug("items event for node %r at %s: not cached", name, service.full())
+            else:
+                await self.cache_items(client, pubsub_node, items)
+        retracted = [item_id for item_id in retracted if item_id]
+        if retracted:
+            for key, pubsub_node in await self._nodes_everywhere(service, name):
+                await self._locks.run(key, self._retract, key, pubsub_node, retracted)
+
+    def _retract(self, key: Key, node: PubsubNode, item_ids: list[str]) -> defer.Deferred[int]:
+        task = self.syncs.task(key)
+        if task is not None:
+            task.touched.update(item_ids)
+        return self.host.memory.storage.delete_pubsub_items(node, item_ids)
+
+    async def on_purge_event(self, client: Any, event: Any) -> None:
+        """The node was emptied: its cached items are removed, for every profile."""
+        await self.initialised
+        for key, pubsub_node in await self._nodes_everywhere(event.sender, event.nodeIdentifier):
+            log.info("%s purged by its service", _label(key))
+            await self._locks.run(key, self._purge_node, key, pubsub_node)
+
+    def _purge_node(self, key: Key, node: PubsubNode) -> defer.Deferred[int]:
+        task = self.syncs.task(key)
+        if task is not None:
+            task.purged = True
+        return self.host.memory.storage.delete_pubsub_items(node)
+
+    async def on_delete_event(self, client: Any, event: Any) -> None:
+        """The node was deleted: it is dropped from the cache, for every profile."""
+        await self.initialised
+        service, name = event.sender, event.nodeIdentifier
+        for key in [k for k in self.syncs.keys() if k[1:] == (service.full(), name)]:
+            stopping = self.syncs.stop(key, dropped=True)
+            if stopping is not None:
+                await stopping
+        deleted = await self.host.memory.storage.delete_pubsub_node(None, [service], [name])
+        if deleted:
+            log.info("node %r at %s deleted by its service: dropped", name, service.full())
+
+    # --- administration ---
+
+    async def purge(self, purge_filters: dict[str, Any]) -> int:
+        """Remove cached items matching every filter; returns how many.
+
+        Filters (all optional): ``services`` (JIDs), ``nodes``, ``types``, ``subtypes``,
+        ``profiles`` (lists; None = no filter), ``created_before``, ``updated_before``
+        (datetimes). A node that loses items is no longer answered from the cache: its
+        sync state is cleared, and it is synchronised again when next requested.
+        """
+        if not isinstance(purge_filters, dict):
+            raise TypeError(f"purge filters must be a dict, got {purge_filters!r}")
+        unknown = [k for k in purge_filters if k not in PURGE_FILTERS]
+        if unknown:
+            raise ValueError(f"unknown purge filter {unknown[0]!r} (known: {PURGE_FILTERS})")
+        for name in ("created_before", "updated_before"):
+            value = purge_filters.get(name)
+            if value is not None and not isinstance(value, datetime):
+                raise TypeError(f"{name} must be a datetime, got {value!r}")
+        await self.initialised
+        storage = self.host.memory.storage
+        nodes = await storage.get_pubsub_nodes(
+            profiles=purge_filters.get("profiles"),
+            services=purge_filters.get("services"),
+            names=purge_filters.get("nodes"),
+            types=purge_filters.get("types"),
+            subtypes=purge_filters.get("subtypes"),
+        )
+        names = self._profile_names()
+        total = 0
+        for node in nodes:
+            key = _key(names[node.profile_id], node.service, node.name)
+            stopping = self.syncs.stop(key, dropped=True)
+            if stopping is not None:
+                await stopping
+            deleted = await self._locks.run(
+                key,
+                storage.purge_pubsub_items,
+                [jid.JID(node.service)],
+                [node.name],
+                None,
+                None,
+                [key[0]],
+                purge_filters.get("created_before"),
+                purge_filters.get("updated_before"),
+            )
+            if deleted or stopping is not None:
+                await storage.update_pubsub_node_sync_state(node, None)
+            total += deleted
+        log.info("pubsub cache purge: %d items removed from %d nodes", total, len(nodes))
+        return total
+
+    async def reset(self) -> None:
+        """Remove every cached node and item; the cache fills again as if new."""
+        await self.initialised
+        await self.syncs.stop_all(dropped=True)
+        self._failed.clear()
+        await self.host.memory.storage.delete_pubsub_node(None, None, None)
+        log.info("pubsub cache reset")
+
+    def search(self, query: dict[str, Any], all_profiles: bool = False) -> defer.Deferred[Any]:
+        """Cached items matching ``query`` (the storage's ``search_pubsub_items``).
+
+        ``query["profiles"]`` scopes the search; ``all_profiles=True`` is the explicit
+        admin call. Bad queries raise ``ValueError`` naming the culprit.
+        """
+        return self.host.memory.storage.search_pubsub_items(query, all_profiles=all_profiles)
+
+    async def serialisable_search(
+        self, query: dict[str, Any], all_profiles: bool = False
+    ) -> list[dict[str, Any]]:
+        """:meth:`search` as JSON-serialisable dicts: the parsed data of each item plus
+        ``pubsub_service``, ``pubsub_node``, ``pubsub_item`` (item id), ``node_profile``,
+        and ``item_payload`` (the item XML) when ``query["with_payload"]`` is true.
+        The caller's query is not modified.
+        """
+        if not isinstance(query, dict):
+            raise ValueError(f"the search query must be a dict, got {type(query).__name__}")
+        query = dict(query)
+        with_payload = bool(query.pop("with_payload", False))
+        items = await self.search(query, all_profiles=all_profiles)
+        names = self._profile_names()
+        results = []
+        for item in items:
+            data = dict(item.parsed or {})
+            data.update(
+                pubsub_service=str(item.node.service),
+                pubsub_node=item.node.name,
+                pubsub_item=item.name,
+                node_profile=names.get(item.node.profile_id),
+            )
+            if with_payload:
+                data["item_payload"] = item.data.toXml()
+            results.append(data)
+        return results
+
+
+__all__ = ["PLUGIN_INFO", "PubsubCache", "as_pubsub_item"]
