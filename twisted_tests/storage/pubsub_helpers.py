@@ -1,0 +1,73 @@
+"""What the pubsub storage tests share: clients, items, nodes, table snapshots."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Text, select, type_coerce
+from sqlalchemy.orm import Session
+from twisted.trial.unittest import TestCase
+from twisted.words.protocols.jabber import jid
+from twisted.words.xish import domish
+
+from sat_storage import Storage
+from sat_storage.models import PubsubItem, PubsubNode, PubsubSub
+from twisted_tests.db import make_storage
+
+NS_PUBSUB = "http://jabber.org/protocol/pubsub"
+SERVICE = jid.JID("pubsub.example.org")
+OTHER_SERVICE = jid.JID("pubsub.example.net")
+
+
+class Client:
+    """A client object as the storage sees it: just a profile name."""
+
+    def __init__(self, profile: str) -> None:
+        self.profile = profile
+
+
+def make_item(name: str, text: str = "", ns: str = NS_PUBSUB) -> domish.Element:
+    """An ``<item id=name/>`` with an Atom-like ``<entry>`` holding ``text``."""
+    item = domish.Element((ns, "item"))
+    item["id"] = name
+    entry = item.addElement(("http://www.w3.org/2005/Atom", "entry"))
+    entry.addElement("title", content=text or f"title of {name}")
+    return item
+
+
+def make_items(names: list[str]) -> list[domish.Element]:
+    return [make_item(name) for name in names]
+
+
+async def storage_with_profiles(testcase: TestCase, *profiles: str) -> Storage:
+    """An initialised storage with ``profiles`` created."""
+    storage = await make_storage(testcase)
+    for profile in profiles:
+        await storage.create_profile(profile)
+    return storage
+
+
+async def snapshot(storage: Storage) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of the pubsub tables (as plain tuples), to compare states."""
+
+    def txn(session: Session) -> dict[str, list[tuple[Any, ...]]]:
+        result = {}
+        for model in (PubsubNode, PubsubItem, PubsubSub):
+            table = model.__table__
+            # the XML as stored (text), not parsed into an element
+            columns = [type_coerce(c, Text) if c.name == "data" else c for c in table.c]
+            rows = session.execute(select(*columns).order_by(table.c.id))
+            result[model.__tablename__] = [tuple(row) for row in rows]
+        return result
+
+    return await storage.db.run(txn)
+
+
+async def item_names(storage: Storage, node: PubsubNode) -> list[str]:
+    """Names of the items of ``node`` in creation (id) order."""
+
+    def txn(session: Session) -> list[str]:
+        stmt = select(PubsubItem.name).where(PubsubItem.node_id == node.id)
+        return list(session.scalars(stmt.order_by(PubsubItem.id)))
+
+    return await storage.db.run(txn)
