@@ -6,12 +6,68 @@ from typing import Any
 
 import click
 
-from sat_storage.cli.runtime import Options, Runtime, pass_options, run_async, yes_option
+from sat_storage.cli.runtime import (
+    BadInput,
+    Options,
+    Runtime,
+    pass_options,
+    run_async,
+    yes_option,
+)
+
+
+def connection_params() -> dict[str, tuple[str, str]]:
+    """Option name -> the individual parameter the host connects with."""
+    from sat_storage import host  # imports wokkel: only when needed
+
+    return {
+        "jid": host.PARAM_JID,
+        "password": host.PARAM_PASSWORD,
+        "server": host.PARAM_FORCE_SERVER,
+        "port": host.PARAM_FORCE_PORT,
+    }
+
+
+connection_options = [
+    click.option("--jid", help="Jabber ID the profile connects as."),
+    click.option("--password", help="Its password (stored in the database)."),
+    click.option("--server", help="Server host to connect to (default: the JID's domain)."),
+    click.option("--port", type=click.IntRange(1, 65535), help="Server port (default: 5222)."),
+]
+
+
+def with_connection_options(fn: Any) -> Any:
+    """Add --jid/--password/--server/--port."""
+    for option in reversed(connection_options):
+        fn = option(fn)
+    return fn
+
+
+def check_jid(value: str | None) -> None:
+    """BadInput unless ``value`` is None or a JID with a user part."""
+    if value is None:
+        return
+    from twisted.words.protocols.jabber.jid import JID, InvalidFormat
+
+    try:
+        parsed = JID(value)
+    except InvalidFormat as e:
+        raise BadInput(f"--jid {value!r} is not a valid JID: {e}") from None
+    if not parsed.user:
+        raise BadInput(f"--jid {value!r} has no user part (user@domain)")
+
+
+async def set_connection(storage: Any, profile: str, values: dict[str, Any]) -> None:
+    """Store the connection parameters given (None: leave as is)."""
+    for option, value in values.items():
+        if value is not None:
+            category, name = connection_params()[option]
+            await storage.set_ind_param(category, name, str(value), profile)
 
 
 @click.group()
 def profile() -> None:
-    """Profiles: list, create, delete."""
+    """Profiles: list, create, set, delete."""
 
 
 @profile.command("list")
@@ -21,9 +77,16 @@ def list_(options: Options) -> None:
 
     async def work(runtime: Runtime) -> list[dict[str, Any]]:
         storage = await runtime.storage()
+        params = connection_params()
+        jids = await storage.get_ind_param_values(*params["jid"])
+        servers = await storage.get_ind_param_values(*params["server"])
+        ports = await storage.get_ind_param_values(*params["port"])
         return [
             {
                 "name": name,
+                "jid": jids.get(name),
+                "server": servers.get(name),
+                "port": int(ports[name]) if ports.get(name) else None,
                 "component": storage.get_entry_point(name)
                 if storage.profile_is_component(name)
                 else None,
@@ -32,33 +95,58 @@ def list_(options: Options) -> None:
         ]
 
     profiles = run_async(options, work)
-    options.output.emit(
-        profiles,
-        lambda: (
-            options.output.table(
-                ["profile", "component"], [(p["name"], p["component"]) for p in profiles]
-            )
-            if profiles
-            else options.output.message("no profile")
-        ),
-    )
+
+    def render() -> None:
+        if not profiles:
+            options.output.message("no profile")
+            return
+        rows = [(p["name"], p["jid"], p["server"], p["port"], p["component"]) for p in profiles]
+        options.output.table(["profile", "jid", "server", "port", "component"], rows)
+
+    options.output.emit(profiles, render)
 
 
 @profile.command()
 @click.argument("name")
 @click.option("--component", metavar="ENTRY_POINT", help="Make it a component profile.")
+@with_connection_options
 @pass_options
-def create(options: Options, name: str, component: str | None) -> None:
-    """Create the profile NAME."""
+def create(options: Options, name: str, component: str | None, **connection: Any) -> None:
+    """Create the profile NAME, with its XMPP connection settings."""
+    check_jid(connection["jid"])
 
     async def work(runtime: Runtime) -> None:
         storage = await runtime.storage()
         await storage.create_profile(name, component)
+        await set_connection(storage, name, connection)
 
     run_async(options, work)
     options.output.emit(
-        {"name": name, "component": component},
+        {"name": name, "component": component, "jid": connection["jid"]},
         lambda: options.output.message(f"profile {name!r} created"),
+    )
+
+
+@profile.command("set")
+@click.argument("name")
+@with_connection_options
+@pass_options
+def set_(options: Options, name: str, **connection: Any) -> None:
+    """Change the XMPP connection settings of the profile NAME."""
+    check_jid(connection["jid"])
+    if all(value is None for value in connection.values()):
+        raise BadInput("nothing to set: give --jid, --password, --server or --port")
+
+    async def work(runtime: Runtime) -> None:
+        storage = await runtime.storage()
+        storage.get_profile_id(name)
+        await set_connection(storage, name, connection)
+
+    run_async(options, work)
+    changed = sorted(k for k, v in connection.items() if v is not None)
+    options.output.emit(
+        {"name": name, "changed": changed},
+        lambda: options.output.message(f"profile {name!r}: {', '.join(changed)} set"),
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from twisted.trial.unittest import TestCase
 
 from twisted_tests.cli.helpers import assert_bad_input, run_cli
-from twisted_tests.db import database_url
+from twisted_tests.db import database_url, make_storage
 
 
 class ProfileTests(TestCase):
@@ -31,8 +31,57 @@ class ProfileTests(TestCase):
     async def test_create_component(self) -> None:
         """--component records the entry point, shown by list."""
         await self.cli("profile", "create", "gateway", "--component", "irc")
-        listed = (await self.cli("--json", "profile", "list")).json()
-        self.assertEqual(listed, [{"name": "gateway", "component": "irc"}])
+        (listed,) = (await self.cli("--json", "profile", "list")).json()
+        self.assertEqual((listed["name"], listed["component"]), ("gateway", "irc"))
+
+    async def test_connection_settings(self) -> None:
+        """--jid/--server/--port are stored as the host's Connection params and listed."""
+        await self.cli(
+            "profile", "create", "alice", "--jid", "alice@example.org", "--password", "pw",
+            "--server", "127.0.0.1", "--port", "15222",
+        )  # fmt: skip
+        (listed,) = (await self.cli("--json", "profile", "list")).json()
+        self.assertEqual(
+            (listed["jid"], listed["server"], listed["port"]),
+            ("alice@example.org", "127.0.0.1", 15222),
+        )
+
+    async def test_password_stored(self) -> None:
+        """--password is stored where the host reads it (and is never listed)."""
+        await self.cli("profile", "create", "alice", "--jid", "a@example.org", "--password", "pw")
+        storage = await make_storage(self, self.url)
+        self.assertEqual(await storage.get_ind_param("Connection", "Password", "alice"), "pw")
+        listed = (await self.cli("profile", "list")).out
+        self.assertNotIn("pw", listed.replace("port", ""))
+
+    async def test_set(self) -> None:
+        """``profile set`` changes only the settings given."""
+        await self.cli("profile", "create", "alice", "--jid", "alice@example.org")
+        result = await self.cli("--json", "profile", "set", "alice", "--port", "5223")
+        self.assertEqual(result.json(), {"name": "alice", "changed": ["port"]})
+        (listed,) = (await self.cli("--json", "profile", "list")).json()
+        self.assertEqual((listed["jid"], listed["port"]), ("alice@example.org", 5223))
+
+    async def test_set_nothing(self) -> None:
+        """``profile set`` without any setting is bad input."""
+        await self.cli("profile", "create", "alice")
+        assert_bad_input(self, await self.cli("profile", "set", "alice"), "nothing to set")
+
+    async def test_set_unknown_profile(self) -> None:
+        """``profile set`` of an unknown profile is bad input."""
+        result = await self.cli("profile", "set", "nobody", "--port", "1")
+        assert_bad_input(self, result, "unknown profile")
+
+    async def test_bad_jid(self) -> None:
+        """A JID without a user part is bad input, and no profile is created."""
+        result = await self.cli("profile", "create", "alice", "--jid", "example.org")
+        assert_bad_input(self, result, "no user part")
+        self.assertEqual(await self.names(), [])
+
+    async def test_bad_port(self) -> None:
+        """A port out of range is bad input."""
+        result = await self.cli("profile", "create", "alice", "--port", "70000")
+        assert_bad_input(self, result, "--port")
 
     async def test_list_empty_for_people(self) -> None:
         """Without profiles, list says so."""
