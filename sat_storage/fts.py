@@ -32,9 +32,10 @@ engine's syntax from the normalised words only, then *bound* as a parameter:
 - ``a OR b`` (either; binds tighter than AND),
 - ``-word`` / ``-"a phrase"`` (must not match; at least one term must be positive).
 
-A word that normalises to several words (``e-mail``) is searched as a phrase.
-Anything else (unbalanced quote, dangling ``OR``/``-``, ``*`` inside a word, a term
-without letters or digits) raises ``ValueError`` naming the query. Rank: lower is
+A word that normalises to several words (``e-mail``) is searched as a phrase; one
+without letters or digits (``&``) is ignored. Anything else (unbalanced quote,
+dangling ``OR``/``AND``, ``*`` inside a word, no positive term) raises ``ValueError``
+naming the query. Rank: lower is
 more relevant on both engines (FTS5 ``bm25``, PostgreSQL ``-ts_rank``), so
 ascending rank order gives the best matches first.
 """
@@ -282,8 +283,8 @@ def parse_query(text: object) -> FtsQuery:
                 raise fail("unbalanced double quote")
             word, label = phrase, m.group(0).strip()
         words = tuple(normalise(word))
-        if not words:
-            raise fail(f"{label!r} has no letter or digit to search")
+        if not words:  # punctuation only ("&", "--"): nothing to search
+            continue
         term = _Term(words, bool(star))
         if negated:
             if connector == "OR":

@@ -25,6 +25,7 @@ from twisted.words.xish import domish
 
 from sat_storage import engines
 from sat_storage.exceptions import NotFound
+from sat_storage.fts import item_text
 from sat_storage.models import (
     PubsubItem,
     PubsubNode,
@@ -182,6 +183,7 @@ def build_item_rows(
             "name": name,
             "data": data,
             "parsed": parsed,
+            "fts_text": item_text(item),
             "created": now,
             "updated": now,
         }

@@ -157,8 +157,12 @@ class _PostgreSQLJSON:
     def at(self, path: Sequence[str | int]) -> _Scalar:
         node: sa.ColumnElement[Any] = sa.type_coerce(PubsubItem.parsed, JSONB)
         for step in path:
-            key = sa.literal(step, sa.Text if isinstance(step, str) else sa.Integer)
-            node = node.op("->", return_type=JSONB)(key)
+            if isinstance(step, str):
+                node = node.op("->", return_type=JSONB)(sa.literal(step, sa.Text))
+                continue
+            # jsonb answers a scalar -> 0 with the scalar itself: index arrays only
+            element = node.op("->", return_type=JSONB)(sa.literal(step, sa.Integer))
+            node = sa.case((sa.func.jsonb_typeof(node) == "array", element), else_=None)
         return _Scalar(sa.func.jsonb_typeof(node), node)
 
     def elements(self, path: Sequence[str | int]) -> tuple[sa.FromClause, _Scalar]:
@@ -174,8 +178,11 @@ class _PostgreSQLJSON:
     def typed(self, scalar: _Scalar, kind: str) -> sa.ColumnElement[Any]:
         """The value when its JSON kind is ``kind`` (number/string/boolean), else NULL."""
         text = scalar.raw.op("#>>", return_type=sa.Text)(sa.literal_column("'{}'"))
-        value = sa.collate(text, "C") if kind == "string" else sa.cast(text, self._casts[kind])
-        return sa.case((scalar.kind == self.kinds[kind][0], value))
+        if kind != "string":
+            return sa.case((scalar.kind == self.kinds[kind][0], sa.cast(text, self._casts[kind])))
+        # code point order whatever the database's collation (plain Text: bare binds)
+        value = sa.collate(sa.case((scalar.kind == self.kinds[kind][0], text)), "C")
+        return sa.type_coerce(value, sa.Text)
 
     @staticmethod
     def like(expr: sa.ColumnElement[Any], pattern: str, icase: bool) -> sa.ColumnElement[bool]:
@@ -439,7 +446,9 @@ class SearchStore(StorageBase):
         ``.data`` (``domish.Element``) and ``.parsed`` loaded.
         """
         try:
-            profiles = query.get("profiles") if isinstance(query, Mapping) else None
+            if not isinstance(query, Mapping):
+                raise ValueError(f"the search query must be a dict, got {type(query).__name__}")
+            profiles = query.get("profiles")
             if profiles is None:
                 if not all_profiles:
                     raise ValueError(
