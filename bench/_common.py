@@ -1,0 +1,118 @@
+"""What the storage benchmarks share: Atom-like items, a storage to measure, output."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from twisted.internet import defer, task
+from twisted.words.protocols.jabber import jid
+from twisted.words.xish import domish
+
+from sat_storage import Storage, engines
+
+NS_PUBSUB = "http://jabber.org/protocol/pubsub"
+NS_ATOM = "http://www.w3.org/2005/Atom"
+SERVICE = jid.JID("pubsub.bench.example")
+TEXT = (
+    "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor "
+    "incididunt ut labore et dolore magna aliqua. Ut enim ad minim veniam, quis nostrud "
+    "exercitation ullamco laboris nisi ut aliquip ex ea commodo consequat. Duis aute irure "
+    "dolor in reprehenderit in voluptate velit esse cillum dolore eu fugiat nulla pariatur. "
+    "Excepteur sint occaecat cupidatat non proident, sunt in culpa qui officia deserunt "
+    "mollit anim id est laborum. Curabitur pretium tincidunt lacus, nulla gravida orci."
+)  # about 0.5 KB
+
+
+class Client:
+    """The smallest client object the storage accepts."""
+
+    profile = "bench"
+
+
+def atom_item(index: int) -> tuple[domish.Element, dict[str, Any]]:
+    """An Atom-like ``<item/>`` (≈0.5 KB of text, 3 tags) and its parsed form."""
+    item = domish.Element((NS_PUBSUB, "item"))
+    item["id"] = f"item-{index:06d}"
+    entry = item.addElement((NS_ATOM, "entry"))
+    title = f"Post number {index}"
+    entry.addElement("title", content=title)
+    entry.addElement("id", content=f"urn:uuid:bench-{index:06d}")
+    entry.addElement("published", content="2024-05-01T12:00:00Z")
+    entry.addElement("updated", content="2024-05-01T12:00:00Z")
+    entry.addElement("author").addElement("name", content="Alice")
+    tags = ["xmpp", "python", f"tag{index % 50}"]
+    for tag in tags:
+        entry.addElement("category")["term"] = tag
+    entry.addElement("content", content=TEXT)["type"] = "text"
+    parsed = {
+        "id": f"item-{index:06d}",
+        "title": title,
+        "content": TEXT,
+        "author": "Alice",
+        "tags": tags,
+        "published": 1714564800.0,
+    }
+    return item, parsed
+
+
+def atom_items(count: int) -> tuple[list[domish.Element], list[dict[str, Any]]]:
+    """``count`` Atom-like items and their parsed forms."""
+    pairs = [atom_item(i) for i in range(count)]
+    return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    """Command line shared by the benchmarks."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument(
+        "--db-url", help="database to measure (default: a new SQLite file in a temp dir)"
+    )
+    p.add_argument("--runs", type=int, default=5, help="runs per figure (median taken)")
+    p.add_argument("--json", action="store_true", help="print one JSON object only")
+    return p
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+async def open_storage(db_url: str | None, workdir: str) -> Storage:
+    """An initialised storage with the profile ``bench``."""
+    url = db_url or f"sqlite:///{os.path.join(workdir, 'bench.sqlite')}"
+    storage = Storage(url)
+    await storage.initialise()
+    if not storage.has_profile(Client.profile):
+        await storage.create_profile(Client.profile)
+    return storage
+
+
+def main(run: Callable[[argparse.Namespace, str], Awaitable[dict[str, Any]]], args: Any) -> None:
+    """Run ``run(args, workdir)`` in a reactor; print its result (``--json``: as JSON)."""
+    workdir = tempfile.mkdtemp(prefix="sat-bench.")
+    result: dict[str, Any] = {}
+
+    async def body(_reactor: Any) -> None:
+        result.update(await run(args, workdir))
+
+    try:
+        task.react(lambda r: defer.ensureDeferred(body(r)))
+    except SystemExit as e:
+        if e.code:
+            raise
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    if args.json:
+        json.dump(result, sys.stdout)
+        sys.stdout.write("\n")
+
+
+def engine_name(db_url: str | None) -> str:
+    return "sqlite" if db_url is None else engines.parse_url(db_url).get_backend_name()

@@ -1,0 +1,217 @@
+"""Benchmark: caching Atom-like pubsub items, beside a raw ``executemany`` ceiling.
+
+Each run caches N items (default 5000, ≈0.5 KB of text, 3 tags, a parsed dict) into
+a new node (a) in one ``cache_pubsub_items`` call and (b) in calls of 20 items, and
+inserts the same rows with the driver alone (``sqlite3``, or psycopg for
+PostgreSQL) into an equivalent table (same columns, indexes and upsert):
+
+- ``raw``: the storage's own rows (``build_item_rows``: XML, JSON and any other
+  column as text), made before timing: the database's ceiling;
+- ``raw_with_serialisation``: the same, timing the making of the rows too.
+
+Prints items/s (median of the runs) and the ratios to ``raw``; target: (a) >= 0.5.
+
+    /work/venv/bin/python bench/cache_items.py [--json] [--db-url URL] [--runs N]
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from typing import Any
+
+import sqlalchemy as sa
+from _common import (
+    SERVICE,
+    Client,
+    atom_items,
+    engine_name,
+    main,
+    median,
+    open_storage,
+    parser,
+)
+
+from sat_storage import engines
+from sat_storage.models import Base, Profile, PubsubItem, utcnow
+from sat_storage.storage.pubsub import _db_value, build_item_rows
+
+KEPT = ("node_id", "name", "created")  # not written by the upsert's update
+
+
+def upsert_sql(table: str, columns: list[str], mark: str, casts: dict[str, str]) -> str:
+    """The storage's upsert of item rows, as driver SQL (names are our constants)."""
+    values = ", ".join(mark + casts.get(c, "") for c in columns)
+    updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in KEPT)
+    return (
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({values}) "
+        f"ON CONFLICT (node_id, name) DO UPDATE SET {updates}"
+    )
+
+
+class RawSQLite:
+    """The same schema (create_all) in another SQLite file, written with ``sqlite3``."""
+
+    dialect = "sqlite"
+
+    def __init__(self, path: str, columns: list[str]) -> None:
+        engine = engines.create_engine(f"sqlite:///{path}")  # same DDL and pragmas
+        Base.metadata.create_all(engine)
+        with engine.begin() as conn:
+            conn.execute(sa.insert(Profile).values(id=1, name="raw"))
+        self.sqla_dialect = engine.dialect
+        engine.dispose()
+        self.conn = sqlite3.connect(path, isolation_level=None)
+        for pragma in (
+            f"busy_timeout = {engines.SQLITE_BUSY_TIMEOUT_MS}",
+            "foreign_keys = ON",
+            "journal_mode = WAL",
+            "synchronous = NORMAL",
+        ):
+            self.conn.execute(f"PRAGMA {pragma}")
+        self.sql = upsert_sql("pubsub_items", columns, "?", {})
+        self.nodes = 0
+
+    def new_node(self) -> int:
+        self.nodes += 1
+        self.conn.execute(
+            "INSERT INTO pubsub_nodes (id, profile_id, service, name, subscribed, "
+            "sync_state_updated) VALUES (?, 1, 'raw', ?, 0, 0)",
+            (self.nodes, f"node-{self.nodes}"),
+        )
+        return self.nodes
+
+    def insert(self, rows: list[tuple[Any, ...]]) -> None:
+        self.conn.execute("BEGIN IMMEDIATE")
+        self.conn.executemany(self.sql, rows)
+        self.conn.execute("COMMIT")
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class RawPostgreSQL:
+    """A twin of ``pubsub_items`` in the same database, written with psycopg alone."""
+
+    dialect = "postgresql"
+
+    def __init__(self, url: str, columns: list[str]) -> None:
+        self.engine = engines.create_engine(url)
+        self.sqla_dialect = self.engine.dialect
+        self.conn = self.engine.raw_connection()
+        cursor = self.conn.cursor()
+        cursor.execute("DROP TABLE IF EXISTS bench_raw_items")
+        cursor.execute("CREATE TABLE bench_raw_items (LIKE pubsub_items INCLUDING ALL)")
+        self.conn.commit()
+        self.sql = upsert_sql("bench_raw_items", columns, "%s", {"parsed": "::jsonb"})
+        self.nodes = 0
+
+    def new_node(self) -> int:
+        self.nodes += 1
+        return self.nodes  # no foreign key on the twin table
+
+    def insert(self, rows: list[tuple[Any, ...]]) -> None:
+        cursor = self.conn.cursor()
+        cursor.executemany(self.sql, rows)
+        self.conn.commit()
+
+    def close(self) -> None:
+        cursor = self.conn.cursor()
+        cursor.execute("DROP TABLE IF EXISTS bench_raw_items")
+        self.conn.commit()
+        self.conn.close()
+        self.engine.dispose()
+
+
+def rows_for(raw: RawSQLite | RawPostgreSQL, node_id: int, items: list, parsed: list) -> list:
+    """The storage's own rows for ``items`` (XML, JSON, … as text), as tuples."""
+    now = _db_value(raw.sqla_dialect, PubsubItem.__table__.c.created, utcnow())
+    return [tuple(row.values()) for row in build_item_rows(node_id, items, parsed, now)]
+
+
+async def run(args: Any, workdir: str) -> dict[str, Any]:
+    items, parsed = atom_items(args.items)
+    storage = await open_storage(args.db_url, workdir)
+    columns = list(build_item_rows(0, items[:1], parsed[:1], None)[0])
+    if args.db_url and engine_name(args.db_url) == "postgresql":
+        raw: RawSQLite | RawPostgreSQL = RawPostgreSQL(args.db_url, columns)
+    else:
+        raw = RawSQLite(os.path.join(workdir, "raw.sqlite"), columns)
+    times: dict[str, list[float]] = {
+        "raw": [],
+        "raw_with_serialisation": [],
+        "one_call": [],
+        "pages": [],
+    }
+    try:
+        for run_index in range(args.runs):
+            rows = rows_for(raw, raw.new_node(), items, parsed)
+            start = time.perf_counter()
+            raw.insert(rows)
+            times["raw"].append(time.perf_counter() - start)
+
+            node_id = raw.new_node()
+            start = time.perf_counter()
+            raw.insert(rows_for(raw, node_id, items, parsed))
+            times["raw_with_serialisation"].append(time.perf_counter() - start)
+
+            node = await storage.set_pubsub_node(Client, SERVICE, f"one-call-{run_index}")
+            start = time.perf_counter()
+            await storage.cache_pubsub_items(Client, node, items, parsed)
+            times["one_call"].append(time.perf_counter() - start)
+
+            node = await storage.set_pubsub_node(Client, SERVICE, f"pages-{run_index}")
+            start = time.perf_counter()
+            for i in range(0, len(items), args.page):
+                page = slice(i, i + args.page)
+                await storage.cache_pubsub_items(Client, node, items[page], parsed[page])
+            times["pages"].append(time.perf_counter() - start)
+    finally:
+        raw.close()
+        await storage.close()
+    rates = {name: args.items / median(values) for name, values in times.items()}
+    result = {
+        "benchmark": "cache_items",
+        "engine": engine_name(args.db_url),
+        "items": args.items,
+        "page": args.page,
+        "runs": args.runs,
+        "items_per_s": {name: round(rate) for name, rate in rates.items()},
+        "median_ms": {name: round(median(v) * 1000, 1) for name, v in times.items()},
+        "ratio_to_raw": {
+            name: round(rates[name] / rates["raw"], 3)
+            for name in ("one_call", "pages", "raw_with_serialisation")
+        },
+        "ratio_to_raw_with_serialisation": {
+            name: round(rates[name] / rates["raw_with_serialisation"], 3)
+            for name in ("one_call", "pages")
+        },
+        "target": {"one_call_ratio_to_raw": 0.5},
+    }
+    result["target"]["met"] = result["ratio_to_raw"]["one_call"] >= 0.5
+    labels = {
+        "raw": "raw executemany (rows made before)",
+        "raw_with_serialisation": "raw executemany + making the rows",
+        "one_call": f"cache_pubsub_items, one call of {args.items}",
+        "pages": f"cache_pubsub_items, calls of {args.page}",
+    }
+    result["results"] = [  # for bench/run
+        {"name": labels[name], "value": round(rate), "unit": "items/s"}
+        | ({} if name == "raw" else {"baseline": labels["raw"]})
+        for name, rate in rates.items()
+    ]
+    if not args.json:
+        print(f"{args.items} items, {args.runs} runs, engine {result['engine']}")
+        for name, rate in rates.items():
+            ratio = rate / rates["raw"]
+            print(f"  {name:24} {rate:10.0f} items/s  ({ratio:.2f} x raw)")
+        print(f"  target one_call >= 0.5 x raw: {'met' if result['target']['met'] else 'NOT met'}")
+    return result
+
+
+if __name__ == "__main__":
+    p = parser(__doc__.split("\n")[0])
+    p.add_argument("--items", type=int, default=5000, help="items per run")
+    p.add_argument("--page", type=int, default=20, help="items per call in (b)")
+    main(run, p.parse_args())

@@ -1,0 +1,148 @@
+"""Benchmark: get_items RSM pages on a 100,000-item node (keyset paging).
+
+Caches N Atom-like items (default 100,000) into one node, then times pages of 20
+items, median of several runs, in creation and modification order:
+
+- ``first``: the oldest page (``desc=False``);
+- ``middle_after``: the page after the middle item (``after=ID``, keyset);
+- ``last``: the last page (``before=""``);
+- ``middle_index``: the page at the middle position (``from_index``: the position
+  is found by an index-only scan, so it costs more; shown for reference).
+
+Target: ``middle_after`` and ``last`` cost at most 2x ``first``. The query plans
+(``EXPLAIN QUERY PLAN`` on SQLite, ``EXPLAIN`` on PostgreSQL) are printed to show
+that every query searches the node's entries in an index.
+
+    /work/venv/bin/python bench/paging.py [--json] [--db-url URL] [--items N] [--runs N]
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from _common import SERVICE, Client, atom_items, engine_name, main, median, open_storage, parser
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+from sat_storage.storage.pubsub import MAX_ITEMS_BATCH
+
+PAGE = 20
+
+
+async def fill(storage: Any, node: Any, count: int) -> None:
+    """Cache ``count`` items into ``node``, a batch at a time (bounded memory)."""
+    for start in range(0, count, MAX_ITEMS_BATCH):
+        items, parsed = atom_items(min(MAX_ITEMS_BATCH, count - start))
+        for offset, item in enumerate(items):
+            item["id"] = parsed[offset]["id"] = f"item-{start + offset:06d}"
+        await storage.cache_pubsub_items(Client, node, items, parsed)
+
+
+async def explain(storage: Any, node: Any, kwargs: dict[str, Any]) -> list[str]:
+    """The query plans of every SELECT ``get_items(node, **kwargs)`` runs."""
+    statements: list[tuple[str, Any]] = []
+
+    def capture(conn: Any, cursor: Any, statement: str, params: Any, *args: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            statements.append((statement, params))
+
+    engine = storage.db.engine
+    event.listen(engine, "before_cursor_execute", capture)
+    try:
+        await storage.get_items(node, **kwargs)
+    finally:
+        event.remove(engine, "before_cursor_execute", capture)
+    prefix = "EXPLAIN QUERY PLAN " if storage.dialect == "sqlite" else "EXPLAIN "
+
+    def txn(session: Session) -> list[str]:
+        connection = session.connection()
+        lines = []
+        for sql, params in statements:
+            for row in connection.exec_driver_sql(prefix + sql, params):
+                lines.append(str(row[-1]))
+        return lines
+
+    return await storage.db.run(txn)
+
+
+async def run(args: Any, workdir: str) -> dict[str, Any]:
+    storage = await open_storage(args.db_url, workdir)
+    try:
+        node = await storage.set_pubsub_node(Client, SERVICE, f"paging-{time.time_ns()}")
+        start = time.perf_counter()
+        await fill(storage, node, args.items)
+        fill_s = time.perf_counter() - start
+        middle = f"item-{args.items // 2:06d}"
+        requests = {
+            "first": {"desc": False},
+            "middle_after": {"after": middle},
+            "last": {"before": ""},
+            "middle_index": {"from_index": args.items // 2},
+        }
+        cases = [
+            (order, name, {"max_items": PAGE, "order_by": [order], **extra})
+            for order in ("creation", "modification")
+            for name, extra in requests.items()
+        ]
+        times: dict[tuple[str, str], list[float]] = {(o, n): [] for o, n, _ in cases}
+        for _ in range(args.runs):  # interleaved: background load hits every case alike
+            for order, name, kwargs in cases:
+                begin = time.perf_counter()
+                items, _metadata = await storage.get_items(node, **kwargs)
+                times[(order, name)].append(time.perf_counter() - begin)
+                assert len(items) == PAGE, (name, len(items))
+        figures: dict[str, dict[str, float]] = {}
+        plans: dict[str, dict[str, list[str]]] = {}
+        for order, name, kwargs in cases:
+            figures.setdefault(order, {})[name] = round(median(times[(order, name)]) * 1000, 2)
+            plans.setdefault(order, {})[name] = await explain(storage, node, kwargs)
+    finally:
+        await storage.close()
+    ratios = {
+        order: {
+            name: round(values[name] / values["first"], 2)
+            for name in ("middle_after", "last", "middle_index")
+        }
+        for order, values in figures.items()
+    }
+    met = all(r["middle_after"] <= 2 and r["last"] <= 2 for r in ratios.values())
+    result = {
+        "benchmark": "paging",
+        "engine": engine_name(args.db_url),
+        "items": args.items,
+        "page": PAGE,
+        "runs": args.runs,
+        "fill_s": round(fill_s, 1),
+        "median_ms": figures,
+        "ratio_to_first": ratios,
+        "target": {"deep_page_ratio_max": 2, "met": met},
+        "plans": plans,
+    }
+    result["results"] = [  # for bench/run
+        {"name": f"{order}: {name} page", "value": ms, "unit": "ms"}
+        | ({} if name == "first" else {"baseline": f"{order}: first page"})
+        for order, values in figures.items()
+        for name, ms in values.items()
+    ]
+    if not args.json:
+        print(f"{args.items} items cached in {fill_s:.1f} s; pages of {PAGE}, {args.runs} runs")
+        for order, values in figures.items():
+            print(f"  order by {order}:")
+            for name, ms in values.items():
+                ratio = ms / values["first"]
+                print(f"    {name:14} {ms:8.2f} ms  ({ratio:.2f} x first)")
+        print(f"  target deep pages <= 2 x first: {'met' if met else 'NOT met'}")
+        print("  query plans (creation order):")
+        for name, lines in plans["creation"].items():
+            print(f"    {name}:")
+            for line in lines:
+                print(f"      {line}")
+    return result
+
+
+if __name__ == "__main__":
+    p = parser(__doc__.split("\n")[0])
+    p.add_argument("--items", type=int, default=100_000, help="items in the node")
+    p.set_defaults(runs=15)
+    main(run, p.parse_args())
