@@ -141,13 +141,15 @@ class _ClientFactory(xmlstream.XmlStreamFactory):
         super().__init__(authenticator)
         self.client = client
 
+    # The client is told last: what it runs (a waiter's callback) may connect again.
+
     def clientConnectionFailed(self, connector: Any, reason: Failure) -> None:
-        self.client._connection_ended(reason)
         super().clientConnectionFailed(connector, reason)
+        self.client._connection_ended(reason)
 
     def clientConnectionLost(self, connector: Any, reason: Failure) -> None:
-        self.client._connection_ended(reason)
         super().clientConnectionLost(connector, reason)
+        self.client._connection_ended(reason)
 
 
 class SatXMPPClient(XMPPClient):
@@ -217,6 +219,7 @@ class SatXMPPClient(XMPPClient):
 
         connecting.addBoth(stop_timer)
         self.factory.resetDelay()
+        self.factory.continueTrying = True  # reset by an earlier disconnect
         self.startService()
         return connecting
 

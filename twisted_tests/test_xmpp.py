@@ -107,6 +107,13 @@ class ConnectTests(TestCase):
         self.assertFalse(client.is_connected)
         self.assertEqual(client._connection.state, "disconnected")
 
+    async def test_reconnect(self) -> None:
+        """A disconnected client can connect again."""
+        client = await self.make_client().connect(TIMEOUT)
+        await client.disconnect()
+        await client.connect(TIMEOUT)
+        self.assertTrue(client.is_connected)
+
     async def test_disconnect_unconnected(self) -> None:
         """disconnect() on a client never connected fires at once."""
         await self.make_client().disconnect()
