@@ -6,6 +6,7 @@ input is refused before any database work starts.
 
 from __future__ import annotations
 
+import enum
 import math
 from collections.abc import Iterator, Sequence
 from typing import Any, TypeVar
@@ -15,6 +16,7 @@ from twisted.words.protocols.jabber.jid import JID
 from sat_storage.storage.base import check_type
 
 T = TypeVar("T")
+E = TypeVar("E", bound=enum.Enum)
 
 # Bound parameters per IN list: well under SQLite's limit on variables per statement.
 IN_BATCH = 500
@@ -40,6 +42,20 @@ def check_texts(name: str, values: object) -> list[str]:
     for index, value in enumerate(result):
         check_text(f"{name}[{index}]", value)
     return result
+
+
+def check_enum(name: str, value: object, enum_cls: type[E]) -> E:
+    """``value`` as a member of ``enum_cls``: a member already, or one's text value.
+
+    An unknown text raises ``ValueError`` naming it and the known values.
+    """
+    if isinstance(value, enum_cls):
+        return value
+    check_type(name, value, str, enum_cls)
+    known = tuple(member.value for member in enum_cls)
+    if value not in known:
+        raise ValueError(f"unknown value in {name}: {value!r} (one of {', '.join(known)})")
+    return enum_cls(value)
 
 
 def check_jid(name: str, value: object, optional: bool = False) -> None:

@@ -23,7 +23,7 @@ from twisted.words.protocols.jabber.jid import JID
 from sat_storage.exceptions import ConflictError, NotFound
 from sat_storage.models import File, FileType
 from sat_storage.storage.base import StorageBase, check_type
-from sat_storage.storage.checks import check_jid, check_json, check_number, check_text
+from sat_storage.storage.checks import check_enum, check_jid, check_json, check_number, check_text
 from sat_storage.storage.generic import add_unique
 
 log = logging.getLogger(__name__)
@@ -50,16 +50,6 @@ FILE_COLUMNS = (
 )
 JSON_COLUMNS = ("access", "extra")
 MAX_SIZE = 2**31 - 1  # files.size is an INTEGER column
-FILE_TYPES = tuple(t.value for t in FileType)
-
-
-def _file_type(name: str, value: object) -> FileType:
-    if isinstance(value, FileType):
-        return value
-    check_type(name, value, str)
-    if value not in FILE_TYPES:
-        raise ValueError(f"unknown file type in {name}: {value!r} (one of {FILE_TYPES})")
-    return FileType(value)
 
 
 def _json_dict(name: str, value: object) -> None:
@@ -154,7 +144,7 @@ class FilesStore(StorageBase):
             if value is not None:
                 conditions.append(column == value)
         if type_ is not None:
-            conditions.append(File.type == _file_type("type_", type_))
+            conditions.append(File.type == check_enum("type_", type_, FileType))
         if mime_type is not None:
             check_text("mime_type", mime_type)
             media_type, _, media_subtype = mime_type.partition("/")
@@ -242,7 +232,7 @@ class FilesStore(StorageBase):
             id=file_id,
             version=version.strip(),
             parent=parent or "",
-            type=_file_type("type_", type_),
+            type=check_enum("type_", type_, FileType),
             file_hash=file_hash,
             hash_algo=hash_algo,
             name=name,

@@ -18,7 +18,7 @@ from twisted.words.protocols.jabber.jid import JID
 
 from sat_storage.models import History, Message, MessageType, Subject, Thread
 from sat_storage.storage.base import StorageBase, check_type
-from sat_storage.storage.checks import check_jid, check_json, check_number, check_text
+from sat_storage.storage.checks import check_enum, check_jid, check_json, check_number, check_text
 from sat_storage.storage.generic import add_unique
 
 log = logging.getLogger(__name__)
@@ -36,21 +36,11 @@ FILTERS = (
     "last_stanza_id",
     "origin_id",
 )
-MESSAGE_TYPES = tuple(t.value for t in MessageType)
 
 HistoryTuple = tuple[str, float, str, str, dict[str, str], dict[str, str], str, dict[str, Any]]
 
 
 # --- argument checks (reactor thread) ---------------------------------------------
-
-
-def _message_type(name: str, value: object) -> MessageType:
-    if isinstance(value, MessageType):
-        return value
-    check_type(name, value, str)
-    if value not in MESSAGE_TYPES:
-        raise ValueError(f"unknown message type in {name}: {value!r} (one of {MESSAGE_TYPES})")
-    return MessageType(value)
 
 
 def _texts(name: str, value: object) -> dict[str, str]:
@@ -68,7 +58,7 @@ def _types_filter(name: str, value: object) -> list[MessageType]:
         value = value.split()
     if not isinstance(value, Iterable):
         raise TypeError(f"filters[{name!r}] must be a str or a list, got {value!r}")
-    return [_message_type(f"filters[{name!r}]", t) for t in value]
+    return [check_enum(f"filters[{name!r}]", t, MessageType) for t in value]
 
 
 def check_history_data(data: object) -> History:
@@ -84,7 +74,7 @@ def check_history_data(data: object) -> History:
     check_jid("data['from']", data["from"])
     check_jid("data['to']", data["to"])
     check_number("data['timestamp']", data["timestamp"])
-    type_ = _message_type("data['type']", data["type"])
+    type_ = check_enum("data['type']", data["type"], MessageType)
     messages = _texts("data['message']", data.get("message", {}))
     subjects = _texts("data['subject']", data.get("subject", {}))
     extra = data.get("extra", {})
