@@ -211,15 +211,18 @@ def _has_message(condition: ColumnElement[bool]) -> ColumnElement[bool]:
 
 
 def _filter_conditions(
-    session: Session, filters: dict[str, Any]
+    session: Session, profile_id: int, filters: dict[str, Any]
 ) -> list[ColumnElement[bool]] | None:
-    """Conditions of the filters; None when no row can match (unknown ``before_uid``)."""
+    """Conditions of the filters; None when no row can match (``before_uid`` not
+    in the profile's history)."""
     conditions: list[ColumnElement[bool]] = []
     if "timestamp_start" in filters:
         conditions.append(History.timestamp >= filters["timestamp_start"])
     if "before_uid" in filters:
         reference = session.execute(
-            select(*_order_keys()).where(History.uid == filters["before_uid"])
+            select(*_order_keys()).where(
+                History.uid == filters["before_uid"], History.profile_id == profile_id
+            )
         ).one_or_none()
         if reference is None:
             return None
@@ -312,7 +315,7 @@ class HistoryStore(StorageBase):
         between: bool,
         filters: dict[str, Any],
     ) -> list[HistoryTuple]:
-        conditions = _filter_conditions(session, filters)
+        conditions = _filter_conditions(session, profile_id, filters)
         if conditions is None:
             return []
         conditions += _jids_conditions(from_jid, to_jid, between)
