@@ -14,6 +14,7 @@ from typing import Any
 import click
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
+from twisted.internet import defer, task
 from twisted.words.protocols.jabber import jid
 
 from sat_storage.cli.runtime import (
@@ -21,11 +22,12 @@ from sat_storage.cli.runtime import (
     BadInput,
     Options,
     Runtime,
+    RuntimeFailure,
     pass_options,
     run_async,
     yes_option,
 )
-from sat_storage.models import PubsubItem, PubsubNode
+from sat_storage.models import PubsubItem, PubsubNode, SyncState
 from sat_storage.xml_tools import to_xml
 
 SUMMARY_WIDTH = 60
@@ -408,7 +410,10 @@ def purge(
     updated_before: datetime | None,
     dry_run: bool,
 ) -> None:
-    """Delete cached items matching every filter (nodes stay); asks first.
+    """Delete cached items matching every filter; asks first.
+
+    Nodes stay, but a node that loses items is no longer answered from the cache
+    until synchronised again (the PUBSUB_CACHE plugin's purge).
 
     Dates are ISO 8601 (naive means UTC) or ages: 30d, 12h, 45m, 2w.
     """
@@ -426,9 +431,18 @@ def purge(
         filtered = any(filters.values()) or created_before or updated_before
         scope = "matching items" if filtered else "items (no filter: ALL items)"
         await runtime.confirm(f"Purge {matched} cached {scope}?")
-        result["purged"] = await storage.purge_pubsub_items(
-            created_before=created_before, updated_before=updated_before, **filters
-        )
+        await storage.close()  # the host opens its own
+        _host, plugin = await runtime.cache_plugin()
+        purge_filters = {
+            "profiles": filters["profiles"],
+            "services": filters["services"],
+            "nodes": filters["names"],
+            "types": filters["types"],
+            "subtypes": filters["subtypes"],
+            "created_before": created_before,
+            "updated_before": updated_before,
+        }
+        result["purged"] = await plugin.purge(purge_filters)
         return result
 
     result = run_async(options, work)
@@ -446,14 +460,14 @@ def reset(options: Options) -> None:
     """Remove every cached node and item (of every profile); asks first."""
 
     async def work(runtime: Runtime) -> dict[str, Any]:
-        storage = await runtime.storage()
-        before = await storage.db.run(stats_txn, None)
+        host, plugin = await runtime.cache_plugin()
+        before = await host.memory.storage.db.run(stats_txn, None)
         if before["nodes"]:
             await runtime.confirm(
                 f"Remove all {before['nodes']} cached nodes and {before['items']} items?"
             )
-        nodes = await storage.delete_pubsub_node(None, None, None)
-        return {"nodes": nodes, "items": before["items"]}
+        await plugin.reset()
+        return {"nodes": before["nodes"], "items": before["items"]}
 
     result = run_async(options, work)
     options.output.emit(
@@ -550,3 +564,106 @@ def search(
         options.output.message(f"{len(rows)} result(s)")
 
     options.output.emit([r for r, _ in results], render)
+
+
+async def connect(host: Any, profile: str) -> Any:
+    """Connect ``profile``; a connection failure is a runtime failure (exit 2)."""
+    from sat_storage.xmpp import XMPPConnectionError
+
+    try:
+        return await host.connect(profile)
+    except XMPPConnectionError as e:
+        raise RuntimeFailure(str(e)) from None
+
+
+class SyncProgress:
+    """A progress bar on stderr (items cached / total), fed by the plugin's progress."""
+
+    def __init__(self, options: Options, label: str) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+        self.progress = Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+            auto_refresh=False,
+            disable=options.json,
+        )
+        self.task_id = self.progress.add_task(label, total=None)
+
+    def __enter__(self) -> SyncProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def update(self, cached: int, total: int | None) -> None:
+        """Show ``cached`` of ``total`` (None: not known yet)."""
+        self.progress.update(self.task_id, completed=cached, total=total)
+        self.progress.refresh()
+
+
+@cache.command()
+@click.argument("service", type=JID)
+@click.argument("node")
+@profile_option
+@click.option(
+    "--keep", is_flag=True, help="Leave a node already synchronised as it is (no refetch)."
+)
+@pass_options
+def sync(options: Options, service: jid.JID, node: str, profile: str | None, keep: bool) -> None:
+    """Synchronise NODE of SERVICE now: connects the profile, shows the progress."""
+
+    async def work(runtime: Runtime) -> dict[str, Any]:
+        host, plugin = await runtime.cache_plugin()
+        storage = host.memory.storage
+        client = await connect(host, client_for(storage, profile).profile)
+        label = f"{node} at {service.full()}"
+        with SyncProgress(options, label) as bar:
+
+            def poll() -> None:
+                progress = plugin.sync_progress(client, service, node)
+                if progress is not None:
+                    bar.update(progress["cached"], progress["total"])
+
+            loop = task.LoopingCall(poll)
+            loop.clock = runtime.reactor
+            loop.start(0.1)
+            try:
+                state = await defer.ensureDeferred(
+                    plugin.synchronise(client, service, node, resync=not keep)
+                )
+            finally:
+                loop.stop()
+            cached = await storage.get_pubsub_node(client, service, node)
+            count = 0
+            if cached is not None:
+                _items, metadata = await storage.get_items(cached, max_items=0)
+                count = metadata["rsm"]["count"]
+            bar.update(count, count)
+        return {
+            "profile": client.profile,
+            "service": service.full(),
+            "node": node,
+            "state": state,
+            "items": count,
+        }
+
+    result = run_async(options, work)
+    state = result["state"]
+    options.output.emit(
+        result,
+        lambda: options.output.message(
+            f"{node} at {service.full()}: {state.value if state else 'dropped'}, "
+            f"{result['items']} items cached"
+        ),
+    )
+    if state is not SyncState.COMPLETED:
+        raise RuntimeFailure(
+            f"synchronisation of {node!r} at {service.full()} ended in state "
+            f"{state.value if state else 'none (node dropped)'}"
+        )

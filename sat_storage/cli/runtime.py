@@ -202,6 +202,16 @@ class Runtime:
         self.on_close(host.stop)
         return host
 
+    async def cache_plugin(self) -> tuple[Any, Any]:
+        """The started host and its ``PUBSUB_CACHE`` plugin (ready to use)."""
+        host = await self.host()
+        plugin = host.plugins.get("PUBSUB_CACHE")
+        if plugin is None:
+            reason = host.plugin_errors.get("PUBSUB_CACHE") or "not installed"
+            raise RuntimeFailure(f"the PUBSUB_CACHE plugin is not loaded: {reason}")
+        await plugin.initialised
+        return host, plugin
+
     async def confirm(self, question: str) -> None:
         """Ask ``question`` unless ``--yes``; a refusal (or no terminal) aborts."""
         if self.options.yes:
@@ -299,6 +309,15 @@ class Output:
         """Print ``name: value`` lines (people's output only)."""
         for name, value in pairs:
             self.console.print(f"[bold]{name}:[/bold] {'' if value is None else value}")
+
+    def event(self, kind: str, text: str, **data: Any) -> None:
+        """A timestamped line of a long-running command; a JSON line with ``--json``."""
+        if self.json:
+            line = json.dumps({"event": kind, **data}, default=to_jsonable)
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+        else:
+            self.console.print(f"{datetime.now():%H:%M:%S} {text}")
 
     def message(self, text: str) -> None:
         """A line for people (nothing with ``--json``, which prints data instead)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,11 +50,13 @@ def isolated_env(testcase: TestCase) -> dict[str, str]:
 class _Collect(protocol.ProcessProtocol):
     """Writes the input, closes stdin, gathers both outputs and the exit code."""
 
-    def __init__(self, stdin: str, done: defer.Deferred[CliResult]) -> None:
+    def __init__(self, stdin: str, on_line: Callable[[str], None] | None = None) -> None:
         self.stdin = stdin
-        self.done = done
+        self.on_line = on_line
+        self.done: defer.Deferred[CliResult] = defer.Deferred()
         self.out: list[bytes] = []
         self.err: list[bytes] = []
+        self._partial = b""
 
     def connectionMade(self) -> None:  # noqa: N802 (Twisted's names)
         self.transport.write(self.stdin.encode())
@@ -61,6 +64,10 @@ class _Collect(protocol.ProcessProtocol):
 
     def outReceived(self, data: bytes) -> None:  # noqa: N802
         self.out.append(data)
+        if self.on_line is not None:
+            *lines, self._partial = (self._partial + data).split(b"\n")
+            for line in lines:
+                self.on_line(line.decode())
 
     def errReceived(self, data: bytes) -> None:  # noqa: N802
         self.err.append(data)
@@ -74,14 +81,71 @@ class _Collect(protocol.ProcessProtocol):
 
 
 def spawn_cli(
-    args: list[str], env: dict[str, str], stdin: str = ""
+    args: list[str],
+    env: dict[str, str],
+    stdin: str = "",
+    on_line: Callable[[str], None] | None = None,
 ) -> tuple[Any, defer.Deferred[CliResult]]:
-    """Start ``sat-storage ARGS``; give back its process transport and its result."""
+    """Start ``sat-storage ARGS``; give back its process transport and its result.
+
+    ``on_line`` is called with each line of stdout as it comes.
+    """
     from twisted.internet import reactor
 
-    done: defer.Deferred[CliResult] = defer.Deferred()
-    process = reactor.spawnProcess(_Collect(stdin, done), COMMAND[0], [*COMMAND, *args], env=env)
-    return process, done
+    collect = _Collect(stdin, on_line)
+    process = reactor.spawnProcess(collect, COMMAND[0], [*COMMAND, *args], env=env)
+    return process, collect.done
+
+
+class RunningCli:
+    """A long-running command (``run``) whose JSON event lines can be awaited."""
+
+    def __init__(self, testcase: TestCase, args: list[str], env: dict[str, str]) -> None:
+        self.events: list[dict[str, Any]] = []
+        self._waiters: list[tuple[Callable[[dict[str, Any]], bool], defer.Deferred[Any]]] = []
+        self.process, self.ended = spawn_cli(args, env, on_line=self._line)
+        self.ended.addBoth(self._ended)
+        testcase.addCleanup(self._kill)
+
+    def _line(self, line: str) -> None:
+        try:
+            event = json.loads(line)
+        except ValueError:
+            return
+        self.events.append(event)
+        for waiter in list(self._waiters):
+            if waiter[0](event):
+                self._waiters.remove(waiter)
+                waiter[1].callback(event)
+
+    def _ended(self, result: Any) -> Any:
+        for _match, d in self._waiters:
+            d.errback(AssertionError(f"the command ended first:\n{result}"))
+        self._waiters = []
+        return result
+
+    def wait_for(self, kind: str, timeout: float = 30.0, **fields: Any) -> defer.Deferred[Any]:
+        """Fires with the first event ``kind`` having ``fields`` (seen already or to come)."""
+        from twisted.internet import reactor
+
+        def match(event: dict[str, Any]) -> bool:
+            return event.get("event") == kind and all(event.get(k) == v for k, v in fields.items())
+
+        for event in self.events:
+            if match(event):
+                return defer.succeed(event)
+        d: defer.Deferred[Any] = defer.Deferred()
+        self._waiters.append((match, d))
+        return d.addTimeout(timeout, reactor)
+
+    def signal(self, name: str) -> None:
+        """Send a signal (``TERM``, ``INT``) to the command."""
+        self.process.signalProcess(name)
+
+    async def _kill(self) -> None:
+        if self.process.pid is not None:
+            self.process.signalProcess("KILL")
+            await self.ended
 
 
 async def run_cli(
