@@ -69,7 +69,9 @@ async def default_profiles(storage: Any) -> list[str]:
     help="Also synchronise this node for every profile (repeatable).",
 )
 @pass_options
-def run(options: Options, profiles: tuple[str, ...], syncs: tuple[tuple[jid.JID, str], ...]) -> None:
+def run(
+    options: Options, profiles: tuple[str, ...], syncs: tuple[tuple[jid.JID, str], ...]
+) -> None:
     """Run the host: connect the profiles and keep their caches in sync until stopped."""
     out = options.output
 
