@@ -198,6 +198,13 @@ class AddTests(HistoryTestCase):
         self.assertIn("'timestamp'", str(cm.exception))
         self.assertEqual(await count_rows(self.storage, *HISTORY_TABLES), 0)
 
+    async def test_thread_parent_without_thread(self) -> None:
+        """A thread_parent without thread raises ValueError; nothing is stored."""
+        with self.assertRaises(ValueError) as cm:
+            await self.add(msg("m1", extra={"thread_parent": "t0"}))
+        self.assertIn("thread_parent", str(cm.exception))
+        self.assertEqual(await count_rows(self.storage, *HISTORY_TABLES), 0)
+
     async def test_wrong_types(self) -> None:
         """Wrong types in the data raise TypeError naming the culprit; nothing is stored."""
         cases = {
@@ -349,6 +356,12 @@ class GetTests(HistoryTestCase):
         """before_uid naming no message gives an empty list."""
         await self.add(msg("m1"))
         self.assertEqual(await self.uids(None, None, filters={"before_uid": "nope"}), [])
+
+    async def test_before_uid_other_profile(self) -> None:
+        """before_uid naming another profile's message gives an empty list."""
+        await self.add(msg("a1", timestamp=1))
+        await self.add(msg("b1", timestamp=2), profile="bob")
+        self.assertEqual(await self.uids(None, None, filters={"before_uid": "b1"}), [])
 
     async def test_body(self) -> None:
         """body keeps messages containing the substring (case-sensitive, in any language,
