@@ -3,9 +3,10 @@
 Requests (``get_items``, ``publish``, ``retract_items``, ``create_node``…) take the
 ``client`` first, Libervia style; ``service`` None means the client's own PEP
 service (no ``to`` attribute is sent). Every request is an IQ with a timeout
-(:attr:`XEP_0060.timeout`); errors from the service come back as wokkel/Twisted
-``StanzaError``, except ``item-not-found`` on ``get_items`` which becomes
-:class:`~sat_storage.exceptions.NotFound`.
+(``client.timeout`` when the host sets it, else :attr:`XEP_0060.timeout`) after
+which it fails with ``twisted.internet.defer.TimeoutError``; errors from the
+service come back as Twisted ``StanzaError``, except ``item-not-found`` on
+``get_items``, which becomes :class:`~sat_storage.exceptions.NotFound`.
 
 ``get_items`` consults the ``XEP-0060_getItems`` async return point before any
 network request; a trigger returning ``(False, (items, metadata))`` answers in
@@ -41,6 +42,8 @@ from urllib.parse import quote
 
 from sat_storage.plugins.plugin_xep_0059 import RSMRequest, RSMResponse, find_set
 from twisted.internet import defer
+from twisted.internet.interfaces import IReactorTime
+from twisted.python.failure import Failure
 from twisted.words.protocols.jabber import error, jid
 from twisted.words.protocols.jabber.xmlstream import IQ
 from twisted.words.xish import domish
@@ -89,8 +92,9 @@ def _check_jid(name: str, value: object, optional: bool = True) -> None:
     if value is None and optional:
         return
     if not isinstance(value, jid.JID):
-        raise TypeError(f"{name} must be a twisted JID{' or None' if optional else ''}, "
-                        f"not {value!r}")
+        raise TypeError(
+            f"{name} must be a twisted JID{' or None' if optional else ''}, not {value!r}"
+        )
 
 
 def _check_node(node: object) -> None:
@@ -112,8 +116,10 @@ def _submit_form(form_type: str, options: dict[str, Any]) -> data_form.Form:
 class XEP_0060:
     """Plugin object (``host.plugins["XEP-0060"]``)."""
 
-    #: Seconds before an unanswered request fails with ``TimeoutError``.
+    #: Seconds before an unanswered request fails, when the client has no ``timeout``.
     timeout: float = 30.0
+    #: What times requests (None: the reactor); tests may put a ``task.Clock`` here.
+    clock: IReactorTime | None = None
 
     def __init__(self, host: Any) -> None:
         self.host = host
@@ -187,7 +193,10 @@ class XEP_0060:
             except Exception:
                 log.exception(
                     "%s callback %r failed on node %r of %s",
-                    kind, cb, event.nodeIdentifier, event.sender.full(),
+                    kind,
+                    cb,
+                    event.nodeIdentifier,
+                    event.sender.full(),
                 )
 
     # ---- requests
@@ -203,12 +212,33 @@ class XEP_0060:
             )
         return handler
 
+    def _timeout(self, client: Any) -> float:
+        """Seconds to wait for an answer to ``client``'s requests."""
+        return getattr(client, "timeout", None) or self.timeout
+
+    def _timed(self, client: Any, d: defer.Deferred[Any]) -> defer.Deferred[Any]:
+        """``d`` (an IQ answer), failing with ``defer.TimeoutError`` when late."""
+        clock = self.clock
+        if clock is None:
+            from twisted.internet import reactor as clock  # the one the application installed
+        return d.addTimeout(self._timeout(client), clock)
+
+    def _send(self, client: Any, iq: IQ) -> defer.Deferred[domish.Element]:
+        """Send ``iq``; its answer, or ``defer.TimeoutError`` (the IQ is then forgotten)."""
+        xs = self._handler(client).xmlstream
+
+        def forget(failure: Failure) -> Failure:
+            if failure.check(defer.TimeoutError):
+                xs.iqDeferreds.pop(iq["id"], None)
+            return failure
+
+        return self._timed(client, iq.send()).addErrback(forget)
+
     def _iq(
         self, client: Any, type_: str, service: jid.JID | None, ns: str = NS_PUBSUB
     ) -> tuple[IQ, domish.Element]:
         """A new pubsub IQ to ``service`` (None: own PEP) and its ``<pubsub/>`` child."""
         iq = IQ(self._handler(client).xmlstream, type_)
-        iq.timeout = self.timeout
         if service is not None:
             iq["to"] = service.full()
         return iq, iq.addElement((ns, "pubsub"))
@@ -237,7 +267,8 @@ class XEP_0060:
         and, when the service answered with a ``<set/>``, ``rsm`` =
         ``{"first", "last", "index", "count"}`` (None for what it did not say)
         and ``complete`` = ``index + len(items) >= count`` (None when index or
-        count is unknown).
+        count is unknown). ``RSMResponse(**metadata["rsm"])`` rebuilds the
+        response, e.g. for :func:`~sat_storage.plugins.plugin_xep_0059.next_request`.
         """
         _check_jid("service", service)
         _check_node(node)
@@ -253,7 +284,14 @@ class XEP_0060:
             extra = {}
         cont, result = await self.host.trigger.async_return_point(
             "XEP-0060_getItems",
-            client, service, node, max_items, item_ids, sub_id, rsm_request, extra,
+            client,
+            service,
+            node,
+            max_items,
+            item_ids,
+            sub_id,
+            rsm_request,
+            extra,
         )
         if not cont:
             return result
@@ -301,11 +339,13 @@ class XEP_0060:
         elif max_items is not None:
             items_elt["max_items"] = str(max_items)
         try:
-            answer = await iq.send()
+            answer = await self._send(client, iq)
         except error.StanzaError as e:
             if e.condition == "item-not-found":
-                raise NotFound(f"node {node!r} (or the items asked) not found on "
-                               f"{service.full() if service else 'own PEP'}") from e
+                raise NotFound(
+                    f"node {node!r} (or the items asked) not found on "
+                    f"{service.full() if service else 'own PEP'}"
+                ) from e
             raise
         answer_pubsub = next(answer.elements(NS_PUBSUB, "pubsub"), None)
         if answer_pubsub is None:
@@ -313,8 +353,7 @@ class XEP_0060:
             return [], None
         answer_items = next(answer_pubsub.elements(NS_PUBSUB, "items"), None)
         items = (
-            [] if answer_items is None
-            else [e for e in answer_items.elements(NS_PUBSUB, "item")]
+            [] if answer_items is None else [e for e in answer_items.elements(NS_PUBSUB, "item")]
         )
         rsm_response = None
         set_elt = find_set(answer_pubsub)
@@ -374,7 +413,7 @@ class XEP_0060:
         if options:
             options_elt = pubsub_elt.addElement("publish-options")
             options_elt.addChild(_submit_form(NS_PUBSUB_PUBLISH_OPTIONS, options).toElement())
-        answer = await iq.send()
+        answer = await self._send(client, iq)
         for pubsub_answer in answer.elements(NS_PUBSUB, "pubsub"):
             for publish_answer in pubsub_answer.elements(NS_PUBSUB, "publish"):
                 for item_elt in publish_answer.elements(NS_PUBSUB, "item"):
@@ -430,7 +469,7 @@ class XEP_0060:
             retract_elt["notify"] = "true"
         for item_id in item_ids:
             retract_elt.addElement("item")["id"] = item_id
-        await iq.send()
+        await self._send(client, iq)
 
     async def create_node(
         self,
@@ -444,16 +483,17 @@ class XEP_0060:
         if node is not None:
             _check_node(node)
         if options:
-            options = {k: ("1" if v else "0") if isinstance(v, bool) else v
-                       for k, v in options.items()}
+            options = {
+                k: ("1" if v else "0") if isinstance(v, bool) else v for k, v in options.items()
+            }
         handler = self._handler(client)
-        return await handler.createNode(service, node, options=options or None)
+        return await self._timed(client, handler.createNode(service, node, options=options or None))
 
     async def delete_node(self, client: Any, service: jid.JID | None, node: str) -> None:
         """Delete a node."""
         _check_jid("service", service)
         _check_node(node)
-        await self._handler(client).deleteNode(service, node)
+        await self._timed(client, self._handler(client).deleteNode(service, node))
 
     async def purge_node(self, client: Any, service: jid.JID | None, node: str) -> None:
         """Remove every item of a node (owner request)."""
@@ -461,7 +501,7 @@ class XEP_0060:
         _check_node(node)
         iq, pubsub_elt = self._iq(client, "set", service, NS_PUBSUB_OWNER)
         pubsub_elt.addElement("purge")["node"] = node
-        await iq.send()
+        await self._send(client, iq)
 
     async def subscribe(
         self,
@@ -480,7 +520,9 @@ class XEP_0060:
         _check_node(node)
         _check_jid("sub_jid", sub_jid)
         subscriber = sub_jid if sub_jid is not None else client.jid.userhostJID()
-        return await self._handler(client).subscribe(service, node, subscriber, options=options)
+        handler = self._handler(client)
+        request = handler.subscribe(service, node, subscriber, options=options)
+        return await self._timed(client, request)
 
     async def unsubscribe(
         self,
@@ -495,7 +537,8 @@ class XEP_0060:
         _check_node(node)
         _check_jid("sub_jid", sub_jid)
         subscriber = sub_jid if sub_jid is not None else client.jid.userhostJID()
-        await self._handler(client).unsubscribe(service, node, subscriber, sub_id)
+        handler = self._handler(client)
+        await self._timed(client, handler.unsubscribe(service, node, subscriber, sub_id))
 
     async def get_configuration(
         self, client: Any, service: jid.JID | None, node: str
@@ -508,7 +551,7 @@ class XEP_0060:
         _check_node(node)
         iq, pubsub_elt = self._iq(client, "get", service, NS_PUBSUB_OWNER)
         pubsub_elt.addElement("configure")["node"] = node
-        answer = await iq.send()
+        answer = await self._send(client, iq)
         form = None
         for pubsub_answer in answer.elements(NS_PUBSUB_OWNER, "pubsub"):
             for configure in pubsub_answer.elements(NS_PUBSUB_OWNER, "configure"):
@@ -530,7 +573,7 @@ class XEP_0060:
         configure = pubsub_elt.addElement("configure")
         configure["node"] = node
         configure.addChild(_submit_form(NS_PUBSUB_NODE_CONFIG, options).toElement())
-        await iq.send()
+        await self._send(client, iq)
 
     async def get_node_subscriptions(
         self, client: Any, service: jid.JID | None, node: str
@@ -540,7 +583,7 @@ class XEP_0060:
         _check_node(node)
         iq, pubsub_elt = self._iq(client, "get", service, NS_PUBSUB_OWNER)
         pubsub_elt.addElement("subscriptions")["node"] = node
-        answer = await iq.send()
+        answer = await self._send(client, iq)
         subscriptions: dict[jid.JID, str] = {}
         for pubsub_answer in answer.elements(NS_PUBSUB_OWNER, "pubsub"):
             for subs in pubsub_answer.elements(NS_PUBSUB_OWNER, "subscriptions"):
@@ -556,7 +599,7 @@ class PubSubClientHandler(pubsub.PubSubClient):
     """Per-client wokkel handler: validates notifications and dispatches them.
 
     Events of one client are dispatched one at a time, in arrival order
-    (:attr:`last_dispatch` is the Deferred of the latest one).
+    (:attr:`last_dispatch` is their chain: it fires once all received so far are done).
     """
 
     def __init__(self, plugin: XEP_0060, client: Any) -> None:
@@ -584,9 +627,14 @@ class PubSubClientHandler(pubsub.PubSubClient):
         if event is None:
             return
         kind, parsed = event
-        self.last_dispatch = self.last_dispatch.addCallback(
-            lambda _: defer.ensureDeferred(self.plugin.dispatch_event(self.client, kind, parsed))
-        )
+
+        def run(_: object) -> defer.Deferred[None]:
+            return defer.ensureDeferred(self.plugin.dispatch_event(self.client, kind, parsed))
+
+        def failed(failure: Failure) -> None:  # dispatch_event logs callback errors itself
+            log.error("dispatch of a pubsub %s event failed: %s", kind, failure.getTraceback())
+
+        self.last_dispatch.addCallback(run).addErrback(failed)
 
     def _parse_event(self, message: domish.Element) -> tuple[str, pubsub.PubSubEvent] | None:
         """``(kind, event)`` of a notification; None if valid but not dispatched.

@@ -1,4 +1,4 @@
-"""Pure-logic tests of the XEP-0060 plugin's managed nodes (no server needed)."""
+"""Pure-logic tests of the XEP-0060 plugin: managed nodes, URIs, argument checks (no server)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ import sat_storage.wokkel_compat  # noqa: F401  (must run before any wokkel impo
 from typing import Any
 
 from sat_storage.plugins import plugin_xep_0060
+from sat_storage.plugins.plugin_xep_0059 import RSMRequest
 from sat_storage.plugins.plugin_xep_0060 import XEP_0060
 from twisted.internet import defer
 from twisted.trial.unittest import TestCase
 from twisted.words.protocols.jabber.jid import JID
+from twisted.words.xish import domish
 from wokkel import pubsub
 
 
@@ -129,3 +131,45 @@ class NodeUriTests(TestCase):
         """An item id is appended as ;item=."""
         uri = plugin_xep_0060.get_node_uri(JID("a@example.org"), "n", "i d")
         self.assertEqual(uri, "xmpp:a@example.org?;node=n;item=i%20d")
+
+
+class ArgumentTests(TestCase):
+    """Bad arguments are refused before any trigger or network request, naming the culprit."""
+
+    def setUp(self) -> None:
+        self.plugin = XEP_0060(host=None)  # no host: nothing past the checks may run
+
+    async def test_service_not_a_jid(self) -> None:
+        """A service given as a string is refused."""
+        with self.assertRaises(TypeError) as caught:
+            await self.plugin.get_items("client", "pubsub.localhost", "node")
+        self.assertIn("service", str(caught.exception))
+
+    async def test_empty_node(self) -> None:
+        """An empty node name is refused."""
+        with self.assertRaises(ValueError) as caught:
+            await self.plugin.get_items("client", None, "")
+        self.assertIn("node", str(caught.exception))
+
+    async def test_negative_max_items(self) -> None:
+        """A negative max_items is refused."""
+        with self.assertRaises(ValueError) as caught:
+            await self.plugin.get_items("client", None, "node", max_items=-1)
+        self.assertIn("max_items", str(caught.exception))
+
+    async def test_item_ids_with_rsm(self) -> None:
+        """item_ids and rsm_request together are refused."""
+        with self.assertRaises(ValueError):
+            await self.plugin.get_items(
+                "client", None, "node", item_ids=["a"], rsm_request=RSMRequest(max_=1)
+            )
+
+    async def test_publish_non_item(self) -> None:
+        """publish() takes <item/> elements only."""
+        with self.assertRaises(TypeError):
+            await self.plugin.publish("client", None, "node", [domish.Element((None, "entry"))])
+
+    async def test_retract_without_ids(self) -> None:
+        """retract_items() needs at least one id."""
+        with self.assertRaises(ValueError):
+            await self.plugin.retract_items("client", None, "node", [])
