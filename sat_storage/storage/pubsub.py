@@ -18,6 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import ColumnElement, Select, case, delete, func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 from twisted.internet import defer
 from twisted.words.protocols.jabber import jid
@@ -603,11 +604,21 @@ class PubsubStore(StorageBase):
         items: Sequence[domish.Element],
         parsed_items: Sequence[dict[str, Any] | None],
     ) -> None:
-        """Upsert checked ``items`` into node ``node_id``, in one bulk statement."""
+        """Upsert checked ``items`` into node ``node_id``, in one bulk statement.
+
+        ``NotFound`` when the node does not exist (deleted meanwhile).
+        """
         table = PubsubItem.__table__
         now = _db_value(session.get_bind().dialect, table.c.created, utcnow())
         rows = build_item_rows(node_id, items, parsed_items, now)
-        session.execute(self._items_upsert(tuple(rows[0])), rows)
+        try:
+            with session.begin_nested():  # a savepoint: the transaction stays usable
+                session.execute(self._items_upsert(tuple(rows[0])), rows)
+        except IntegrityError:
+            # the conflict on (node_id, name) is handled: only node_id's foreign key is left
+            if session.get(PubsubNode, node_id) is not None:
+                raise
+            raise NotFound(f"pubsub node #{node_id} does not exist (any more)") from None
 
     def cache_pubsub_items(
         self,

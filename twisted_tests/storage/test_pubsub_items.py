@@ -13,7 +13,7 @@ from twisted.trial.unittest import TestCase
 from twisted.words.protocols.jabber import jid
 from twisted.words.xish import domish
 
-from sat_storage.exceptions import ProfileUnknownError
+from sat_storage.exceptions import NotFound, ProfileUnknownError
 from sat_storage.models import PubsubItem
 from sat_storage.storage.pubsub import MAX_ITEMS_BATCH
 from sat_storage.xml_tools import parse_xml
@@ -168,6 +168,13 @@ class CacheItemsTests(TestCase):
         """A client of an unknown profile raises ProfileUnknownError."""
         with self.assertRaises(ProfileUnknownError):
             await self.storage.cache_pubsub_items(Client("nobody"), self.node, make_items(["a"]))
+
+    async def test_deleted_node(self) -> None:
+        """Caching into a node deleted meanwhile raises NotFound; nothing is stored."""
+        await self.storage.delete_pubsub_node(None, None, ["blog"])
+        with self.assertRaisesRegex(NotFound, "does not exist"):
+            await self.storage.cache_pubsub_items(self.alice, self.node, make_items(["a"]))
+        self.assertEqual((await snapshot(self.storage))["pubsub_items"], [])
 
     async def test_concurrent_writers(self) -> None:
         """50 concurrent create-and-cache calls on one node: no error, no duplicate row."""
