@@ -40,8 +40,10 @@ Case-insensitive operators fold ASCII letters only on SQLite, all letters on
 PostgreSQL.
 
 Sorting by a path: numbers (numerically), then strings (by code point), then
-booleans (false first), then arrays and objects; items without a value (or JSON
-null) come last in both directions. ``desc`` reverses the rest.
+booleans (false first), then arrays, then objects (arrays and objects are not
+compared with one another: the next key, else creation order, decides); items
+without a value (or JSON null) come last in both directions. ``desc`` reverses the
+rest.
 
 Bad input (unknown key, operator, order or direction; malformed path; value of the
 wrong type; bad full-text syntax) raises ``ValueError`` naming the culprit before
@@ -138,6 +140,11 @@ class _SQLiteJSON:
         """The value when its JSON kind is ``kind`` (number/string/boolean), else NULL."""
         return sa.case((scalar.kind.in_(self.kinds[kind]), scalar.raw))
 
+    def sort_values(self, scalar: _Scalar) -> list[sa.ColumnElement[Any]]:
+        """Sort keys of values of one kind: SQL values sort as JSON scalars do."""
+        containers = self.kinds["array"] + self.kinds["object"]
+        return [sa.case((scalar.kind.in_(containers), None), else_=scalar.raw)]
+
     @staticmethod
     def like(expr: sa.ColumnElement[Any], pattern: str, icase: bool) -> sa.ColumnElement[bool]:
         if icase:  # SQLite's LIKE ignores ASCII case
@@ -183,6 +190,12 @@ class _PostgreSQLJSON:
         # code point order whatever the database's collation (plain Text: bare binds)
         value = sa.collate(sa.case((scalar.kind == self.kinds[kind][0], text)), "C")
         return sa.type_coerce(value, sa.Text)
+
+    def sort_values(self, scalar: _Scalar) -> list[sa.ColumnElement[Any]]:
+        """Sort keys of values of one kind: jsonb's order, strings by code point."""
+        containers = self.kinds["array"] + self.kinds["object"]
+        scalars = sa.case((scalar.kind.in_(containers), None), else_=scalar.raw)
+        return [self.typed(scalar, "string"), scalars]
 
     @staticmethod
     def like(expr: sa.ColumnElement[Any], pattern: str, icase: bool) -> sa.ColumnElement[bool]:
@@ -380,12 +393,10 @@ def _order_by(
         return [directed(PubsubItem.id)]
     json = _JSON[dialect]
     scalar = json.at(_path(f"{name}.path", spec["path"]))
-    kind_rank = sa.case(
-        *((scalar.kind.in_(json.kinds[k]), i) for i, k in enumerate(KIND_ORDER)), else_=None
-    )
-    keys = [kind_rank.is_(None).asc(), directed(kind_rank)]
-    keys += [directed(json.typed(scalar, kind)) for kind in ("number", "string", "boolean")]
-    return keys
+    # one key for the kind (null and missing: last in both directions), then the value
+    ranks = {name: i for i, kind in enumerate(KIND_ORDER) for name in json.kinds[kind]}
+    kind_rank = sa.case(ranks, value=scalar.kind, else_=-1 if desc else len(KIND_ORDER))
+    return [directed(kind_rank), *map(directed, json.sort_values(scalar))]
 
 
 def build_search(
