@@ -7,7 +7,7 @@ Reads, purges and resets go through the storage API (no XMPP connection needed);
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
@@ -183,6 +183,14 @@ def item_summary(item: PubsubItem) -> str:
         text = to_xml(item.data) if item.data is not None else ""
     text = " ".join(str(text).split())
     return text if len(text) <= SUMMARY_WIDTH else text[: SUMMARY_WIDTH - 1] + "…"
+
+
+def item_date(item: dict[str, Any]) -> str:
+    """Day of an item for people: its parsed ``published`` timestamp, else its update."""
+    published = (item.get("parsed") or {}).get("published")
+    if isinstance(published, int | float) and not isinstance(published, bool):
+        return datetime.fromtimestamp(published, UTC).date().isoformat()
+    return item["updated"].date().isoformat()
 
 
 def item_to_dict(item: PubsubItem, profile: str | None = None) -> dict[str, Any]:
@@ -556,12 +564,20 @@ def search(
     results = run_async(options, work)
 
     def render() -> None:
-        rows = [
-            (r["profile"], r["service"], r["node"], r["name"], r["updated"].date(), summary)
-            for r, summary in results
-        ]
-        options.output.table(["profile", "service", "node", "item", "updated", "summary"], rows)
-        options.output.message(f"{len(rows)} result(s)")
+        out = options.output
+        places = {(r["profile"], r["service"], r["node"]) for r, _ in results}
+        if len(places) == 1:  # one node: say it once, keep the width for the items
+            profile, service, node = places.pop()
+            out.message(f"{node} at {service} [{profile}]")
+            rows = [(r["name"], item_date(r), summary) for r, summary in results]
+            out.table(["item", "date", "summary"], rows)
+        else:
+            rows = [
+                (r["profile"], f"{r['service']} {r['node']}", r["name"], item_date(r), summary)
+                for r, summary in results
+            ]
+            out.table(["profile", "node", "item", "date", "summary"], rows)
+        out.message(f"{len(results)} result(s)")
 
     options.output.emit([r for r, _ in results], render)
 

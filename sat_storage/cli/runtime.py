@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from sqlalchemy.exc import DBAPIError
 from twisted.internet import defer, task, threads
@@ -302,13 +303,14 @@ class Output:
         for column in columns:
             table.add_column(column)
         for row in rows:
-            table.add_row(*("" if cell is None else str(cell) for cell in row))
+            table.add_row(*("" if cell is None else escape(str(cell)) for cell in row))
         self.console.print(table)
 
     def fields(self, pairs: Iterable[tuple[str, Any]]) -> None:
         """Print ``name: value`` lines (people's output only)."""
         for name, value in pairs:
-            self.console.print(f"[bold]{name}:[/bold] {'' if value is None else value}")
+            text = escape("" if value is None else str(value))
+            self.console.print(f"[bold]{name}:[/bold] {text}")
 
     def event(self, kind: str, text: str, **data: Any) -> None:
         """A timestamped line of a long-running command; a JSON line with ``--json``."""
@@ -317,12 +319,12 @@ class Output:
             sys.stdout.write(line + "\n")
             sys.stdout.flush()
         else:
-            self.console.print(f"{datetime.now():%H:%M:%S} {text}")
+            self.console.print(f"{datetime.now():%H:%M:%S} {text}", markup=False)
 
     def message(self, text: str) -> None:
         """A line for people (nothing with ``--json``, which prints data instead)."""
         if not self.json:
-            self.console.print(text)
+            self.console.print(text, markup=False)
 
 
 # --- parameter types ------------------------------------------------------------------
