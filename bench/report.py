@@ -164,14 +164,19 @@ def render(figures: list[Figure]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the benchmarks (all, or those named) and print the table."""
+    """Run the benchmarks (all, or those named) and print the table.
+
+    Arguments after ``--`` go to every benchmark (``-- --runs 1 --items 2000``).
+    """
     parser = argparse.ArgumentParser(prog="bench/run", description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", help="only these benchmarks (file stems)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     parser.add_argument("--python", default=sys.executable, help="interpreter for the benchmarks")
     parser.add_argument("--dir", type=Path, default=BENCH_DIR, help=argparse.SUPPRESS)
-    args, extra = parser.parse_known_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra = argv[argv.index("--") + 1 :] if "--" in argv else []
+    args = parser.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
     benchmarks = discover(args.dir)
     if args.names:
         unknown = set(args.names) - {p.stem for p in benchmarks}

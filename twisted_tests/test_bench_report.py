@@ -106,3 +106,17 @@ class RunTests(TestCase):
 
         code, out = self.run_report(self.bench_dir({"good.py": self.GOOD}), "--json")
         self.assertEqual([f["name"] for f in json.loads(out)], ["base", "fast"])
+
+    def test_arguments_for_benchmarks(self) -> None:
+        """Arguments after -- reach every benchmark; names before it select them."""
+        echo = """
+            import json, sys
+            if __name__ == "__main__":
+                print(json.dumps({"results": [{"name": " ".join(sys.argv[1:]), "value": 1}]}))
+            """
+        directory = self.bench_dir({"echo.py": echo, "good.py": self.GOOD})
+        code, out = self.run_report(directory, "echo", "--json", "--", "--runs", "1")
+        self.assertEqual(code, 0, out)
+        import json
+
+        self.assertEqual([f["name"] for f in json.loads(out)], ["--json --runs 1"])
