@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -209,7 +210,7 @@ class PubsubCache:
         """Synchronise again the nodes of this profile interrupted by a previous run."""
         await self.initialised
         for service, node in self._interrupted.pop(client.profile, []):
-            d = self.synchronise(client, jid.JID(service), node, resync=False)
+            d = defer.ensureDeferred(self.synchronise(client, jid.JID(service), node, False))
             d.addErrback(lambda f, s=service, n=node: log.error("resync of %s/%s: %s", s, n, f))
 
     def profile_disconnected(self, client: Any) -> defer.Deferred[Any]:
@@ -345,41 +346,41 @@ class PubsubCache:
         """Parse ``items`` with the node's analyser and store them (upsert).
 
         Items without id, or that are not ``<item/>`` elements, are logged and left
-        out; a parser failure stores the item with no parsed data.
+        out; a parser failure stores the item with no parsed data. During a
+        synchronisation of the node, the write waits for the end of the paging.
         """
         key = _key(client.profile, pubsub_node.service, pubsub_node.name)
         items = self._valid_items(items, _label(key))
         if not items:
             return
         parsed = await self._parse(client, pubsub_node, items)
-        await self._locks.run(key, self._store, client, pubsub_node, items, parsed)
+        storage = self.host.memory.storage
+        await self._change(key, storage.cache_pubsub_items, client, pubsub_node, items, parsed)
 
-    def _store(
-        self,
-        client: Any,
-        node: PubsubNode,
-        items: list[domish.Element],
-        parsed: list[dict[str, Any] | None],
-        task: SyncTask | None = None,
-    ) -> defer.Deferred[None]:
-        """Write items (under the node's lock); events mark them for a running sync.
+    def _change(self, key: Key, write: Callable[..., Any], *args: Any) -> defer.Deferred[Any]:
+        """Apply an event's change to a node's cache, in order with everything else.
 
-        ``task`` given: a page of that synchronisation, whose items already changed
-        by an event are skipped (the event is newer).
+        Under the node's lock: while a synchronisation pages the node, the change is
+        kept and replayed after the last page (see :meth:`_complete`); otherwise it
+        is written now.
         """
-        key = _key(client.profile, node.service, node.name)
-        if task is not None:
-            if task.purged or task.dropped:
-                return defer.succeed(None)
-            kept = [
-                (i, p) for i, p in zip(items, parsed, strict=True) if i["id"] not in task.touched
-            ]
-            items, parsed = [i for i, _ in kept], [p for _, p in kept]
-        else:
-            running = self.syncs.task(key)
-            if running is not None:
-                running.touched.update(item["id"] for item in items)
-        return self.host.memory.storage.cache_pubsub_items(client, node, items, parsed)
+
+        def apply() -> Any:
+            task = self.syncs.task(key)
+            if task is not None and not task.finished:
+                task.pending.append(lambda: write(*args))
+                return None
+            return write(*args)
+
+        return self._locks.run(key, apply)
+
+    async def _complete(self, key: Key, node: PubsubNode, task: SyncTask) -> None:
+        """End of paging (under the node's lock): replay the events, mark COMPLETED."""
+        for change in task.pending:
+            await as_deferred(change)
+        task.pending.clear()
+        await self.host.memory.storage.update_pubsub_node_sync_state(node, SyncState.COMPLETED)
+        task.finished = True
 
     # --- reading the cache ---
 
@@ -417,18 +418,22 @@ class PubsubCache:
         rsm_request: RSMRequest | None,
         extra: dict[str, Any],
     ) -> tuple[list[domish.Element], dict[str, Any]]:
-        """The answer of XEP-0060 ``get_items`` (same shape as from the network)."""
+        """The answer of XEP-0060 ``get_items``, in the shape of the network's.
+
+        Metadata: ``service``, ``node``, ``uri``, and always ``rsm`` and ``complete``
+        (what a service paging with RSM gives; Prosody, without RSM, gives neither).
+        """
         items, cache_metadata = await self.get_items_from_cache(
             client, node, max_items, item_ids, sub_id, rsm_request, extra
         )
-        metadata: dict[str, Any] = {
+        metadata = {
             "service": service,
             "node": node.name,
             "uri": get_node_uri(service, node.name),
+            # as from a service answering with <set/> (cursors are item ids)
+            "rsm": cache_metadata["rsm"],
+            "complete": cache_metadata["complete"],
         }
-        if rsm_request is not None:
-            metadata["rsm"] = cache_metadata["rsm"]
-            metadata["complete"] = cache_metadata["complete"]
         return [item.data for item in items], metadata
 
     # --- the XEP-0060_getItems trigger ---
@@ -592,9 +597,12 @@ class PubsubCache:
     async def _write_page(
         self, client: Any, node: PubsubNode, task: SyncTask, items: list[domish.Element]
     ) -> None:
+        """Store one page of the synchronisation (unless the node was purged meanwhile)."""
         parsed = await self._parse(client, node, items)
         key = _key(client.profile, node.service, node.name)
-        await self._locks.run(key, self._store, client, node, items, parsed, task)
+        if not (task.purged or task.dropped):
+            storage = self.host.memory.storage
+            await self._locks.run(key, storage.cache_pubsub_items, client, node, items, parsed)
 
     async def _sync_attempt(
         self, client: Any, node: PubsubNode, task: SyncTask
@@ -623,7 +631,7 @@ class PubsubCache:
             task.check()
             if task.dropped:
                 return None
-            await storage.update_pubsub_node_sync_state(node, SyncState.COMPLETED)
+            await self._locks.run(key, self._complete, key, node, task)
         except RepeatedItemsError as e:
             log.warning("%s can't be cached: %s (please report it to the service)", label, e)
             return await self._sync_failed(key, node, SyncState.NO_SYNC)
@@ -717,27 +725,19 @@ class PubsubCache:
                 await self.cache_items(client, pubsub_node, items)
         retracted = [item_id for item_id in retracted if item_id]
         if retracted:
+            storage = self.host.memory.storage
             for key, pubsub_node in await self._nodes_everywhere(service, name):
-                await self._locks.run(key, self._retract, key, pubsub_node, retracted)
-
-    def _retract(self, key: Key, node: PubsubNode, item_ids: list[str]) -> defer.Deferred[int]:
-        task = self.syncs.task(key)
-        if task is not None:
-            task.touched.update(item_ids)
-        return self.host.memory.storage.delete_pubsub_items(node, item_ids)
+                await self._change(key, storage.delete_pubsub_items, pubsub_node, retracted)
 
     async def on_purge_event(self, client: Any, event: Any) -> None:
         """The node was emptied: its cached items are removed, for every profile."""
         await self.initialised
         for key, pubsub_node in await self._nodes_everywhere(event.sender, event.nodeIdentifier):
             log.info("%s purged by its service", _label(key))
-            await self._locks.run(key, self._purge_node, key, pubsub_node)
-
-    def _purge_node(self, key: Key, node: PubsubNode) -> defer.Deferred[int]:
-        task = self.syncs.task(key)
-        if task is not None:
-            task.purged = True
-        return self.host.memory.storage.delete_pubsub_items(node)
+            task = self.syncs.task(key)
+            if task is not None:
+                task.purged = True  # pages fetched before are stale: stop paging
+            await self._change(key, self.host.memory.storage.delete_pubsub_items, pubsub_node)
 
     async def on_delete_event(self, client: Any, event: Any) -> None:
         """The node was deleted: it is dropped from the cache, for every profile."""

@@ -46,9 +46,11 @@ class SyncTask:
     cached: int = 0
     total: int | None = None
     rsm: bool | None = None
-    #: ids of items changed (published or retracted) by events during the sync: the
-    #: event is newer than what a page fetched earlier may hold, so pages skip them
-    touched: set[str] = field(default_factory=set)
+    #: changes told by events during the sync, replayed in order once every page is
+    #: written (so pages keep the service's order and events win over older pages)
+    pending: list[Callable[[], Any]] = field(default_factory=list)
+    #: pending changes replayed: events now go straight to the cache
+    finished: bool = False
     #: the node was purged meanwhile: pages fetched earlier are stale, stop paging
     purged: bool = False
     #: the node was deleted (or the cache reset): stop, and touch nothing more

@@ -162,7 +162,7 @@ class CacheReadTests(CacheTestCase):
         return ids(items), metadata
 
     async def test_max_items_newest(self) -> None:
-        """``max_items`` only: the newest items, oldest first, in the network's shape."""
+        """``max_items`` only: the newest items, oldest first; metadata as from RSM services."""
         names, metadata = await self.get(max_items=3)
         self.assertEqual(names, ["item-27", "item-28", "item-29"])
         self.assertEqual(
@@ -171,6 +171,8 @@ class CacheReadTests(CacheTestCase):
                 "service": SERVICE,
                 "node": NS_MICROBLOG,
                 "uri": "xmpp:pubsub.example.org?;node=urn%3Axmpp%3Amicroblog%3A0",
+                "rsm": {"first": "item-27", "last": "item-29", "index": 27, "count": 30},
+                "complete": True,
             },
         )
 
