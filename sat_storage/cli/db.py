@@ -51,9 +51,25 @@ def schema_state(current: str | None, has_tables: bool) -> str:
     return "newer than this code"
 
 
+FTS5_SHADOW_SUFFIXES = ("_config", "_content", "_data", "_docsize", "_idx")
+
+
+def visible_tables(names: list[str]) -> list[str]:
+    """Table names without SQLite FTS5's shadow tables (``X_data`` of a table ``X``)."""
+    present = set(names)
+    return sorted(
+        name
+        for name in names
+        if not any(
+            name.endswith(suffix) and name[: -len(suffix)] in present
+            for suffix in FTS5_SHADOW_SUFFIXES
+        )
+    )
+
+
 def inspect_database(connection: Connection) -> dict[str, Any]:
     """Revision, server version and row count of every table (DB thread)."""
-    tables = sorted(sa.inspect(connection).get_table_names())
+    tables = visible_tables(sa.inspect(connection).get_table_names())
     connection.rollback()
     current = migration.current_revision(connection)
     counts = {
