@@ -112,14 +112,14 @@ def _content(entry: domish.Element, data: dict[str, Any], name: str) -> None:
     if plain is None:
         plain = _child(entry, name, "html")
     xhtml = _child(entry, name, "xhtml")
-    if plain is not None:
-        data[name] = _text(plain).strip()
+    text = _text(plain).strip() if plain is not None else ""
     if xhtml is not None:
         div = next(xhtml.elements(NS_XHTML, "div"), None)
         if div is not None:
             data[f"{name}_xhtml"] = div.toXml()
-        if plain is None:
-            data[name] = _text(xhtml).strip()
+        text = text or _text(xhtml).strip()
+    if text:
+        data[name] = text
 
 
 def _links(entry: domish.Element) -> list[dict[str, str]]:

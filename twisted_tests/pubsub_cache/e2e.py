@@ -106,10 +106,12 @@ class ServerTestCase(TestCase):
         return d.addTimeout(TIMEOUT, reactor)
 
     async def synchronised(self, node: str | None = None, client: Any = None) -> SyncState:
-        """Wait for the running synchronisation of the node; its final state."""
-        return await self.cache.synchronise(
-            client or self.reader, self.service, node or self.node, resync=False
-        )
+        """Wait for the running synchronisation of the node; its (final) state."""
+        client = client or self.reader
+        running = self.cache.syncs.join((client.profile, self.service.full(), node or self.node))
+        if running is not None:
+            return await running
+        return (await self.cached_node(node, client)).sync_state
 
     async def cached_node(self, node: str | None = None, client: Any = None) -> Any:
         return await self.host.memory.storage.get_pubsub_node(

@@ -201,7 +201,8 @@ class CacheE2EMixin:
         )
         self.assertEqual((node.sync_state, node.items), (None, []))
         self.reader = await self.host.connect(profile)  # its hook resynchronises
-        self.assertEqual(await self.synchronised(), SyncState.COMPLETED)
+        state = await self.cache.synchronise(self.reader, self.service, self.node, resync=False)
+        self.assertEqual(state, SyncState.COMPLETED)
         self.assertEqual(len((await self.cached_node()).items), COUNT)
 
     async def test_cache_limit(self) -> None:
