@@ -12,6 +12,7 @@ parsing of the results):
 - ``filter+order, no fts``: the same filter and order without ``fts``, which must
   read every item of the profile (shows what the full-text index saves).
 
+The database is analysed after the fill (as autovacuum or ``PRAGMA optimize`` would).
 The query plans are printed (``EXPLAIN QUERY PLAN`` on SQLite, ``EXPLAIN`` on
 PostgreSQL): the full-text index is read first, items are fetched by primary key.
 
@@ -24,7 +25,7 @@ import time
 from typing import Any
 
 from _common import SERVICE, atom_item, engine_name, main, median, open_storage, parser
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.orm import Session
 
 from sat_storage.storage.search import build_search
@@ -103,6 +104,8 @@ async def run(args: Any, workdir: str) -> dict[str, Any]:
         start = time.perf_counter()
         await fill(storage, client, args.items)
         fill_s = time.perf_counter() - start
+        # statistics, as a live database has them (autovacuum, PRAGMA optimize)
+        await storage.db.run(lambda session: session.execute(text("ANALYZE")))
         scope = {"profiles": [profile], "limit": 20}
         score = {"path": ["score"], "op": ">=", "value": 500}
         published = {"path": ["published"], "direction": "desc"}
