@@ -9,7 +9,7 @@ from alembic import context
 
 from sat_storage import engines
 from sat_storage.config import resolve_db_url
-from sat_storage.migration import configure_context
+from sat_storage.migration import configure_context, migrating
 from sat_storage.models import Base
 
 config = context.config
@@ -31,7 +31,8 @@ elif context.is_offline_mode():
 else:
     engine = engines.create_engine(resolve_db_url(config.get_main_option("sqlalchemy.url") or None))
     try:
-        with engine.connect() as conn:
+        # The runner's frame: one transaction, SQLite foreign keys off and checked.
+        with engine.connect() as conn, migrating(conn):
             configure_context(context, conn, Base.metadata)
             with context.begin_transaction():
                 context.run_migrations()

@@ -19,7 +19,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
-from sqlalchemy import Connection, MetaData, inspect
+from sqlalchemy import Connection, MetaData, inspect, text
 
 from sat_storage.exceptions import DatabaseNewerError, UnknownDatabaseError
 from sat_storage.models import Base
@@ -27,9 +27,12 @@ from sat_storage.models import Base
 log = logging.getLogger(__name__)
 
 VERSION_TABLE = "alembic_version"
+# Key of the PostgreSQL advisory lock held while the schema is checked or migrated.
+SCHEMA_LOCK = 0x5A7_5C4E
 
-# Tables that migrations create beside the models (full-text search structures) and
-# that autogenerate must ignore; the module creating them registers their names here.
+# Tables (and columns, indexes) that migrations create beside the models (full-text
+# search structures, sat_storage.fts) and that autogenerate must ignore; the module
+# creating them registers their name prefixes here.
 UNMAPPED_TABLE_PREFIXES: list[str] = []
 
 
@@ -63,13 +66,26 @@ def head_revision() -> str:
 def include_object(
     obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
 ) -> bool:
-    """Autogenerate filter: skip structures that migrations manage outside the models."""
-    if type_ == "table" and name is not None:
-        return not any(name.startswith(p) for p in UNMAPPED_TABLE_PREFIXES)
+    """Autogenerate filter: skip structures that migrations manage outside the models.
+
+    Skipped: any table, column or index whose name starts with one of
+    ``UNMAPPED_TABLE_PREFIXES``, and everything of such a table.
+    """
+    if name is not None and name.startswith(tuple(UNMAPPED_TABLE_PREFIXES)):
+        return False
     table = getattr(obj, "table", None)
-    if table is not None:
-        return not any(table.name.startswith(p) for p in UNMAPPED_TABLE_PREFIXES)
+    if type_ != "table" and table is not None:
+        return not table.name.startswith(tuple(UNMAPPED_TABLE_PREFIXES))
     return True
+
+
+def compare_options() -> dict[str, Any]:
+    """How autogenerate (and the drift test) compare a database with the models."""
+    return {
+        "compare_type": True,
+        "compare_server_default": True,
+        "include_object": include_object,
+    }
 
 
 def configure_context(context: Any, connection: Connection, metadata: MetaData) -> None:
@@ -78,35 +94,74 @@ def configure_context(context: Any, connection: Connection, metadata: MetaData) 
         connection=connection,
         target_metadata=metadata,
         render_as_batch=connection.dialect.name == "sqlite",
-        compare_type=True,
-        compare_server_default=True,
-        include_object=include_object,
         transaction_per_migration=False,
+        **compare_options(),
     )
 
 
 def current_revision(connection: Connection) -> str | None:
     """Revision the database is stamped with (None: never stamped)."""
-    revision = MigrationContext.configure(connection).get_current_revision()
+    revision = _stamped_revision(connection)
     connection.rollback()
     return revision
 
 
+def _stamped_revision(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+@contextmanager
+def _schema_transaction(connection: Connection) -> Iterator[None]:
+    """One transaction that no other start-up or migration of the database runs beside.
+
+    SQLite: ``BEGIN IMMEDIATE`` (the engine's) takes the write lock; PostgreSQL: a
+    transaction-scoped advisory lock. Detection and change happen in it, so two
+    processes starting on the same new database cannot both create it.
+    """
+    if connection.in_transaction():
+        raise RuntimeError(
+            "the migration runner needs a connection outside any transaction "
+            "(commit or roll back first)"
+        )
+    with connection.begin():
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK})
+        yield
+
+
 @contextmanager
 def _foreign_keys_off(connection: Connection) -> Iterator[None]:
-    """SQLite: batch migrations recreate tables; foreign keys must not cascade then."""
+    """SQLite: batch migrations recreate tables; foreign keys must not cascade then.
+
+    The pragma is a silent no-op inside a transaction: it is read back, and a
+    connection whose foreign keys stay on is refused (a DROP TABLE would cascade).
+    """
     if connection.dialect.name != "sqlite":
         yield
         return
     raw = connection.connection.driver_connection
     raw.execute("PRAGMA foreign_keys = OFF")
     try:
+        if raw.execute("PRAGMA foreign_keys").fetchone()[0]:
+            raise RuntimeError(
+                "cannot turn SQLite foreign keys off for the migration: the connection "
+                "is inside a transaction"
+            )
         yield
-        problems = raw.execute("PRAGMA foreign_key_check").fetchall()
-        if problems:
-            raise RuntimeError(f"foreign key violations after migration: {problems[:5]}")
     finally:
         raw.execute("PRAGMA foreign_keys = ON")
+
+
+def _check_foreign_keys(connection: Connection) -> None:
+    """SQLite: refuse (roll back) a migration that leaves dangling references."""
+    if connection.dialect.name != "sqlite":
+        return
+    problems = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+    if problems:
+        raise RuntimeError(
+            "foreign key violations after migration (table, rowid, parent, fk index): "
+            f"{[tuple(p) for p in problems[:5]]}; the migration was rolled back"
+        )
 
 
 @dataclass(frozen=True)
@@ -118,10 +173,10 @@ class SchemaState:
     current: str
 
 
-def _check_known(connection: Connection, current: str, head: str) -> None:
-    script = script_directory()
+def _check_known(current: str, head: str) -> None:
+    """Raise :class:`DatabaseNewerError` unless this code knows revision ``current``."""
     try:
-        known = script.get_revision(current) is not None
+        known = script_directory().get_revision(current) is not None
     except CommandError:
         known = False
     if not known:
@@ -133,47 +188,61 @@ def _check_known(connection: Connection, current: str, head: str) -> None:
 
 
 def initialise_schema(connection: Connection) -> SchemaState:
-    """Create, upgrade or accept the schema on ``connection``; refuse a newer one."""
+    """Create, upgrade or accept the schema on ``connection``; refuse a newer one.
+
+    ``connection`` must not be inside a transaction.
+    """
     head = head_revision()
-    current = current_revision(connection)
-    if current == head:
-        return SchemaState("current", current, head)
-    if current is None:
-        tables = set(inspect(connection).get_table_names()) - {VERSION_TABLE}
-        connection.rollback()
-        if tables:
-            raise UnknownDatabaseError(
-                "the database has tables but no sat_storage revision "
-                f"({', '.join(sorted(tables)[:5])}…): refusing to touch it"
-            )
-        with connection.begin():
+    with _schema_transaction(connection):
+        current = _stamped_revision(connection)
+        if current == head:
+            return SchemaState("current", current, head)
+        if current is None:
+            tables = set(inspect(connection).get_table_names()) - {VERSION_TABLE}
+            if tables:
+                raise UnknownDatabaseError(
+                    "the database has tables but no sat_storage revision "
+                    f"({', '.join(sorted(tables)[:5])}…): refusing to touch it"
+                )
             Base.metadata.create_all(connection)
             MigrationContext.configure(connection).stamp(script_directory(), head)
-        log.info("database created at revision %s", head)
-        return SchemaState("created", None, head)
-    _check_known(connection, current, head)
+            log.info("database created at revision %s", head)
+            return SchemaState("created", None, head)
+        _check_known(current, head)
     upgrade(connection, "head")
     log.info("database upgraded from %s to %s", current, head)
     return SchemaState("upgraded", current, head)
 
 
+@contextmanager
+def migrating(connection: Connection) -> Iterator[None]:
+    """The frame of every migration on ``connection`` (the runner's and Alembic's CLI).
+
+    One transaction, which no other start-up or migration of the database runs
+    beside; on SQLite, foreign keys are off during it (batch mode recreates tables)
+    and checked before the commit. ``connection`` must not be inside a transaction.
+    """
+    with _foreign_keys_off(connection), _schema_transaction(connection):
+        yield
+        _check_foreign_keys(connection)
+
+
 def _run(connection: Connection, action: Callable[[Config], None]) -> None:
-    with _foreign_keys_off(connection):
+    """Run an Alembic command in process, refusing a database newer than this code."""
+    with migrating(connection):
+        current = _stamped_revision(connection)
+        if current is not None:
+            _check_known(current, head_revision())
         action(alembic_config(connection))
-        if connection.in_transaction():
-            connection.commit()
 
 
 def upgrade(connection: Connection, revision: str = "head") -> None:
-    """Upgrade to ``revision`` in process."""
+    """Upgrade to ``revision`` in process, in one transaction."""
     _run(connection, lambda cfg: command.upgrade(cfg, revision))
 
 
 def downgrade(connection: Connection, revision: str) -> None:
-    """Downgrade to ``revision`` in process (``base`` drops everything)."""
-    current = current_revision(connection)
-    if current is not None:
-        _check_known(connection, current, head_revision())
+    """Downgrade to ``revision`` in process, in one transaction (``base`` drops everything)."""
     _run(connection, lambda cfg: command.downgrade(cfg, revision))
 
 
