@@ -38,10 +38,12 @@ from sat_storage.plugins.pubsub_cache.flight import KeyedLock, SingleFlight, as_
 from sat_storage.plugins.pubsub_cache.sync import (
     Pager,
     RepeatedItemsError,
+    SyncExpired,
     SyncManager,
     SyncTask,
 )
 from twisted.internet import defer
+from twisted.internet import error as internet_error
 from twisted.internet.interfaces import IReactorTime
 from twisted.words.protocols.jabber import error as jabber_error
 from twisted.words.protocols.jabber import jid
@@ -88,6 +90,10 @@ PURGE_FILTERS = (
 )
 #: states in which a node's cache follows the events
 CACHING_STATES = (SyncState.COMPLETED, SyncState.IN_PROGRESS)
+#: the client's connection ended: a synchronisation stops, to be done again later
+CONNECTION_ENDED = (internet_error.ConnectionLost, internet_error.ConnectionDone)
+#: failures of a synchronisation logged without traceback (the service's or network's)
+EXPECTED_SYNC_ERRORS = (jabber_error.StanzaError, NotFound, SyncExpired, defer.TimeoutError)
 NO_NETWORK = {KEY_USE_CACHE: False}
 
 Key = tuple[str, str, str]  # (profile, service JID, node name)
@@ -635,21 +641,23 @@ class PubsubCache:
         except RepeatedItemsError as e:
             log.warning("%s can't be cached: %s (please report it to the service)", label, e)
             return await self._sync_failed(key, node, SyncState.NO_SYNC)
-        except NotFound as e:
-            if task.dropped:
-                return None
-            log.warning("%s: synchronisation failed: %s", label, e)
-            return await self._sync_failed(key, node, SyncState.ERROR)
         except Exception as e:
             if task.dropped:
                 return None
-            log.error("%s: synchronisation failed: %s", label, e, exc_info=not task.expired)
+            if task.stopped or isinstance(e, CONNECTION_ENDED):
+                # profile disconnected, host stopping: synchronised again later
+                log.info("%s: synchronisation stopped (%s)", label, e)
+                return await self._sync_failed(key, node, None)
+            expected = isinstance(e, EXPECTED_SYNC_ERRORS)
+            log.error("%s: synchronisation failed: %s", label, e, exc_info=not expected)
             return await self._sync_failed(key, node, SyncState.ERROR)
         self._failed.pop(key, None)
         log.info("%s: synchronised (%d items cached)", label, task.cached)
         return SyncState.COMPLETED
 
-    async def _sync_failed(self, key: Key, node: PubsubNode, state: SyncState) -> SyncState | None:
+    async def _sync_failed(
+        self, key: Key, node: PubsubNode, state: SyncState | None
+    ) -> SyncState | None:
         """Remove the partial items and record ``state`` (the node may be gone)."""
         storage = self.host.memory.storage
         if state is SyncState.ERROR:

@@ -55,6 +55,8 @@ class SyncTask:
     purged: bool = False
     #: the node was deleted (or the cache reset): stop, and touch nothing more
     dropped: bool = False
+    #: stopped on purpose (no retry): a disconnection, the host stopping, a purge
+    stopped: bool = False
     expired: bool = False
     _waiting: defer.Deferred[Any] | None = None
 
@@ -195,7 +197,7 @@ class SyncManager:
         entry = self._entries.get(key)
         if entry is None:
             return None
-        entry.stopped = True
+        entry.stopped = entry.task.stopped = True
         entry.task.dropped = entry.task.dropped or dropped
         d = self.join(key)
         entry.task.expire()

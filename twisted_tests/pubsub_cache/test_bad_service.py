@@ -212,3 +212,13 @@ class BadServiceTests(ServerTestCase):
         self.assertEqual(await self.synchronised(), SyncState.ERROR)
         node = await self.cached_node()
         self.assertEqual((node.sync_state, node.items), (SyncState.ERROR, []))
+
+    async def test_disconnection_stops_sync(self) -> None:
+        """A profile disconnecting stops its sync: no items, state cleared (not ERROR)."""
+        service = await self.scripted(lambda number, set_elt: None)
+        await self.get(max_items=1)
+        await service.request_number(1)
+        await self.host.disconnect(self.reader.profile)
+        node = await self.cached_node()
+        self.assertEqual((node.sync_state, node.items), (None, []))
+        self.assertFalse(self.cache.syncs.keys())

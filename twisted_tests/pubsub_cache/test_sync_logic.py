@@ -208,7 +208,7 @@ class SyncManagerTests(TestCase):
         stopped = self.manager.stop("k", dropped=True)
         self.assertEqual(self.successResultOf(stopped), "expired")
         self.assertEqual(self.successResultOf(d), "expired")
-        self.assertTrue(self.runs[0].dropped)
+        self.assertTrue(self.runs[0].dropped and self.runs[0].stopped)
         self.assertEqual(len(self.runs), 1)
 
     def test_progress(self) -> None:
