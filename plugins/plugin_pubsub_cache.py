@@ -730,7 +730,10 @@ class PubsubCache:
             if pubsub_node is None or pubsub_node.sync_state not in CACHING_STATES:
                 log.debug("items event for node %r at %s: not cached", name, service.full())
             else:
-                await self.cache_items(client, pubsub_node, items)
+                try:
+                    await self.cache_items(client, pubsub_node, items)
+                except NotFound:  # deleted meanwhile (e.g. another profile's event)
+                    log.debug("items event for node %r at %s: node gone", name, service.full())
         retracted = [item_id for item_id in retracted if item_id]
         if retracted:
             storage = self.host.memory.storage

@@ -425,6 +425,19 @@ class EventTests(CacheTestCase):
         self.assertIsNone(await self.stored(self.alice, "unknown"))
         self.assertEqual(len(await self.storage.get_pubsub_nodes()), 2)
 
+    async def test_node_deleted_meanwhile(self) -> None:
+        """Items of a node deleted while the event waited are dropped, nothing raised."""
+        gate: defer.Deferred[None] = defer.Deferred()
+        key = ("alice", SERVICE.full(), NS_MICROBLOG)
+        self.cache._locks.run(key, lambda: gate)  # a write in progress on the node
+        event = defer.ensureDeferred(
+            self.cache.on_items_event(self.alice, self.items_event(event_item("late", "L")))
+        )
+        await self.storage.delete_pubsub_node(["alice"], None, None)
+        gate.callback(None)
+        await event
+        self.assertIsNone(await self.stored(self.alice))
+
     async def test_not_synchronised_node(self) -> None:
         """Items of a NO_SYNC node are not cached."""
         node = await self.storage.set_pubsub_node(self.alice, SERVICE, "other")
