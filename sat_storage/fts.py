@@ -23,6 +23,11 @@ plain tokeniser and no stemming, so they agree on what matches:
 - PostgreSQL: the generated column ``pubsub_items.fts_vector``
   (``to_tsvector('simple', fts_text)``) with the GIN index ``pubsub_items_fts``.
 
+Items must be written with ``fts_text`` set (``cache_pubsub_items`` does it); a
+later revision that rebuilds ``pubsub_items`` on SQLite (batch mode copying the
+table) drops the triggers with it and must run :func:`drop_statements`, then
+:func:`create_statements` and :func:`rebuild_statements` after the copy.
+
 Queries use a small syntax parsed here (:func:`parse_query`) and compiled to each
 engine's syntax from the normalised words only, then *bound* as a parameter:
 

@@ -23,7 +23,8 @@ The query is a dict (DESIGN.md §7). Every key is optional except the scope:
     offset and maximum number of results (``limit`` None: all).
 
 A list filter matches the items whose value is in the list (an empty list matches
-nothing); a missing key (or None) does not filter.
+nothing); a missing key (or None) does not filter. Lists hold at most 500 values;
+at most 32 parsed filters, order-by entries and steps per path are accepted.
 
 Parsed data. A path is a non-empty list of object keys (``str``) and array indexes
 (``int``, negative from the end). Filters are typed: a value is compared only with
@@ -91,6 +92,11 @@ COMPARISONS: dict[str, Callable[[Any, Any], Any]] = {
     "le": operator.le,
 }  # fmt: skip
 ORDERS = ("creation", "modification", "item_id", "rank")
+# Sizes accepted (SQLite binds at most 32766 values per statement).
+MAX_VALUES = 500  # per list
+MAX_CLAUSES = 32  # parsed filters, order-by entries, steps of a path
+INT64_MAX = 2**63 - 1
+INT32_MAX = 2**31 - 1
 # Sort order of the JSON kinds of a parsed value (null and missing: last).
 KIND_ORDER = ("number", "string", "boolean", "array", "object")
 
@@ -222,9 +228,11 @@ _JSON = {"sqlite": _SQLiteJSON(), "postgresql": _PostgreSQLJSON()}
 # --- validation and compilation --------------------------------------------------------
 
 
-def _sequence(name: str, value: object) -> Sequence[Any]:
+def _sequence(name: str, value: object, most: int = MAX_VALUES) -> Sequence[Any]:
     if not isinstance(value, list | tuple):
         raise ValueError(f"{name} must be a list, got {type(value).__name__}: {value!r}")
+    if len(value) > most:
+        raise ValueError(f"{name} has {len(value)} entries: at most {most} are accepted")
     return value
 
 
@@ -236,6 +244,8 @@ def _texts(name: str, value: object, allow_none: bool = False) -> list[str | Non
         if not (isinstance(item, str) or (allow_none and item is None)):
             expected = "str or None" if allow_none else "str"
             raise ValueError(f"{name}[{i}] must be {expected}, got {item!r}")
+        if item is not None and "\x00" in item:
+            raise ValueError(f"{name}[{i}] must not contain NUL characters: {item!r}")
         result.append(item)
     return result
 
@@ -250,20 +260,20 @@ def _in_list(column: sa.ColumnElement[Any], values: list[str | None]) -> sa.Colu
 
 
 def _count(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= INT64_MAX:
+        raise ValueError(f"{name} must be an int >= 0 (64 bits), got {value!r}")
     return value
 
 
 def _path(name: str, value: object) -> tuple[str | int, ...]:
-    path = tuple(_sequence(name, value))
+    path = tuple(_sequence(name, value, MAX_CLAUSES))
     if not path:
         raise ValueError(f"{name} must not be empty")
     for i, step in enumerate(path):
         if isinstance(step, str):
             if any(c in step for c in '"\\\x00'):
                 raise ValueError(f"{name}[{i}]: keys with '\"', '\\' or NUL are not supported")
-        elif isinstance(step, bool) or not isinstance(step, int):
+        elif isinstance(step, bool) or not isinstance(step, int) or abs(step) > INT32_MAX:
             raise ValueError(f"{name}[{i}] must be a str key or an int index, got {step!r}")
     return path
 
@@ -275,10 +285,12 @@ def _kind(name: str, value: object, allowed: Sequence[str]) -> str:
     elif isinstance(value, bool):
         kind = "boolean"
     elif isinstance(value, int | float):
-        if not math.isfinite(value):
-            raise ValueError(f"{name} must be a finite number, got {value!r}")
+        if not math.isfinite(value) or (isinstance(value, int) and abs(value) > INT64_MAX):
+            raise ValueError(f"{name} must be a finite number (ints: 64 bits), got {value!r}")
         kind = "number"
     elif isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError(f"{name} must not contain NUL characters: {value!r}")
         kind = "string"
     else:
         kind = type(value).__name__
@@ -425,7 +437,7 @@ def build_search(
             values = _texts(key, query[key], allow_none=key in ("types", "subtypes"))
             stmt = stmt.where(_in_list(column, values))
     if query.get("parsed") is not None:
-        for i, spec in enumerate(_sequence("parsed", query["parsed"])):
+        for i, spec in enumerate(_sequence("parsed", query["parsed"], MAX_CLAUSES)):
             stmt = stmt.where(_parsed_filter(f"parsed[{i}]", spec, dialect))
     rank = None
     if query.get("fts") is not None:
@@ -433,7 +445,7 @@ def build_search(
     order_by = query.get("order-by")
     if order_by is None:
         order_by = [{"order": "rank" if rank is not None else "creation"}]
-    for i, spec in enumerate(_sequence("order-by", order_by)):
+    for i, spec in enumerate(_sequence("order-by", order_by, MAX_CLAUSES)):
         stmt = stmt.order_by(*_order_by(f"order-by[{i}]", spec, dialect, rank))
     stmt = stmt.order_by(PubsubItem.id)
     if query.get("index") is not None:

@@ -504,6 +504,21 @@ class BadInputTests(SearchTestCase):
         await self.assert_refused({"limit": "20"}, "limit")
         await self.assert_refused({"limit": True}, "limit")
 
+    async def test_sizes(self) -> None:
+        """Lists, filters and numbers beyond what the engines bind are refused."""
+        await self.assert_refused({"names": ["x"] * 501}, "names")
+        await self.assert_refused({"parsed": [parsed(["a"], "eq", 1)] * 33}, "parsed")
+        await self.assert_refused({"parsed": [parsed(["a"], "in", list(range(501)))]}, "value")
+        await self.assert_refused({"parsed": [parsed(["a"], "eq", 2**64)]}, "parsed[0].value")
+        await self.assert_refused({"parsed": [parsed(["a", 2**40], "eq", 1)]}, "path[1]")
+        await self.assert_refused({"index": 2**64}, "index")
+
+    async def test_nul(self) -> None:
+        """Strings with NUL characters (refused by PostgreSQL) are refused everywhere."""
+        await self.assert_refused({"nodes": ["a\x00b"]}, "nodes[0]")
+        await self.assert_refused({"parsed": [parsed(["a"], "eq", "a\x00")]}, "parsed[0].value")
+        await self.assert_refused({"parsed": [parsed(["a\x00"], "eq", 1)]}, "path[0]")
+
     async def test_bad_fts(self) -> None:
         """Bad full-text syntax is a ValueError naming fts, with no results."""
         for fts in ('"unclosed', "a OR", "-only", "***", 42):
