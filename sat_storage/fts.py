@@ -89,6 +89,10 @@ TEXT_ATTRIBUTES = frozenset({"title", "label", "alt", "term"})
 SKIPPED_TEXT = frozenset({(ATOM_NS, "id"), (ATOM_NS, "uri"), (ATOM_NS, "published"),
                           (ATOM_NS, "updated")})  # fmt: skip
 _WORD = re.compile(r"[^\W_]+")
+# Bounds of what is indexed: PostgreSQL refuses lexemes over 2 KB and tsvectors over
+# 1 MB (an item's cache write would fail), so both engines index the same bounded text.
+MAX_WORD = 200
+MAX_TEXT = 65_536
 
 # --- text extraction ---------------------------------------------------------------
 
@@ -133,7 +137,8 @@ def _collect(element: domish.Element, out: list[str]) -> None:
 def item_text(item: domish.Element | str) -> str:
     """The indexed text of an item (``<item/>`` element or its XML text).
 
-    Space-separated normalised words; ``""`` when there are none or the XML text is
+    Space-separated normalised words (words longer than ``MAX_WORD`` left out, cut
+    after ``MAX_TEXT`` characters); ``""`` when there are none or the XML text is
     malformed.
     """
     if isinstance(item, str):
@@ -143,7 +148,10 @@ def item_text(item: domish.Element | str) -> str:
             return ""
     parts: list[str] = []
     _collect(item, parts)
-    return " ".join(normalise(" ".join(parts)))
+    text = " ".join(w for w in normalise(" ".join(parts)) if len(w) <= MAX_WORD)
+    if len(text) > MAX_TEXT:
+        text = text[: text.rfind(" ", 0, MAX_TEXT + 1)]
+    return text
 
 
 # --- DDL (shared by create_all and migration 0002) ---------------------------------
@@ -290,6 +298,8 @@ def parse_query(text: object) -> FtsQuery:
         words = tuple(normalise(word))
         if not words:  # punctuation only ("&", "--"): nothing to search
             continue
+        if max(map(len, words)) > MAX_WORD:
+            raise fail(f"words longer than {MAX_WORD} characters are not indexed: {label!r}")
         term = _Term(words, bool(star))
         if negated:
             if connector == "OR":

@@ -70,6 +70,16 @@ class ExtractionTests(SynchronousTestCase):
         item.addElement("p", content="ÉCOLE e\u0301t\u00e9 foo_bar, C++ Straße")
         self.assertEqual(fts.item_text(item), "école été foo bar c strasse")
 
+    def test_bounds(self) -> None:
+        """Words over MAX_WORD characters are left out; the text is cut at MAX_TEXT."""
+        item = domish.Element((PUBSUB, "item"))
+        item.addElement("p", content=f"short {'x' * (fts.MAX_WORD + 1)} {'y' * fts.MAX_WORD}")
+        self.assertEqual(fts.item_text(item), f"short {'y' * fts.MAX_WORD}")
+        item.addElement("p", content=" ".join(f"w{i}" for i in range(100_000)))
+        text = fts.item_text(item)
+        self.assertLessEqual(len(text), fts.MAX_TEXT)
+        self.assertTrue(text.endswith(f" w{len(text.split()) - 3}"))
+
     def test_xml_text(self) -> None:
         """The XML text of an item gives the same words; malformed text gives none."""
         self.assertEqual(fts.item_text(RICH_ITEM), fts.item_text(parse_xml(RICH_ITEM)))
@@ -103,7 +113,7 @@ class QuerySyntaxTests(SynchronousTestCase):
     def test_errors(self) -> None:
         """Malformed queries raise ValueError naming the query."""
         for query in ("", "   ", "OR a", "a OR", "a OR OR b", "a OR -b", "-a", '"ab', "a*b",
-                      "!!!", 'a"b', "AND a"):  # fmt: skip
+                      "!!!", 'a"b', "AND a", "a" * (fts.MAX_WORD + 1)):  # fmt: skip
             with self.assertRaises(ValueError) as caught:
                 fts.parse_query(query)
             self.assertIn(repr(query), str(caught.exception))
@@ -178,6 +188,12 @@ class FullTextSearchTests(TestCase):
         """Engine operators in a query are plain words, never an engine error."""
         await self.add("a", "near pubsub cache")
         self.assertEqual(await self.search("NEAR(pubsub cache) cache:*"), ["a"])
+
+    async def test_huge_item(self) -> None:
+        """An item with megabytes of words is cached and found by its first words."""
+        words = " ".join(f"w{i}" for i in range(300_000))  # 2.3 MB
+        await self.add("huge", "enormous", words)
+        self.assertEqual(await self.search("enormous w1000"), ["huge"])
 
     async def test_ranking(self) -> None:
         """With fts, the default order is by rank: the most relevant item first."""
