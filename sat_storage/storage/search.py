@@ -222,7 +222,8 @@ def _like_to_glob(pattern: str) -> str:
     return "".join(out)
 
 
-_JSON = {"sqlite": _SQLiteJSON(), "postgresql": _PostgreSQLJSON()}
+_Json = _SQLiteJSON | _PostgreSQLJSON
+_JSON: dict[str, _Json] = {"sqlite": _SQLiteJSON(), "postgresql": _PostgreSQLJSON()}
 
 
 # --- validation and compilation --------------------------------------------------------
@@ -323,7 +324,7 @@ def _parsed_filter(name: str, spec: object, dialect: str) -> sa.ColumnElement[bo
 
 
 def _condition(
-    name: str, op: str, value: Any, path: Sequence[str | int], json: Any
+    name: str, op: str, value: Any, path: Sequence[str | int], json: _Json
 ) -> sa.ColumnElement[bool]:
     if op in ("overlap", "ioverlap"):
         values = list(_sequence(name, value))
@@ -355,7 +356,7 @@ def _condition(
 
 
 def _one_of(
-    json: Any, scalar: _Scalar, values: list[Any], kinds: list[str], op: str
+    json: _Json, scalar: _Scalar, values: list[Any], kinds: list[str], op: str
 ) -> sa.ColumnElement[bool]:
     """``scalar`` equals one of ``values`` (of the same kind; ``ioverlap``: any case)."""
     conditions = []
