@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Enum,
@@ -320,7 +321,7 @@ class File(Base):
     file_hash: Mapped[str | None] = mapped_column(Text)
     hash_algo: Mapped[str | None] = mapped_column(Text)
     name: Mapped[str] = mapped_column(Text)
-    size: Mapped[int | None] = mapped_column(Integer)
+    size: Mapped[int | None] = mapped_column(BigInteger)
     namespace: Mapped[str | None] = mapped_column(Text)
     media_type: Mapped[str | None] = mapped_column(Text)
     media_subtype: Mapped[str | None] = mapped_column(Text)

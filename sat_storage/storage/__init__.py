@@ -58,6 +58,8 @@ class Storage(
     @defer.inlineCallbacks
     def initialise(self) -> defer.Deferred[None]:
         """Open the database, create/upgrade its schema (or refuse it), load profiles."""
+        if getattr(self, "db", None) is not None and not self.db.closed:
+            raise RuntimeError(f"{self!r} is already initialised")
         engine = engines.create_engine(self.db_url)
         self.db = Gateway(engine, self.reactor)
         try:

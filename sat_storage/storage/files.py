@@ -49,7 +49,7 @@ FILE_COLUMNS = (
     "extra",
 )
 JSON_COLUMNS = ("access", "extra")
-MAX_SIZE = 2**31 - 1  # files.size is an INTEGER column
+MAX_SIZE = 2**63 - 1  # files.size is a BIGINT column
 
 
 def _json_dict(name: str, value: object) -> None:

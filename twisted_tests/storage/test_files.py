@@ -223,7 +223,8 @@ class SetGetTests(FilesTestCase):
 
     async def test_bad_values(self) -> None:
         """An unknown type or an out-of-range size raises ValueError; nothing stored."""
-        for kwargs, culprit in (({"type_": "link"}, "'link'"), ({"size": -1}, "size")):
+        bad = ({"type_": "link"}, "'link'"), ({"size": -1}, "size"), ({"size": 2**63}, "size")
+        for kwargs, culprit in bad:
             with self.assertRaises(ValueError) as cm:
                 await self.set_file("f1", **kwargs)
             self.assertIn(culprit, str(cm.exception))
@@ -265,11 +266,13 @@ class UsedSpaceDeleteTests(FilesTestCase):
         self.assertEqual(await self.storage.file_get_used_space(self.alice, OWNER), 0)
 
     async def test_used_space_large(self) -> None:
-        """Sizes add up beyond the 32-bit range."""
+        """Sizes of files over 2 GiB are stored as they are and add up."""
         for i in range(3):
-            await self.set_file(f"f{i}", owner=OWNER, size=2**31 - 1)
+            await self.set_file(f"f{i}", owner=OWNER, size=5 * 2**30)
         used = await self.storage.file_get_used_space(self.alice, OWNER)
-        self.assertEqual(used, 3 * (2**31 - 1))
+        self.assertEqual(used, 15 * 2**30)
+        files = await self.storage.get_files(self.alice, file_id="f0")
+        self.assertEqual(files[0]["size"], 5 * 2**30)
 
     async def test_delete(self) -> None:
         """file_delete removes every version of the file, other files stay."""

@@ -56,6 +56,14 @@ ITEM_XML = (
     "</entry></item>"
 )
 WHEN = datetime(2024, 5, 1, 12, 30, tzinfo=UTC)
+files_table = sa.table(
+    "files", sa.column("id"), sa.column("version"), sa.column("parent"), sa.column("type"),
+    sa.column("name"), sa.column("size"), sa.column("created"), sa.column("profile_id"),
+)  # fmt: skip
+FILE_ROW = {
+    "id": "f1", "version": "", "parent": "", "type": "file", "name": "big.iso",
+    "size": 2**31 - 1, "created": 1.5, "profile_id": 1,
+}  # fmt: skip
 
 
 def add_profile(connection: Connection, name: str = "alice") -> None:
@@ -406,6 +414,38 @@ class MigrationStepTests(TestCase):
 
         check_step(self, "0002", before_upgrade=add_item, after_upgrade=searchable,
                    after_downgrade=kept)  # fmt: skip
+
+    def test_step_0003(self) -> None:
+        """0003 widens files.size to 64 bits, keeping existing rows; downgrade narrows it."""
+
+        def add_file(connection: Connection) -> None:
+            add_profile(connection)
+            connection.execute(sa.insert(files_table).values(FILE_ROW))
+
+        def widened(connection: Connection) -> None:
+            self.assertEqual(connection.execute(sa.select(files_table)).one()._asdict(), FILE_ROW)
+            connection.execute(sa.update(files_table).values(size=5 * 2**30))
+            self.assertEqual(connection.scalar(sa.select(files_table.c.size)), 5 * 2**30)
+            connection.execute(sa.update(files_table).values(size=FILE_ROW["size"]))
+
+        def narrowed(connection: Connection) -> None:
+            self.assertEqual(connection.execute(sa.select(files_table)).one()._asdict(), FILE_ROW)
+
+        check_step(self, "0003", before_upgrade=add_file, after_upgrade=widened,
+                   after_downgrade=narrowed)  # fmt: skip
+
+    def test_downgrade_0003_refuses_big_sizes(self) -> None:
+        """A size that does not fit 32 bits stops the downgrade, naming it; nothing changes."""
+        connection = connect(self, empty_database(self))
+        migration.upgrade(connection, "0003")
+        with connection.begin():
+            add_profile(connection)
+            connection.execute(sa.insert(files_table).values({**FILE_ROW, "size": 3 * 2**31}))
+        with self.assertRaisesRegex(RuntimeError, str(3 * 2**31)):
+            migration.downgrade(connection, "0002")
+        self.assertEqual(migration.current_revision(connection), "0003")
+        self.assertEqual(connection.scalar(sa.select(files_table.c.size)), 3 * 2**31)
+        connection.rollback()
 
 
 TABLES_0001 = {

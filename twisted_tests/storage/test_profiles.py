@@ -50,3 +50,10 @@ class ProfilesTests(TestCase):
         with self.assertRaises(ValueError):
             await self.storage.create_profile("  ")
         self.assertEqual(self.storage.get_profiles_list(), [])
+
+    async def test_initialise_twice(self) -> None:
+        """A second initialise() of an open storage is refused; the storage keeps working."""
+        with self.assertRaisesRegex(RuntimeError, "already initialised"):
+            await self.storage.initialise()
+        await self.storage.create_profile("alice")
+        self.assertTrue(self.storage.has_profile("alice"))
