@@ -12,8 +12,6 @@ from types import SimpleNamespace
 from typing import Any
 
 import click
-import sqlalchemy as sa
-from sqlalchemy.orm import Session
 from twisted.internet import defer, task
 from twisted.words.protocols.jabber import jid
 
@@ -27,7 +25,7 @@ from sat_storage.cli.runtime import (
     run_async,
     yes_option,
 )
-from sat_storage.models import PubsubItem, PubsubNode, SyncState
+from sat_storage.models import PubsubItem, SyncState
 from sat_storage.xml_tools import to_xml
 
 SUMMARY_WIDTH = 60
@@ -63,7 +61,6 @@ def client_for(storage: Any, profile: str | None) -> SimpleNamespace:
 
 
 def node_filters(
-    storage: Any,
     profiles: tuple[str, ...],
     services: tuple[jid.JID, ...],
     nodes: tuple[str, ...],
@@ -71,8 +68,6 @@ def node_filters(
     subtypes: tuple[str, ...],
 ) -> dict[str, Any]:
     """Keyword filters of the storage's purge (an empty string = no type/subtype)."""
-    for name in profiles:
-        storage.get_profile_id(name)
     return {
         "profiles": list(profiles) or None,
         "services": list(services) or None,
@@ -82,87 +77,13 @@ def node_filters(
     }
 
 
-def _in(column: Any, values: list[Any] | None) -> list[Any]:
-    if values is None:
-        return []
-    present = [v for v in values if v is not None]
-    clause = column.in_(present)
-    return [sa.or_(clause, column.is_(None)) if len(present) < len(values) else clause]
-
-
-def count_items_txn(
-    session: Session,
-    filters: dict[str, Any],
-    profile_ids: list[int] | None,
-    created_before: datetime | None,
-    updated_before: datetime | None,
-) -> int:
-    """Number of cached items a purge with these filters deletes (read only)."""
-    services = None if filters["services"] is None else [s.full() for s in filters["services"]]
-    clauses = [
-        *_in(PubsubNode.profile_id, profile_ids),
-        *_in(PubsubNode.service, services),
-        *_in(PubsubNode.name, filters["names"]),
-        *_in(PubsubNode.type_, filters["types"]),
-        *_in(PubsubNode.subtype, filters["subtypes"]),
-    ]
-    if created_before is not None:
-        clauses.append(PubsubItem.created < created_before)
-    if updated_before is not None:
-        clauses.append(PubsubItem.updated < updated_before)
-    stmt = sa.select(sa.func.count(PubsubItem.id)).join(PubsubNode).where(*clauses)
-    return session.execute(stmt).scalar_one()
-
-
-def stats_txn(session: Session, profile_ids: list[int] | None) -> dict[str, Any]:
-    """Nodes per sync state and per type, items and their XML size (read only)."""
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        size = sa.func.octet_length(PubsubItem.data)
-    else:
-        size = sa.func.length(sa.cast(PubsubItem.data, sa.LargeBinary))
-    where = _in(PubsubNode.profile_id, profile_ids)
+def stats_to_json(stats: dict[str, Any]) -> dict[str, Any]:
+    """The storage's cache figures with sync states as text ("none": never synced)."""
     by_state = {
         (state.value if state is not None else "none"): count
-        for state, count in session.execute(
-            sa.select(PubsubNode.sync_state, sa.func.count())
-            .where(*where)
-            .group_by(PubsubNode.sync_state)
-        )
+        for state, count in stats["by_state"].items()
     }
-    items = (
-        sa.select(
-            PubsubItem.node_id,
-            sa.func.count().label("items"),
-            sa.func.coalesce(sa.func.sum(size), 0).label("size"),
-        )
-        .group_by(PubsubItem.node_id)
-        .subquery()
-    )
-    rows = session.execute(
-        sa.select(
-            PubsubNode.type_,
-            PubsubNode.subtype,
-            sa.func.count(PubsubNode.id),
-            sa.func.coalesce(sa.func.sum(items.c["items"]), 0),
-            sa.func.coalesce(sa.func.sum(items.c.size), 0),
-        )
-        .outerjoin(items, items.c.node_id == PubsubNode.id)
-        .where(*where)
-        .group_by(PubsubNode.type_, PubsubNode.subtype)
-        .order_by(PubsubNode.type_, PubsubNode.subtype)
-    )
-    by_type = [
-        {"type": t, "subtype": st, "nodes": n, "items": int(i), "size": int(s)}
-        for t, st, n, i, s in rows
-    ]
-    return {
-        "nodes": sum(by_state.values()),
-        "items": sum(row["items"] for row in by_type),
-        "size": sum(row["size"] for row in by_type),
-        "by_state": by_state,
-        "by_type": by_type,
-    }
+    return {**stats, "by_state": by_state}
 
 
 def human_size(size: int) -> str:
@@ -232,8 +153,7 @@ def stats(options: Options, profiles: tuple[str, ...]) -> None:
 
     async def work(runtime: Runtime) -> dict[str, Any]:
         storage = await runtime.storage()
-        ids = [storage.get_profile_id(name) for name in profiles] or None
-        return await storage.db.run(stats_txn, ids)
+        return stats_to_json(await storage.get_pubsub_stats(list(profiles) or None))
 
     result = run_async(options, work)
 
@@ -428,10 +348,9 @@ def purge(
 
     async def work(runtime: Runtime) -> dict[str, Any]:
         storage = await runtime.storage()
-        filters = node_filters(storage, profiles, services, nodes, types, subtypes)
-        ids = None if filters["profiles"] is None else [storage.get_profile_id(p) for p in profiles]
-        matched = await storage.db.run(
-            count_items_txn, filters, ids, created_before, updated_before
+        filters = node_filters(profiles, services, nodes, types, subtypes)
+        matched = await storage.count_pubsub_items(
+            **filters, created_before=created_before, updated_before=updated_before
         )
         result = {"matched": matched, "purged": 0, "dry_run": dry_run}
         if dry_run or matched == 0:
@@ -469,7 +388,7 @@ def reset(options: Options) -> None:
 
     async def work(runtime: Runtime) -> dict[str, Any]:
         host, plugin = await runtime.cache_plugin()
-        before = await host.memory.storage.db.run(stats_txn, None)
+        before = await host.memory.storage.get_pubsub_stats()
         if before["nodes"]:
             await runtime.confirm(
                 f"Remove all {before['nodes']} cached nodes and {before['items']} items?"

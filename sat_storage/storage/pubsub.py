@@ -12,6 +12,7 @@ import itertools
 import json
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -53,6 +54,7 @@ __all__ = [
     "MAX_ITEMS_BATCH",
     "ORDER_CREATION",
     "ORDER_MODIFICATION",
+    "ItemFilters",
     "PubsubStore",
     "build_item_rows",
     "chunked",
@@ -75,10 +77,13 @@ def _in_filters(filters: Filters) -> Iterator[list[ColumnElement[bool]]]:
     """WHERE clauses for ``column IN values`` filters, chunked.
 
     Yields one list of clauses per combination of chunks: together they select
-    what the unchunked filters select. ``None`` filters are left out; a ``None``
-    inside a list of values matches SQL NULL.
+    what the unchunked filters select, and (values being made unique) no row is
+    selected by two of them. ``None`` filters are left out; a ``None`` inside a list
+    of values matches SQL NULL.
     """
-    active = [(column, values) for column, values in filters if values is not None]
+    active = [
+        (column, list(dict.fromkeys(values))) for column, values in filters if values is not None
+    ]
     per_filter = [[(column, chunk) for chunk in chunked(values)] for column, values in active]
     for combination in itertools.product(*per_filter):
         clauses = []
@@ -89,6 +94,49 @@ def _in_filters(filters: Filters) -> Iterator[list[ColumnElement[bool]]]:
                 clause = sa.or_(clause, column.is_(None))
             clauses.append(clause)
         yield clauses
+
+
+@dataclass(frozen=True)
+class ItemFilters:
+    """Checked filters of cached items: node filters, then dates (purge and count)."""
+
+    nodes: Filters  # (PubsubNode column, values or None)
+    created_before: datetime | None = None
+    updated_before: datetime | None = None
+
+    @property
+    def matches_nothing(self) -> bool:
+        """True when a node filter is an empty list."""
+        return any(values == [] for _, values in self.nodes)
+
+    def clauses(self) -> Iterator[list[ColumnElement[bool]]]:
+        """WHERE clauses on ``pubsub_items``, one list per chunk of the node filters.
+
+        The lists select disjoint sets of items which, together, are the matching ones.
+        """
+        dates = []
+        if self.created_before is not None:
+            dates.append(PubsubItem.created < self.created_before)
+        if self.updated_before is not None:
+            dates.append(PubsubItem.updated < self.updated_before)
+        if all(values is None for _, values in self.nodes):
+            yield dates
+            return
+        for node_clauses in _in_filters(self.nodes):
+            nodes = select(PubsubNode.id).where(*node_clauses)
+            yield [PubsubItem.node_id.in_(nodes), *dates]
+
+
+def _none_first(values: tuple[str | None, ...]) -> tuple[tuple[bool, str], ...]:
+    """Sort key of a tuple of optional strings: None before any string."""
+    return tuple((value is not None, value or "") for value in values)
+
+
+def _byte_length(dialect: str, column: Any) -> ColumnElement[int]:
+    """Size in bytes of a text column (SQLite before 3.43 has no ``octet_length``)."""
+    if dialect == "postgresql":
+        return func.octet_length(column)
+    return func.length(sa.cast(column, sa.LargeBinary))
 
 
 def _str_list(
@@ -476,14 +524,8 @@ class PubsubStore(StorageBase):
                 if state is not None:
                     check_type(f"sync_states[{index}]", state, SyncState)
             sync_states = list(sync_states)  # type: ignore[call-overload]
-        filters = [
-            (PubsubNode.profile_id, self._profile_ids(profiles)),
-            (PubsubNode.service, self._services(services)),
-            (PubsubNode.name, _str_list("names", names)),
-            (PubsubNode.type_, _str_list("types", types, allow_none=True)),
-            (PubsubNode.subtype, _str_list("subtypes", subtypes, allow_none=True)),
-            (PubsubNode.sync_state, sync_states),
-        ]
+        filters = self._node_filters(profiles, services, names, types, subtypes)
+        filters.append((PubsubNode.sync_state, sync_states))
         if any(values == [] for _, values in filters):
             return defer.succeed([])
         return self.db.run(self.get_pubsub_nodes_txn, filters)
@@ -508,6 +550,23 @@ class PubsubStore(StorageBase):
         """
         return defer.maybeDeferred(self._delete_pubsub_node, profiles, services, names)
 
+    def _node_filters(
+        self,
+        profiles: object,
+        services: object,
+        names: object,
+        types: object = None,
+        subtypes: object = None,
+    ) -> Filters:
+        """Checked node filters (None: no filter; a None in types/subtypes: nodes without)."""
+        return [
+            (PubsubNode.profile_id, self._profile_ids(profiles)),
+            (PubsubNode.service, self._services(services)),
+            (PubsubNode.name, _str_list("names", names)),
+            (PubsubNode.type_, _str_list("types", types, allow_none=True)),
+            (PubsubNode.subtype, _str_list("subtypes", subtypes, allow_none=True)),
+        ]
+
     def _profile_ids(self, profiles: object) -> list[int] | None:
         names = _str_list("profiles", profiles)
         return None if names is None else [self.get_profile_id(name) for name in names]
@@ -526,11 +585,7 @@ class PubsubStore(StorageBase):
     def _delete_pubsub_node(
         self, profiles: object, services: object, names: object
     ) -> defer.Deferred[int]:
-        filters = [
-            (PubsubNode.profile_id, self._profile_ids(profiles)),
-            (PubsubNode.service, self._services(services)),
-            (PubsubNode.name, _str_list("names", names)),
-        ]
+        filters = self._node_filters(profiles, services, names)
         if any(values == [] for _, values in filters):
             return defer.succeed(0)
         return self.db.run(self.delete_pubsub_node_txn, filters)
@@ -710,25 +765,28 @@ class PubsubStore(StorageBase):
             names = list(dict.fromkeys(names))
         return self.db.run(self.delete_pubsub_items_txn, node.id, names)
 
+    def _item_filters(
+        self,
+        services: object,
+        names: object,
+        types: object,
+        subtypes: object,
+        profiles: object,
+        created_before: object,
+        updated_before: object,
+    ) -> ItemFilters:
+        """Checked filters of :meth:`purge_pubsub_items` and :meth:`count_pubsub_items`."""
+        nodes = self._node_filters(profiles, services, names, types, subtypes)
+        for name, value in (("created_before", created_before), ("updated_before", updated_before)):
+            if value is not None:
+                check_type(name, value, datetime)
+        return ItemFilters(nodes, created_before, updated_before)  # type: ignore[arg-type]
+
     @staticmethod
-    def purge_pubsub_items_txn(
-        session: Session,
-        node_filters: Filters,
-        created_before: datetime | None,
-        updated_before: datetime | None,
-    ) -> int:
-        date_clauses = []
-        if created_before is not None:
-            date_clauses.append(PubsubItem.created < created_before)
-        if updated_before is not None:
-            date_clauses.append(PubsubItem.updated < updated_before)
-        if all(values is None for _, values in node_filters):
-            return session.execute(delete(PubsubItem).where(*date_clauses)).rowcount
+    def purge_pubsub_items_txn(session: Session, filters: ItemFilters) -> int:
         deleted = 0
-        for clauses in _in_filters(node_filters):
-            nodes = select(PubsubNode.id).where(*clauses)
-            stmt = delete(PubsubItem).where(PubsubItem.node_id.in_(nodes), *date_clauses)
-            deleted += session.execute(stmt).rowcount
+        for clauses in filters.clauses():
+            deleted += session.execute(delete(PubsubItem).where(*clauses)).rowcount
         return deleted
 
     def purge_pubsub_items(
@@ -749,7 +807,8 @@ class PubsubStore(StorageBase):
         datetime in any zone (a naive one is taken as UTC).
         """
         return defer.maybeDeferred(
-            self._purge_pubsub_items,
+            self._run_item_filters,
+            self.purge_pubsub_items_txn,
             services,
             names,
             types,
@@ -759,31 +818,101 @@ class PubsubStore(StorageBase):
             updated_before,
         )
 
-    def _purge_pubsub_items(
+    @staticmethod
+    def count_pubsub_items_txn(session: Session, filters: ItemFilters) -> int:
+        count = 0
+        for clauses in filters.clauses():
+            count += session.execute(select(func.count(PubsubItem.id)).where(*clauses)).scalar_one()
+        return count
+
+    def count_pubsub_items(
         self,
-        services: object,
-        names: object,
-        types: object,
-        subtypes: object,
-        profiles: object,
-        created_before: object,
-        updated_before: object,
+        services: list[jid.JID] | None = None,
+        names: list[str] | None = None,
+        types: list[str | None] | None = None,
+        subtypes: list[str | None] | None = None,
+        profiles: list[str] | None = None,
+        created_before: datetime | None = None,
+        updated_before: datetime | None = None,
     ) -> defer.Deferred[int]:
-        node_filters = [
-            (PubsubNode.service, self._services(services)),
-            (PubsubNode.name, _str_list("names", names)),
-            (PubsubNode.type_, _str_list("types", types, allow_none=True)),
-            (PubsubNode.subtype, _str_list("subtypes", subtypes, allow_none=True)),
-            (PubsubNode.profile_id, self._profile_ids(profiles)),
-        ]
-        for name, value in (("created_before", created_before), ("updated_before", updated_before)):
-            if value is not None:
-                check_type(name, value, datetime)
-        if any(values == [] for _, values in node_filters):
-            return defer.succeed(0)
-        return self.db.run(
-            self.purge_pubsub_items_txn, node_filters, created_before, updated_before
+        """How many cached items match every filter (read only).
+
+        The filters are those of :meth:`purge_pubsub_items`: the count is what a
+        purge with the same arguments would delete.
+        """
+        return defer.maybeDeferred(
+            self._run_item_filters,
+            self.count_pubsub_items_txn,
+            services,
+            names,
+            types,
+            subtypes,
+            profiles,
+            created_before,
+            updated_before,
         )
+
+    def _run_item_filters(self, txn: Any, *filters: object) -> defer.Deferred[int]:
+        """Check the item ``filters``, then run ``txn(session, ItemFilters)`` (0 if none match)."""
+        checked = self._item_filters(*filters)
+        if checked.matches_nothing:
+            return defer.succeed(0)
+        return self.db.run(txn, checked)
+
+    # --- statistics ---
+
+    def get_pubsub_stats_txn(
+        self, session: Session, profile_ids: list[int] | None
+    ) -> dict[str, Any]:
+        by_state: dict[SyncState | None, int] = {}
+        by_type: dict[tuple[str | None, str | None], list[int]] = {}
+        xml_size = func.coalesce(func.sum(_byte_length(self.dialect, PubsubItem.data)), 0)
+        for clauses in _in_filters([(PubsubNode.profile_id, profile_ids)]):
+            states = select(PubsubNode.sync_state, func.count()).where(*clauses)
+            for state, count in session.execute(states.group_by(PubsubNode.sync_state)):
+                by_state[state] = by_state.get(state, 0) + count
+            types = (
+                select(
+                    PubsubNode.type_,
+                    PubsubNode.subtype,
+                    func.count(PubsubNode.id.distinct()),
+                    func.count(PubsubItem.id),
+                    xml_size,
+                )
+                .outerjoin(PubsubItem, PubsubItem.node_id == PubsubNode.id)
+                .where(*clauses)
+                .group_by(PubsubNode.type_, PubsubNode.subtype)
+            )
+            for type_, subtype, *figures in session.execute(types):
+                totals = by_type.setdefault((type_, subtype), [0, 0, 0])
+                for index, value in enumerate(figures):
+                    totals[index] += int(value)
+        rows = [
+            {"type": t, "subtype": st, "nodes": nodes, "items": items, "size": size}
+            for (t, st), (nodes, items, size) in sorted(
+                by_type.items(), key=lambda entry: _none_first(entry[0])
+            )
+        ]
+        return {
+            "nodes": sum(by_state.values()),
+            "items": sum(row["items"] for row in rows),
+            "size": sum(row["size"] for row in rows),
+            "by_state": by_state,
+            "by_type": rows,
+        }
+
+    def get_pubsub_stats(self, profiles: list[str] | None = None) -> defer.Deferred[dict[str, Any]]:
+        """Figures of the cache, for ``profiles`` (None: every profile).
+
+        Returns ``nodes``, ``items`` and ``size`` (bytes of item XML) in all,
+        ``by_state`` (``{SyncState or None: nodes}``, None = never synchronised) and
+        ``by_type`` (a list of ``{"type", "subtype", "nodes", "items", "size"}``,
+        ordered by type then subtype, None first).
+        """
+        return defer.maybeDeferred(self._get_pubsub_stats, profiles)
+
+    def _get_pubsub_stats(self, profiles: object) -> defer.Deferred[dict[str, Any]]:
+        return self.db.run(self.get_pubsub_stats_txn, self._profile_ids(profiles))
 
     # --- items: reading ---
 
