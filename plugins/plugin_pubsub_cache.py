@@ -118,6 +118,13 @@ def as_pubsub_item(element: domish.Element) -> domish.Element:
     return item
 
 
+class _ProfileClient:
+    """What the storage needs of a client: the profile (for another profile's cache)."""
+
+    def __init__(self, profile: str) -> None:
+        self.profile = profile
+
+
 class PubsubCache:
     """Plugin object (``host.plugins["PUBSUB_CACHE"]``)."""
 
@@ -716,28 +723,33 @@ class PubsubCache:
         ]
 
     async def on_items_event(self, client: Any, event: Any) -> None:
-        """New items are stored (parsed too); retracted ones deleted, for every profile.
-
-        New items update the receiving profile's cache (what a profile may read is its
-        own); retractions apply to every profile caching the node.
-        """
+        """New items are stored (parsed too), retracted ones deleted, for every profile
+        caching the node (a profile whose own notification is late, or lost while it
+        was offline, is kept up to date too)."""
         await self.initialised
         service, name = event.sender, event.nodeIdentifier
-        items = [e for e in event.items if e.name == "item"]
+        nodes = await self._nodes_everywhere(service, name)
+        if not nodes:
+            log.debug("items event for node %r at %s: not cached", name, service.full())
+            return
+        label = f"items event of node {name!r} at {service.full()}"
+        items = self._valid_items([e for e in event.items if e.name == "item"], label)
         retracted = [e.getAttribute("id") for e in event.items if e.name == "retract"]
-        if items:
-            pubsub_node = await self.host.memory.storage.get_pubsub_node(client, service, name)
-            if pubsub_node is None or pubsub_node.sync_state not in CACHING_STATES:
-                log.debug("items event for node %r at %s: not cached", name, service.full())
-            else:
-                try:
-                    await self.cache_items(client, pubsub_node, items)
-                except NotFound:  # deleted meanwhile (e.g. another profile's event)
-                    log.debug("items event for node %r at %s: node gone", name, service.full())
         retracted = [item_id for item_id in retracted if item_id]
-        if retracted:
-            storage = self.host.memory.storage
-            for key, pubsub_node in await self._nodes_everywhere(service, name):
+        storage = self.host.memory.storage
+        parsed: dict[str | None, list[dict[str, Any] | None]] = {}
+        for key, pubsub_node in nodes:
+            if items:
+                if pubsub_node.analyser not in parsed:
+                    parsed[pubsub_node.analyser] = await self._parse(client, pubsub_node, items)
+                owner = client if key[0] == client.profile else _ProfileClient(key[0])
+                write = storage.cache_pubsub_items
+                args = (owner, pubsub_node, items, parsed[pubsub_node.analyser])
+                try:
+                    await self._change(key, write, *args)
+                except NotFound:  # deleted meanwhile (e.g. another profile's event)
+                    log.debug("%s: the node is gone", _label(key))
+            if retracted:
                 await self._change(key, storage.delete_pubsub_items, pubsub_node, retracted)
 
     async def on_purge_event(self, client: Any, event: Any) -> None:

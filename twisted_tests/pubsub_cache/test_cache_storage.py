@@ -382,16 +382,14 @@ class EventTests(CacheTestCase):
         return [] if node is None else [i.name for i in node.items]
 
     async def test_items_upserted(self) -> None:
-        """New and updated items of an event are stored, parsed, for that profile."""
+        """New and updated items of an event are stored, parsed, for every profile."""
         await self.cache.on_items_event(
             self.alice, self.items_event(event_item("new", "N"), event_item("item-01", "U"))
         )
-        node = await self.stored(self.alice)
-        parsed = {i.name: i.parsed["title"] for i in node.items}
-        self.assertEqual(
-            parsed, {"item-00": "title 0", "item-01": "U", "item-02": "title 2", "new": "N"}
-        )
-        self.assertEqual(await self.names(self.bob), ["item-00", "item-01", "item-02"])
+        expected = {"item-00": "title 0", "item-01": "U", "item-02": "title 2", "new": "N"}
+        for client in (self.alice, self.bob):
+            node = await self.stored(client)
+            self.assertEqual({i.name: i.parsed["title"] for i in node.items}, expected)
 
     async def test_retract_everywhere(self) -> None:
         """A retraction deletes the item for every profile caching the node."""
