@@ -360,7 +360,7 @@ class PubsubCache:
 
         Items without id, or that are not ``<item/>`` elements, are logged and left
         out; a parser failure stores the item with no parsed data. During a
-        synchronisation of the node, the write waits for the end of the paging.
+        synchronisation of the node, the write is kept and done after the last page.
         """
         key = _key(client.profile, pubsub_node.service, pubsub_node.name)
         items = self._valid_items(items, _label(key))
