@@ -366,6 +366,10 @@ class PubsubNode(Base):
     analyser: Mapped[str | None] = mapped_column(Text)
     sync_state: Mapped[SyncState | None] = mapped_column(_enum(SyncState, "sync_state"))
     sync_state_updated: Mapped[float] = mapped_column(Float)
+    #: who runs the synchronisation (token of a cache plugin instance: host, pid, random)
+    sync_owner: Mapped[str | None] = mapped_column(Text)
+    #: end of the owner's lease (epoch seconds): past it, another process may take over
+    sync_lease_expires: Mapped[float | None] = mapped_column(Float)
     type_: Mapped[str | None] = mapped_column("type", Text)
     subtype: Mapped[str | None] = mapped_column(Text)
     extra: Mapped[dict[str, Any] | None] = mapped_column(JSONValue)

@@ -434,6 +434,35 @@ class MigrationStepTests(TestCase):
         check_step(self, "0003", before_upgrade=add_file, after_upgrade=widened,
                    after_downgrade=narrowed)  # fmt: skip
 
+    def test_step_0004(self) -> None:
+        """0004 adds the sync lease to pubsub_nodes (none on existing nodes); downgrade drops it."""
+        lease = sa.table("pubsub_nodes", sa.column("sync_owner"), sa.column("sync_lease_expires"))
+        nodes = sa.table("pubsub_nodes", sa.column("id"), sa.column("name"),
+                         sa.column("sync_state"))  # fmt: skip
+        kept = (1, "urn:xmpp:microblog:0", "in_progress")
+
+        def interrupted_node(connection: Connection) -> None:
+            add_item(connection)
+            connection.execute(sa.update(nodes).values(sync_state="in_progress"))
+
+        def node_row(connection: Connection) -> tuple[object, ...]:
+            return tuple(connection.execute(sa.select(nodes)).one())
+
+        def leased(connection: Connection) -> None:
+            self.assertEqual(node_row(connection), kept)
+            self.assertEqual(tuple(connection.execute(sa.select(lease)).one()), (None, None))
+            connection.execute(sa.update(lease).values(sync_owner="h:1:x", sync_lease_expires=2.5))
+            self.assertEqual(tuple(connection.execute(sa.select(lease)).one()), ("h:1:x", 2.5))
+
+        def dropped(connection: Connection) -> None:
+            columns = {c["name"] for c in inspect(connection).get_columns("pubsub_nodes")}
+            self.assertFalse(columns & {"sync_owner", "sync_lease_expires"})
+            self.assertEqual(node_row(connection), kept)
+            self.assertEqual(count(connection, "pubsub_items"), 1)
+
+        check_step(self, "0004", before_upgrade=interrupted_node, after_upgrade=leased,
+                   after_downgrade=dropped)  # fmt: skip
+
     def test_downgrade_0003_refuses_big_sizes(self) -> None:
         """A size that does not fit 32 bits stops the downgrade, naming it; nothing changes."""
         connection = connect(self, empty_database(self))
