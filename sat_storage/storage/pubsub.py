@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -178,6 +179,51 @@ def _check_node(node: object) -> PubsubNode:
     if not isinstance(node.id, int):
         raise ValueError(f"node {node.name!r} was never stored (it has no id)")
     return node
+
+
+def _check_owner(name: str, owner: object) -> None:
+    check_type(name, owner, str)
+    if not owner:
+        raise ValueError(f"{name} must not be empty")
+
+
+def _lease_now(owner: object, lease_seconds: object, now: object) -> float:
+    """Check a lease's owner and duration; the time of the call (``now`` or the clock)."""
+    _check_owner("owner", owner)
+    for name, value in (("lease_seconds", lease_seconds), ("now", now)):
+        if value is None and name == "now":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise TypeError(f"{name} must be a number, got {type(value).__name__}: {value!r}")
+        if not math.isfinite(value):
+            raise ValueError(f"{name} must be finite, got {value!r}")
+    if lease_seconds <= 0:  # type: ignore[operator]
+        raise ValueError(f"lease_seconds must be positive, got {lease_seconds!r}")
+    return time.time() if now is None else float(now)  # type: ignore[arg-type]
+
+
+def _state_values(
+    state: SyncState | None, updated: float, owner: str | None = None, expires: float | None = None
+) -> dict[str, Any]:
+    """Column values of a sync state change (no owner: the lease is cleared)."""
+    return {
+        "sync_state": state,
+        "sync_state_updated": updated,
+        "sync_owner": owner,
+        "sync_lease_expires": expires,
+    }
+
+
+def _set_state(
+    node: PubsubNode,
+    state: SyncState | None,
+    updated: float,
+    owner: str | None = None,
+    expires: float | None = None,
+) -> None:
+    """Reflect a sync state change on the caller's ``node`` object."""
+    for name, value in _state_values(state, updated, owner, expires).items():
+        setattr(node, name, value)
 
 
 def order_keys(order_by: Sequence[str] | None) -> tuple[str, ...]:
@@ -459,9 +505,7 @@ class PubsubStore(StorageBase):
         session: Session, node_id: int, state: SyncState, updated: float
     ) -> None:
         result = session.execute(
-            update(PubsubNode)
-            .where(PubsubNode.id == node_id)
-            .values(sync_state=state, sync_state_updated=updated)
+            update(PubsubNode).where(PubsubNode.id == node_id).values(_state_values(state, updated))
         )
         if result.rowcount == 0:
             raise NotFound(f"pubsub node #{node_id} does not exist (any more)")
@@ -473,15 +517,150 @@ class PubsubStore(StorageBase):
         """Set the node's sync state (and ``sync_state_updated`` to now), also on ``node``.
 
         ``None`` means never synchronised (as a new node). ``NotFound`` when the node
-        was deleted meanwhile.
+        was deleted meanwhile. Whoever held the node's synchronisation lease loses it
+        (see :meth:`claim_pubsub_node_sync`): the state is set by force.
         """
         node = _check_node(node)
         if state is not None:
             check_type("state", state, SyncState)
         updated = time.time()
         yield self.db.run(self.update_pubsub_node_sync_state_txn, node.id, state, updated)
-        node.sync_state = state
-        node.sync_state_updated = updated
+        _set_state(node, state, updated)
+
+    # --- synchronisation leases (one synchroniser per node, across processes) ---
+
+    @staticmethod
+    def claim_pubsub_node_sync_txn(
+        session: Session,
+        node_id: int,
+        owner: str,
+        expires: float,
+        now: float,
+        take_from: str | None,
+        delete_items: bool,
+    ) -> bool:
+        lease = PubsubNode.sync_lease_expires
+        claimable = [
+            PubsubNode.sync_state.is_distinct_from(SyncState.IN_PROGRESS),
+            PubsubNode.sync_owner.is_(None),
+            lease.is_(None),
+            lease <= now,
+            PubsubNode.sync_owner == owner,
+        ]
+        if take_from is not None:
+            claimable.append(PubsubNode.sync_owner == take_from)
+        values = _state_values(SyncState.IN_PROGRESS, time.time(), owner, expires)
+        stmt = update(PubsubNode).where(PubsubNode.id == node_id, sa.or_(*claimable))
+        if session.execute(stmt.values(values)).rowcount == 0:
+            if session.get(PubsubNode, node_id) is None:
+                raise NotFound(f"pubsub node #{node_id} does not exist (any more)")
+            return False
+        if delete_items:
+            session.execute(delete(PubsubItem).where(PubsubItem.node_id == node_id))
+        return True
+
+    @defer.inlineCallbacks
+    def claim_pubsub_node_sync(
+        self,
+        node: PubsubNode,
+        owner: str,
+        lease_seconds: float,
+        now: float | None = None,
+        take_from: str | None = None,
+        delete_items: bool = False,
+    ) -> defer.Deferred[bool]:
+        """Become the one synchroniser of ``node``: True if claimed, False if held.
+
+        An atomic compare-and-set: the node becomes IN_PROGRESS, owned by ``owner``
+        (a token unique to the caller) until ``now + lease_seconds`` (``now``: epoch
+        seconds, default the current time), unless another owner holds a lease on it
+        that has not expired at ``now``. ``owner`` may claim again what it holds;
+        ``take_from``: also take the node from that owner (one known to be dead).
+        ``delete_items``: empty the node in the same transaction. ``NotFound`` when
+        the node does not exist. On success ``node`` is updated too.
+        """
+        node = _check_node(node)
+        now = _lease_now(owner, lease_seconds, now)
+        if take_from is not None:
+            _check_owner("take_from", take_from)
+        check_type("delete_items", delete_items, bool)
+        expires = now + lease_seconds
+        claimed = yield self.db.run(
+            self.claim_pubsub_node_sync_txn, node.id, owner, expires, now, take_from, delete_items
+        )
+        if claimed:
+            _set_state(node, SyncState.IN_PROGRESS, time.time(), owner, expires)
+        return claimed
+
+    @staticmethod
+    def renew_pubsub_node_sync_txn(
+        session: Session, node_id: int, owner: str, expires: float
+    ) -> bool:
+        stmt = update(PubsubNode).where(
+            PubsubNode.id == node_id,
+            PubsubNode.sync_owner == owner,
+            PubsubNode.sync_state == SyncState.IN_PROGRESS,
+        )
+        return bool(session.execute(stmt.values(sync_lease_expires=expires)).rowcount)
+
+    @defer.inlineCallbacks
+    def renew_pubsub_node_sync(
+        self, node: PubsubNode, owner: str, lease_seconds: float, now: float | None = None
+    ) -> defer.Deferred[bool]:
+        """Extend ``owner``'s lease on ``node`` to ``now + lease_seconds``.
+
+        False when ``owner`` no longer holds the node (taken over after its lease
+        expired, state set by force, node deleted): it must stop synchronising.
+        """
+        node = _check_node(node)
+        now = _lease_now(owner, lease_seconds, now)
+        expires = now + lease_seconds
+        renewed = yield self.db.run(self.renew_pubsub_node_sync_txn, node.id, owner, expires)
+        if renewed:
+            node.sync_lease_expires = expires
+        return renewed
+
+    @staticmethod
+    def release_pubsub_node_sync_txn(
+        session: Session,
+        node_id: int,
+        owner: str,
+        state: SyncState | None,
+        updated: float,
+        delete_items: bool,
+    ) -> bool:
+        stmt = update(PubsubNode).where(PubsubNode.id == node_id, PubsubNode.sync_owner == owner)
+        if session.execute(stmt.values(_state_values(state, updated))).rowcount == 0:
+            return False
+        if delete_items:
+            session.execute(delete(PubsubItem).where(PubsubItem.node_id == node_id))
+        return True
+
+    @defer.inlineCallbacks
+    def release_pubsub_node_sync(
+        self,
+        node: PubsubNode,
+        owner: str,
+        state: SyncState | None,
+        delete_items: bool = False,
+    ) -> defer.Deferred[bool]:
+        """End ``owner``'s synchronisation of ``node`` with ``state`` (lease cleared).
+
+        Only if ``owner`` still holds the node: False (nothing changed) otherwise.
+        ``delete_items``: empty the node in the same transaction (a failed sync).
+        """
+        node = _check_node(node)
+        _check_owner("owner", owner)
+        if state is not None:
+            check_type("state", state, SyncState)
+        check_type("delete_items", delete_items, bool)
+        updated = time.time()
+        released = yield self.db.run(
+            self.release_pubsub_node_sync_txn, node.id, owner, state, updated, delete_items
+        )
+        if released:
+            _set_state(node, state, updated)
+        return released
 
     @staticmethod
     def get_pubsub_nodes_txn(session: Session, filters: Filters) -> list[PubsubNode]:
@@ -700,6 +879,19 @@ class PubsubStore(StorageBase):
         items: Sequence[domish.Element],
         parsed_items: Sequence[dict[str, Any] | None] | None,
     ) -> defer.Deferred[None]:
+        parsed_items = self._checked_items(client, node, items, parsed_items)
+        if not items:
+            return defer.succeed(None)
+        return self.db.run(self.cache_pubsub_items_txn, node.id, items, parsed_items)
+
+    def _checked_items(
+        self,
+        client: Any,
+        node: PubsubNode,
+        items: Sequence[domish.Element],
+        parsed_items: Sequence[dict[str, Any] | None] | None,
+    ) -> Sequence[dict[str, Any] | None]:
+        """Check the arguments of :meth:`cache_pubsub_items`; the parsed data (aligned)."""
         profile_id = self.client_profile_id(client)
         node = _check_node(node)
         if node.profile_id != profile_id:
@@ -728,9 +920,49 @@ class PubsubStore(StorageBase):
                     raise ValueError(
                         f"parsed_items[{index}] must be a dict or None, got {type(parsed).__name__}"
                     )
-        if not items:
-            return defer.succeed(None)
-        return self.db.run(self.cache_pubsub_items_txn, node.id, items, parsed_items)
+        return parsed_items
+
+    def cache_pubsub_sync_page_txn(
+        self,
+        session: Session,
+        node_id: int,
+        items: Sequence[domish.Element],
+        parsed_items: Sequence[dict[str, Any] | None],
+        owner: str,
+        expires: float,
+    ) -> bool:
+        if not self.renew_pubsub_node_sync_txn(session, node_id, owner, expires):
+            return False
+        if items:
+            self.cache_pubsub_items_txn(session, node_id, items, parsed_items)
+        return True
+
+    @defer.inlineCallbacks
+    def cache_pubsub_sync_page(
+        self,
+        client: Any,
+        node: PubsubNode,
+        items: Sequence[domish.Element],
+        parsed_items: Sequence[dict[str, Any] | None] | None,
+        owner: str,
+        lease_seconds: float,
+        now: float | None = None,
+    ) -> defer.Deferred[bool]:
+        """One page of ``owner``'s synchronisation: lease renewed and items stored.
+
+        In one transaction, as :meth:`renew_pubsub_node_sync` then
+        :meth:`cache_pubsub_items`: nothing is written (False) when ``owner`` no
+        longer holds the node.
+        """
+        parsed_items = self._checked_items(client, node, items, parsed_items)
+        now = _lease_now(owner, lease_seconds, now)
+        expires = now + lease_seconds
+        written = yield self.db.run(
+            self.cache_pubsub_sync_page_txn, node.id, items, parsed_items, owner, expires
+        )
+        if written:
+            node.sync_lease_expires = expires
+        return written
 
     @staticmethod
     def delete_pubsub_items_txn(
