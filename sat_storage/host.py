@@ -14,6 +14,16 @@ Connection settings are the profile's individual params ("Connection", "JabberID
 ``tls`` (required | plaintext), ``ca_file``, ``connect_timeout`` and ``iq_timeout``.
 A real Libervia-style backend may replace this class: plugins only rely on
 :class:`sat_storage.interfaces.IHost`.
+
+Plugins hear of connections through their hooks: ``profile_connecting`` once per
+:meth:`Host.connect`, then ``profile_connected`` each time a session is ready and
+``profile_disconnected`` each time it ends, alternating, never twice in a row. A
+session lost unexpectedly (server restart, network failure; not :meth:`Host.disconnect`)
+is logged and announced with ``profile_disconnected``; the client stays in
+``host.clients`` (``client.is_connected`` is False) and reconnects by itself; once its
+new session is ready, the host sends the initial presence again and runs
+``profile_connected``. A reconnection the server refuses (login changed...) ends it:
+the profile is no longer connected.
 """
 
 from __future__ import annotations
@@ -21,9 +31,13 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from twisted.internet import defer
+from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 from twisted.words.protocols.jabber.jid import JID, InvalidFormat
 from zope.interface import implementer
@@ -34,7 +48,13 @@ from sat_storage.interfaces import IHost
 from sat_storage.plugin_loader import PluginError, PluginLoader
 from sat_storage.storage import Storage
 from sat_storage.trigger import TriggerManager
-from sat_storage.xmpp import CONNECT_TIMEOUT, DEFAULT_PORT, TLS_REQUIRED, SatXMPPClient
+from sat_storage.xmpp import (
+    CONNECT_TIMEOUT,
+    DEFAULT_PORT,
+    TLS_REQUIRED,
+    SatXMPPClient,
+    XMPPConnectionError,
+)
 
 # isort: split
 from wokkel.disco import DiscoClientProtocol
@@ -48,6 +68,23 @@ PARAM_JID = ("Connection", "JabberID")
 PARAM_PASSWORD = ("Connection", "Password")
 PARAM_FORCE_SERVER = ("Connection", "Force server")
 PARAM_FORCE_PORT = ("Connection", "Force port")
+HOOK_CONNECTING = "profile_connecting"
+HOOK_CONNECTED = "profile_connected"
+HOOK_DISCONNECTED = "profile_disconnected"
+#: hook -> the hooks it may follow for one client (None: no hook run yet)
+HOOK_FOLLOWS: dict[str, set[str | None]] = {
+    HOOK_CONNECTING: {None},
+    HOOK_CONNECTED: {HOOK_CONNECTING, HOOK_DISCONNECTED},
+    HOOK_DISCONNECTED: {HOOK_CONNECTING, HOOK_CONNECTED},
+}
+
+
+@dataclass
+class _ClientHooks:
+    """The last connection hook run for a client; the lock keeps its hooks in order."""
+
+    lock: defer.DeferredLock = field(default_factory=defer.DeferredLock)
+    last: str | None = None
 
 
 class Memory:
@@ -67,7 +104,9 @@ class Host:
     """Storage, triggers, plugins and the profiles' XMPP clients.
 
     ``plugin_path``: directories searched for plugin distributions (default
-    ``sys.path``); ``plugin_group``: the entry point group (default ``sat.plugins``).
+    ``sys.path``); ``plugin_group``: the entry point group (default ``sat.plugins``);
+    ``clock``: times the clients' connection timeouts and reconnection delays
+    (default: the reactor).
     """
 
     def __init__(
@@ -77,6 +116,7 @@ class Host:
         *,
         plugin_path: list[str] | None = None,
         plugin_group: str = "sat.plugins",
+        clock: IReactorTime | None = None,
     ) -> None:
         self.config = Config.from_path(config_path)
         self.memory = Memory(self.config, Storage(db_url, config=self.config))
@@ -84,6 +124,8 @@ class Host:
         self.plugins: dict[str, Any] = {}
         self.plugin_loader = PluginLoader(plugin_group, plugin_path)
         self.clients: dict[str, SatXMPPClient] = {}
+        self.clock = clock
+        self._hooks: WeakKeyDictionary[SatXMPPClient, _ClientHooks] = WeakKeyDictionary()
         self._connecting: dict[str, list[defer.Deferred[Any]]] = {}
         self._features: dict[tuple[str, str], set[str]] = {}  # (profile, service): disco
         self._features_pending: dict[tuple[str, str], list[defer.Deferred[Any]]] = {}
@@ -140,7 +182,8 @@ class Host:
 
         Fails with :class:`~sat_storage.xmpp.XMPPConnectionError` (naming the JID, the
         server and the reason) when the server cannot be reached, refuses the login or
-        does not answer within ``[xmpp] connect_timeout`` seconds.
+        does not answer within ``[xmpp] connect_timeout`` seconds. A session lost later
+        is re-established automatically (see the module's documentation).
         """
         if profile in self.clients:
             return defer.succeed(self.clients[profile])
@@ -155,16 +198,14 @@ class Host:
             if spec is not None and spec.has_handler:
                 plugin.get_handler(client).setHandlerParent(client)
         try:
-            for name, plugin in self.plugins.items():
-                await self._call_hook(name, plugin, "profile_connecting", client, errors=True)
+            await self._run_hooks(client, HOOK_CONNECTING, errors=True)
             await client.connect(self._config_float("connect_timeout", CONNECT_TIMEOUT))
         except BaseException:
-            await self._profile_disconnected(client)
+            await self._run_hooks(client, HOOK_DISCONNECTED)
             raise
         self.clients[profile] = client
         client.presence.available()
-        for name, plugin in self.plugins.items():
-            await self._call_hook(name, plugin, "profile_connected", client)
+        await self._run_hooks(client, HOOK_CONNECTED)
         log.info("profile %r connected as %s", profile, client.jid.full())
         return client
 
@@ -198,7 +239,11 @@ class Host:
             port=port,
             tls=self.memory.config_get(XMPP_SECTION, "tls", TLS_REQUIRED),
             ca_file=self.memory.config_get(XMPP_SECTION, "ca_file"),
+            clock=self.clock,
         )
+        client.on_session_lost = partial(self._session_lost, client)
+        client.on_session_restored = partial(self._session_restored, client)
+        client.on_reconnect_failed = partial(self._reconnect_failed, client)
         client.timeout = self._config_float("iq_timeout", IQ_TIMEOUT)
         client.disco_client = DiscoClientProtocol()
         client.disco_client.setHandlerParent(client)
@@ -213,17 +258,55 @@ class Host:
 
     async def _disconnect(self, client: SatXMPPClient) -> None:
         del self.clients[client.profile]
-        for key in [key for key in self._features if key[0] == client.profile]:
-            del self._features[key]
+        self._forget_features(client.profile)
         try:
             await client.disconnect()
         finally:
-            await self._profile_disconnected(client)
+            await self._run_hooks(client, HOOK_DISCONNECTED)
         log.info("profile %r disconnected", client.profile)
 
-    async def _profile_disconnected(self, client: SatXMPPClient) -> None:
-        for name, plugin in self.plugins.items():
-            await self._call_hook(name, plugin, "profile_disconnected", client)
+    # Sessions lost and restored (the client reconnects by itself)
+
+    def _session_lost(self, client: SatXMPPClient, reason: Failure) -> defer.Deferred[None]:
+        """The session ended unexpectedly (the client logged it and reconnects)."""
+        self._forget_features(client.profile)
+        return defer.ensureDeferred(self._run_hooks(client, HOOK_DISCONNECTED))
+
+    def _session_restored(self, client: SatXMPPClient) -> defer.Deferred[None]:
+        """A new session after a loss: initial presence again, then the plugins."""
+        client.presence.available()
+        return defer.ensureDeferred(self._run_hooks(client, HOOK_CONNECTED))
+
+    def _reconnect_failed(
+        self, client: SatXMPPClient, error: XMPPConnectionError
+    ) -> defer.Deferred[None]:
+        """The server refused the new session: the profile is no longer connected."""
+        if self.clients.get(client.profile) is client:
+            del self.clients[client.profile]
+        self._forget_features(client.profile)
+        log.warning("profile %r is disconnected: %s", client.profile, error)
+        return defer.ensureDeferred(self._run_hooks(client, HOOK_DISCONNECTED))
+
+    async def _run_hooks(self, client: SatXMPPClient, hook: str, errors: bool = False) -> None:
+        """Run every plugin's ``hook(client)``, after the client's earlier hooks.
+
+        Skipped when it cannot follow the last hook run (``HOOK_FOLLOWS``): plugins
+        told of a lost session are not told again at :meth:`disconnect`.
+        """
+        state = self._hooks.setdefault(client, _ClientHooks())
+        await state.lock.acquire()
+        try:
+            if state.last not in HOOK_FOLLOWS[hook]:
+                return
+            state.last = hook
+            for name, plugin in self.plugins.items():
+                await self._call_hook(name, plugin, hook, client, errors=errors)
+        finally:
+            state.lock.release()
+
+    def _forget_features(self, profile: str) -> None:
+        for key in [key for key in self._features if key[0] == profile]:
+            del self._features[key]
 
     async def _call_hook(
         self, name: str, plugin: Any, hook: str, *args: Any, errors: bool = False
@@ -283,7 +366,7 @@ class Host:
         async def request() -> set[str]:
             info = await client.disco_client.requestInfo(service)
             features = {str(feature) for feature in info.features}
-            if self.clients.get(client.profile) is client:  # not disconnected meanwhile
+            if self.clients.get(client.profile) is client and client.is_connected:
                 self._features[key] = features
             return set(features)
 

@@ -14,7 +14,10 @@ class IPlugin(Interface):
 
     Optional hooks, called by the host when present (each may return a Deferred or be
     a coroutine function): ``profile_connecting(client)`` (before the session is
-    announced), ``profile_connected(client)``, ``profile_disconnected(client)`` and
+    announced, once per connection request), ``profile_connected(client)`` (each time
+    a session is ready: after connecting, and again after an automatic reconnection),
+    ``profile_disconnected(client)`` (each time it ends: disconnection, failed
+    connection, or connection lost; connected and disconnected alternate) and
     ``stop()`` (when the host stops).
     """
 

@@ -9,11 +9,21 @@ connection, TLS or login failure, timeout): it never hangs.
 TLS policy (``[xmpp] tls`` in the config): ``required`` (default) negotiates STARTTLS and
 verifies the server certificate for the JID's domain against ``ca_file`` (PEM) or the
 system trust store; ``plaintext`` skips TLS and is only accepted for a loopback server.
+
+Once connected, a session that ends without :meth:`SatXMPPClient.disconnect` (server
+restart, network failure) is re-established automatically, with growing delays
+(wokkel's reconnecting factory: about 3 s, then x2.7 each attempt, at most an hour).
+The client's owner hears of it through three optional callbacks:
+``on_session_lost(reason)``, ``on_session_restored()`` and
+``on_reconnect_failed(error)`` (the server refused the new session, for instance the
+login: the client stops and is not retried).
 """
 
 from __future__ import annotations
 
 import ipaddress
+import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +38,8 @@ import sat_storage.wokkel_compat  # noqa: F401  (before any wokkel import)
 
 # isort: split
 from wokkel.client import HybridAuthenticator, XMPPClient
+
+log = logging.getLogger(__name__)
 
 TLS_REQUIRED = "required"
 TLS_PLAINTEXT = "plaintext"
@@ -156,8 +168,18 @@ class SatXMPPClient(XMPPClient):
     """A profile's client connection (Libervia's ``client``).
 
     ``host``/``port`` is the server to reach (never an SRV lookup); the certificate is
-    checked for the JID's domain. ``clock`` times the connection timeout.
+    checked for the JID's domain. ``clock`` times the connection timeout and the
+    delays between automatic reconnections.
     """
+
+    #: called with the Failure when a session ends without :meth:`disconnect`
+    #: (a reconnection is then scheduled)
+    on_session_lost: Callable[[Failure], object] | None = None
+    #: called when a session is established again after ``on_session_lost``
+    on_session_restored: Callable[[], object] | None = None
+    #: called with an :class:`XMPPConnectionError` when a reconnection is refused by the
+    #: server (login, TLS, stream error): the client is stopped, no more attempts
+    on_reconnect_failed: Callable[[XMPPConnectionError], object] | None = None
 
     def __init__(
         self,
@@ -183,6 +205,7 @@ class SatXMPPClient(XMPPClient):
         if clock is None:
             from twisted.internet import reactor as clock
         self.clock = clock
+        self.factory.clock = clock  # delays between reconnection attempts
         self.profile = profile
         self.host_app = host_app
         self.tls_mode = tls
@@ -190,6 +213,7 @@ class SatXMPPClient(XMPPClient):
         self._connecting: defer.Deferred[SatXMPPClient] | None = None
         self._failure: XMPPConnectionError | None = None
         self._closed_waiters: list[defer.Deferred[None]] = []
+        self._session_up = False  # a session was established and its connection is open
         self.factory.addBootstrap(xmlstream.STREAM_ERROR_EVENT, self._stream_failed)
 
     def __repr__(self) -> str:
@@ -245,9 +269,13 @@ class SatXMPPClient(XMPPClient):
 
     def _authd(self, xs: xmlstream.XmlStream) -> None:
         super()._authd(xs)
+        self._session_up = True
         connecting, self._connecting = self._connecting, None
         if connecting is not None:
             connecting.callback(self)
+        elif self.running:
+            log.info("%r: session established again", self)
+            self._notify(self.on_session_restored)
 
     def _disconnected(self, reason: Failure) -> None:
         self._stream_failed(reason)
@@ -263,10 +291,20 @@ class SatXMPPClient(XMPPClient):
             self._failure = self._error(self._describe(reason), reason)
 
     def initializationFailed(self, reason: Failure) -> None:
-        """Stream negotiation (TLS, login, bind) failed: abort with a clear error."""
+        """Stream negotiation (TLS, login, bind) failed: abort with a clear error.
+
+        On an automatic reconnection, the client stops (no more attempts) and
+        ``on_reconnect_failed`` is told.
+        """
         xs = self.xmlstream
         pending = xs.initializers[0] if xs is not None and xs.initializers else None
-        self._abort(self._error(self._describe_init_failure(reason, pending), reason))
+        failure = self._error(self._describe_init_failure(reason, pending), reason)
+        if self._connecting is not None:
+            self._abort(failure)
+        elif self.running:
+            log.error("%r: reconnection refused, giving up: %s", self, failure.reason)
+            XMPPClient.stopService(self)  # no more attempts; closes the connection
+            self._notify(self.on_reconnect_failed, failure)
 
     def _describe_init_failure(self, reason: Failure, pending: object) -> str:
         if reason.check(sasl.SASLAuthError):
@@ -311,6 +349,8 @@ class SatXMPPClient(XMPPClient):
 
     def _connection_ended(self, reason: Failure | None) -> None:
         """The TCP connection is closed (or could not be made)."""
+        lost = self._session_up and self.running and self._connecting is None
+        self._session_up = False
         connecting, self._connecting = self._connecting, None
         if connecting is not None:
             if self.running:
@@ -322,3 +362,15 @@ class SatXMPPClient(XMPPClient):
         waiters, self._closed_waiters = self._closed_waiters, []
         for waiter in waiters:
             waiter.callback(None)
+        if lost:
+            assert reason is not None
+            log.warning("%r: connection lost (%s), reconnecting", self, reason.getErrorMessage())
+            self._notify(self.on_session_lost, reason)
+        elif self.running and reason is not None:  # a reconnection attempt
+            log.info("%r: reconnection attempt failed (%s)", self, self._describe(reason))
+
+    def _notify(self, callback: Callable[..., object] | None, *args: Any) -> None:
+        """Call an owner's callback; its failure (or its Deferred's) is logged."""
+        if callback is not None:
+            d = defer.maybeDeferred(callback, *args)
+            d.addErrback(lambda f: log.error("%r: %r failed: %s", self, callback, f))

@@ -1,12 +1,13 @@
 """The reference host: start/stop with real SQLite/PostgreSQL and fake plugin
-distributions; profiles connected to a real Prosody; disco#info feature checks."""
+distributions; profiles connected to a real Prosody (hooks, lost connections);
+disco#info feature checks."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from twisted.internet import defer
+from twisted.internet import defer, reactor, task
 from twisted.internet.interfaces import ISSLTransport
 from twisted.trial.unittest import TestCase
 from twisted.words.protocols.jabber.error import StanzaError
@@ -23,6 +24,8 @@ from twisted_tests.fake_plugins import fake_distribution, plugin_source
 from twisted_tests.xmpp_servers import Account, free_port, prosody, unique_name
 
 NS_PUBSUB = "http://jabber.org/protocol/pubsub"
+TIMEOUT = 15.0  # generous bound on an exchange with the loopback server
+RETRY_BOUND = 60.0  # seconds on the host's clock past the first reconnection delay (~3 s)
 
 #: A plugin with a handler and every hook, recording what happens in host.events.
 HOOKED = plugin_source(
@@ -55,13 +58,38 @@ def stop(self):
 )
 
 
+class EventLog(list):
+    """A list of events whose appends can be awaited."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiters: list[tuple[tuple[Any, ...], int, defer.Deferred[None]]] = []
+
+    def append(self, event: tuple[Any, ...]) -> None:
+        super().append(event)
+        for waiter in list(self.waiters):
+            wanted, count, d = waiter
+            if self.count(wanted) >= count:
+                self.waiters.remove(waiter)
+                d.callback(None)
+
+    def when(self, event: tuple[Any, ...], count: int = 1) -> defer.Deferred[None]:
+        """Fires once ``event`` was appended ``count`` times (fails after TIMEOUT s)."""
+        d: defer.Deferred[None] = defer.Deferred()
+        if self.count(event) >= count:
+            d.callback(None)
+        else:
+            self.waiters.append((event, count, d))
+        return d.addTimeout(TIMEOUT, reactor)
+
+
 class RecordingHost(Host):
     """The host, plus the lists the fake plugins write to."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.load_order: list[str] = []
-        self.events: list[tuple[Any, ...]] = []
+        self.events = EventLog()
 
 
 class HostTestCase(TestCase):
@@ -72,11 +100,19 @@ class HostTestCase(TestCase):
         return path
 
     async def make_host(
-        self, plugins: dict[str, str] | None = None, config: str = "[xmpp]\ntls = plaintext\n"
+        self,
+        plugins: dict[str, str] | None = None,
+        config: str = "[xmpp]\ntls = plaintext\n",
+        **kwargs: Any,
     ) -> RecordingHost:
-        """A started host on a fresh database with only ``plugins``, stopped at cleanup."""
+        """A started host on a fresh database with only ``plugins``, stopped at cleanup.
+
+        ``kwargs`` go to the host (``clock``).
+        """
         path = fake_distribution(self, plugins or {})
-        host = RecordingHost(self.write_config(config), database_url(self), plugin_path=[path])
+        host = RecordingHost(
+            self.write_config(config), database_url(self), plugin_path=[path], **kwargs
+        )
         await host.start()
         self.addCleanup(host.stop)
         return host
@@ -260,6 +296,77 @@ class ConnectTests(ProsodyHostTestCase):
         with self.assertRaises(ValueError) as caught:
             await host.connect("nojid")
         self.assertIn("'nojid' has no ('Connection', 'JabberID')", str(caught.exception))
+
+
+class ConnectionLossTests(ProsodyHostTestCase):
+    """A connected profile whose connection drops (not host.disconnect)."""
+
+    async def setUp(self) -> None:
+        await super().setUp()
+        self.clock = task.Clock()  # reconnection delays
+        self.host = await self.make_host({"HOOKED": HOOKED}, clock=self.clock)
+        self.profile = await self.add_profile(self.host, self.account)
+        self.client = await self.host.connect(self.profile)
+
+    async def lose_session(self) -> None:
+        """Drop the client's TCP connection; returns once the plugins were told."""
+        with self.assertLogs("sat_storage.xmpp", "WARNING"):
+            self.client.xmlstream.transport.abortConnection()
+            await self.host.events.when(("disconnected", self.profile))
+
+    async def test_loss_runs_disconnected_hooks(self) -> None:
+        """profile_disconnected runs; the client stays the profile's, reconnecting."""
+        await self.lose_session()
+        self.assertEqual(self.host.events[-1], ("disconnected", self.profile))
+        self.assertIs(self.host.get_client(self.profile), self.client)
+        self.assertFalse(self.client.is_connected)
+        self.assertTrue(self.client.running)
+
+    async def test_reconnection_runs_connected_hooks(self) -> None:
+        """Once reconnected: presence sent again, then profile_connected (not connecting)."""
+        presences = []
+        available = self.client.presence.available
+        self.client.presence.available = lambda *a, **kw: presences.append(available(*a, **kw))
+        await self.lose_session()
+        self.clock.advance(RETRY_BOUND)
+        await self.host.events.when(("connected", self.profile, True), count=2)
+        p = self.profile
+        self.assertEqual(
+            self.host.events,
+            [
+                ("connecting", p, False),
+                ("handler initialized", p),
+                ("connected", p, True),
+                ("disconnected", p),
+                ("handler initialized", p),
+                ("connected", p, True),
+            ],
+        )
+        self.assertEqual(len(presences), 1)
+        self.assertTrue(self.client.is_connected)
+
+    async def test_disconnect_after_loss(self) -> None:
+        """host.disconnect() while reconnecting: no further attempt, hooks not repeated."""
+        await self.lose_session()
+        await self.host.disconnect(self.profile)
+        self.assertEqual(self.host.events.count(("disconnected", self.profile)), 1)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.assertEqual(self.host.clients, {})
+
+    async def test_reconnection_refused(self) -> None:
+        """A login refused on reconnection disconnects the profile, logged; hooks once."""
+        await self.lose_session()
+        self.client.factory.authenticator.password = "changed meanwhile"
+        handled: defer.Deferred[Any] = defer.Deferred()
+        on_failed = self.client.on_reconnect_failed
+        self.client.on_reconnect_failed = lambda e: on_failed(e).chainDeferred(handled)
+        with self.assertLogs("sat_storage", "WARNING") as logs:
+            self.clock.advance(RETRY_BOUND)
+            await handled.addTimeout(TIMEOUT, reactor)
+        self.assertIn("not-authorized", "\n".join(logs.output))
+        self.assertRaises(ProfileNotConnected, self.host.get_client, self.profile)
+        self.assertEqual(self.host.events.count(("disconnected", self.profile)), 1)
+        self.assertFalse(self.client.running)
 
 
 class CheckFeaturesTests(ProsodyHostTestCase):

@@ -1,9 +1,13 @@
-"""Client connections to a real Prosody: TLS policy, login, clear errors, no hangs."""
+"""Client connections to a real Prosody: TLS policy, login, clear errors, no hangs,
+automatic reconnection after a lost connection."""
 
 from __future__ import annotations
 
-from twisted.internet import defer, protocol, reactor, task
+from typing import Any
+
+from twisted.internet import defer, error, protocol, reactor, task
 from twisted.internet.interfaces import ISSLTransport
+from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 from twisted.words.protocols.jabber.jid import JID
 
@@ -18,6 +22,7 @@ from sat_storage.xmpp import (
 from twisted_tests.xmpp_servers import Account, ejabberd, free_port, prosody
 
 TIMEOUT = 15.0  # generous bound on a connection to a loopback server
+RETRY_BOUND = 60.0  # seconds on the client's clock past the first reconnection delay (~3 s)
 
 
 class ConnectTests(TestCase):
@@ -117,6 +122,94 @@ class ConnectTests(TestCase):
     async def test_disconnect_unconnected(self) -> None:
         """disconnect() on a client never connected fires at once."""
         await self.make_client().disconnect()
+
+
+class ReconnectionTests(TestCase):
+    """A session lost without disconnect() is reported and re-established."""
+
+    async def setUp(self) -> None:
+        self.server = prosody()
+        self.account = await self.server.create_account()
+        self.clock = task.Clock()  # reconnection delays
+        self.client = SatXMPPClient(
+            None,
+            "test",
+            self.account.full_jid(),
+            self.account.password,
+            host=self.server.host,
+            port=self.server.port,
+            tls="plaintext",
+            clock=self.clock,
+        )
+        self.addCleanup(self.client.disconnect)
+        self.lost = self.watch("on_session_lost")
+        self.restored = self.watch("on_session_restored")
+        self.refused = self.watch("on_reconnect_failed")
+        await self.client.connect(TIMEOUT)
+
+    def watch(self, callback: str) -> defer.Deferred[tuple[Any, ...]]:
+        """A Deferred fired by the client's ``callback``, with its arguments."""
+        fired: defer.Deferred[tuple[Any, ...]] = defer.Deferred()
+        setattr(self.client, callback, lambda *args: fired.callback(args))
+        return fired
+
+    async def wait(self, d: defer.Deferred[Any]) -> Any:
+        """``d``'s result, failing the test after TIMEOUT seconds."""
+        return await d.addTimeout(TIMEOUT, reactor)
+
+    async def lose_session(self) -> tuple[Failure, list[str]]:
+        """Close the TCP connection under the client, as a network failure would.
+
+        Returns once the loss is reported: its reason and the warnings logged.
+        """
+        with self.assertLogs("sat_storage.xmpp", "WARNING") as logs:
+            self.client.xmlstream.transport.abortConnection()
+            (reason,) = await self.wait(self.lost)
+        return reason, logs.output
+
+    async def test_loss_reported(self) -> None:
+        """A dropped connection calls on_session_lost, is logged; the client keeps running."""
+        reason, logged = await self.lose_session()
+        self.assertIsInstance(reason, Failure)
+        self.assertTrue(reason.check(error.ConnectionLost))
+        self.assertIn("connection lost", logged[0])
+        self.assertTrue(self.client.running)
+        self.assertFalse(self.client.is_connected)
+
+    async def test_reconnected(self) -> None:
+        """After the reconnection delay, a new session: on_session_restored, same JID."""
+        await self.lose_session()
+        self.clock.advance(RETRY_BOUND)
+        await self.wait(self.restored)
+        self.assertTrue(self.client.is_connected)
+        self.assertEqual(self.client.jid, self.account.full_jid())
+
+    async def test_disconnect_is_not_a_loss(self) -> None:
+        """disconnect() closes without on_session_lost and without a reconnection."""
+        await self.client.disconnect()
+        self.assertFalse(self.lost.called)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    async def test_disconnect_while_reconnecting(self) -> None:
+        """disconnect() between attempts cancels the next one and fires at once."""
+        await self.lose_session()
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+        await self.wait(self.client.disconnect())
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.assertFalse(self.client.running)
+
+    async def test_reconnection_refused(self) -> None:
+        """A login refused on reconnection stops the client: on_reconnect_failed, no retry."""
+        await self.lose_session()
+        self.client.factory.authenticator.password = "changed meanwhile"
+        with self.assertLogs("sat_storage.xmpp", "ERROR"):
+            self.clock.advance(RETRY_BOUND)
+            (failure,) = await self.wait(self.refused)
+        self.assertIsInstance(failure, XMPPAuthError)
+        self.assertIn("not-authorized", str(failure))
+        self.assertFalse(self.client.running)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.assertFalse(self.restored.called)
 
 
 class NoStartTLSTests(TestCase):
