@@ -31,7 +31,12 @@ ACCOUNTS = {"alice": "demo-alice", "bob": "demo-bob"}  # account -> profile
 
 
 def step(text: str) -> None:
-    print(f"\n\033[1m==> {text}\033[0m", flush=True)
+    """Print a section heading (bold on a terminal, plain in a log)."""
+    if sys.stdout.isatty() and os.environ.get("TERM", "dumb") != "dumb":
+        text = f"\033[1m==> {text}\033[0m"
+    else:
+        text = f"==> {text}"
+    print(f"\n{text}", flush=True)
 
 
 def sat(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
