@@ -13,13 +13,22 @@ How it works (DESIGN.md §7):
   their parsed data; states go IN_PROGRESS -> COMPLETED, ERROR (items removed) or
   NO_SYNC (the node cannot be kept in sync); one synchronisation per (profile,
   service, node) at a time, cancelled and retried past a deadline;
+- that holds across processes sharing the database (the backend, an administrator's
+  command, other hosts on PostgreSQL): a synchronisation is owned through a lease in
+  the database (:mod:`.pubsub_cache.lease`), claimed atomically, renewed while it
+  runs (a heartbeat, and with each page written) and released at its end. A process
+  that cannot claim a node does not synchronise it (its requests go to the network);
+  at start, only nodes whose lease has expired, or whose owner is a process of this
+  host that no longer runs, are reset;
 - pubsub events keep the cache in step (new items, retractions, purge, deletion).
 
 Configuration (``[pubsub_cache]`` section): ``strategy`` (``no_cache`` disables the
 cache; Libervia's ``pubsub_cache_strategy`` in ``[DEFAULT]`` works too),
 ``cache_limit`` (items kept per node, default 5000), ``page_size`` (RSM page size,
 default 100), ``sync_deadline`` (seconds, default 3600), ``sync_attempts`` (default
-3), ``error_retry_delay`` (seconds before a failed node is tried again, default 600).
+3), ``error_retry_delay`` (seconds before a failed node is tried again, default 600),
+``sync_lease`` (seconds a synchronisation is owned without renewal, default 300),
+``sync_lease_renewal`` (seconds between renewals, default 60; shorter than the lease).
 """
 
 from __future__ import annotations
@@ -32,9 +41,10 @@ from typing import Any
 
 from sat_storage.plugins.plugin_xep_0059 import RSMRequest
 from sat_storage.plugins.plugin_xep_0060 import NS_PUBSUB, get_node_uri
-from sat_storage.plugins.pubsub_cache import reads
+from sat_storage.plugins.pubsub_cache import lease, reads
 from sat_storage.plugins.pubsub_cache.analysers import AnalyserRegistry, parser_of
 from sat_storage.plugins.pubsub_cache.flight import KeyedLock, SingleFlight, as_deferred
+from sat_storage.plugins.pubsub_cache.lease import Holder, SyncLeaseLost, SyncOwnedElsewhere
 from sat_storage.plugins.pubsub_cache.sync import (
     Pager,
     RepeatedItemsError,
@@ -45,6 +55,8 @@ from sat_storage.plugins.pubsub_cache.sync import (
 from twisted.internet import defer
 from twisted.internet import error as internet_error
 from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import LoopingCall
+from twisted.python.failure import Failure
 from twisted.words.protocols.jabber import error as jabber_error
 from twisted.words.protocols.jabber import jid
 from twisted.words.xish import domish
@@ -78,6 +90,8 @@ SETTINGS: dict[str, tuple[float, type, float]] = {
     "sync_deadline": (3600.0, float, 0.001),
     "sync_attempts": (3, int, 1),
     "error_retry_delay": (600.0, float, 0),
+    "sync_lease": (300.0, float, 0.001),
+    "sync_lease_renewal": (60.0, float, 0.001),
 }
 PURGE_FILTERS = (
     "services",
@@ -95,12 +109,24 @@ CONNECTION_ENDED = (internet_error.ConnectionLost, internet_error.ConnectionDone
 #: failures of a synchronisation logged without traceback (the service's or network's)
 EXPECTED_SYNC_ERRORS = (jabber_error.StanzaError, NotFound, SyncExpired, defer.TimeoutError)
 NO_NETWORK = {KEY_USE_CACHE: False}
+#: claims of a node before giving up (it changes hands between the tries)
+CLAIM_TRIES = 3
+#: sync states of a node that a request synchronises (another process may have
+#: completed it since it was read: then it is not synchronised again)
+SYNC_WANTED = [None, SyncState.ERROR, SyncState.IN_PROGRESS]
+#: the same for ``synchronise(resync=False)``: anything not COMPLETED
+NOT_COMPLETED = [*SYNC_WANTED, SyncState.NO_SYNC]
 
 Key = tuple[str, str, str]  # (profile, service JID, node name)
 
 
 def _key(profile: str, service: jid.JID | str, node: str) -> Key:
     return (profile, service.full() if isinstance(service, jid.JID) else service, node)
+
+
+def _node_id(key: Key) -> tuple[jid.JID, str]:
+    """(service, node name) of a key, as the storage takes them."""
+    return jid.JID(key[1]), key[2]
 
 
 def _label(key: Key) -> str:
@@ -138,10 +164,22 @@ class PubsubCache:
         self.cache_limit = int(settings["cache_limit"])
         self.page_size = int(settings["page_size"])
         self.error_retry_delay = float(settings["error_retry_delay"])
+        self.lease = float(settings["sync_lease"])
+        self.lease_renewal = float(settings["sync_lease_renewal"])
+        if self.lease_renewal >= self.lease:
+            raise ValueError(
+                f"[{CONFIG_SECTION}] sync_lease_renewal ({self.lease_renewal:g}) must be "
+                f"shorter than sync_lease ({self.lease:g})"
+            )
         self.analysers = AnalyserRegistry()
         self.syncs = SyncManager(
-            self.clock, float(settings["sync_deadline"]), int(settings["sync_attempts"])
+            self.clock,
+            float(settings["sync_deadline"]),
+            int(settings["sync_attempts"]),
+            quiet=(SyncOwnedElsewhere,),
         )
+        #: this instance's token in the nodes it synchronises (host, pid, random part)
+        self.owner = lease.new_owner()
         self._preparing = SingleFlight()
         self._locks = KeyedLock()
         self._failed: dict[Key, float] = {}
@@ -201,30 +239,79 @@ class PubsubCache:
         return {id_: name for name, id_ in self.host.memory.storage.profiles.items()}
 
     async def _reset_interrupted(self) -> None:
-        """Nodes left IN_PROGRESS by a previous run (a crash): items removed, state None.
+        """Nodes left IN_PROGRESS by a run that ended (a crash): items removed, state None.
 
-        They are synchronised again when their profile connects (or on next request).
+        Only nodes nobody holds: no owner, an expired lease, or an owner that is a
+        process of this host that no longer runs. A live lease of another process
+        (or cache instance) is left alone. The nodes reset are synchronised again when
+        their profile connects (or on next request).
         """
         storage = self.host.memory.storage
         nodes = await storage.get_pubsub_nodes(sync_states=[SyncState.IN_PROGRESS])
         names = self._profile_names()
         for node in nodes:
-            log.warning(
-                "%s was left half-synchronised (interrupted run): resetting it",
-                _label(_key(names[node.profile_id], node.service, node.name)),
-            )
-            await storage.delete_pubsub_items(node)
-            await storage.update_pubsub_node_sync_state(node, None)
-            self._interrupted.setdefault(names[node.profile_id], []).append(
-                (node.service, node.name)
-            )
+            label = _label(_key(names[node.profile_id], node.service, node.name))
+            holder = self._holder(node, dead_too=True)
+            if holder is not None and not lease.owner_gone(holder.owner):
+                log.info("%s is being synchronised by %s: left alone", label, holder.describe())
+                continue
+            try:
+                claimed = await self._claim_and_reset(node, holder)
+            except NotFound:
+                continue
+            if claimed:
+                log.warning(
+                    "%s was left half-synchronised by %s: resetting it",
+                    label,
+                    "an interrupted run" if holder is None else f"{holder.describe()} (gone)",
+                )
+                self._interrupted.setdefault(names[node.profile_id], []).append(
+                    (node.service, node.name)
+                )
+
+    async def _claim_and_reset(self, node: PubsubNode, dead: Holder | None) -> bool:
+        """Take an abandoned node (from its ``dead`` owner) and clear it; False if taken."""
+        storage = self.host.memory.storage
+        claimed = await storage.claim_pubsub_node_sync(
+            node,
+            self.owner,
+            self.lease,
+            now=self.clock.seconds(),
+            take_from=None if dead is None else dead.owner,
+            delete_items=True,
+        )
+        if claimed:
+            await storage.release_pubsub_node_sync(node, self.owner, None)
+        return claimed
+
+    def _holder(self, node: PubsubNode, dead_too: bool = False) -> Holder | None:
+        """Who else holds a live lease on ``node`` (None: it may be claimed).
+
+        An owner that is a process of this host that no longer runs holds nothing,
+        unless ``dead_too``.
+        """
+        if node.sync_state is not SyncState.IN_PROGRESS or node.sync_owner in (None, self.owner):
+            return None
+        expires = node.sync_lease_expires
+        if expires is None or expires <= self.clock.seconds():
+            return None
+        if not dead_too and lease.owner_gone(node.sync_owner):
+            return None
+        return Holder(node.sync_owner, expires)
 
     async def profile_connected(self, client: Any) -> None:
         """Synchronise again the nodes of this profile interrupted by a previous run."""
         await self.initialised
         for service, node in self._interrupted.pop(client.profile, []):
             d = defer.ensureDeferred(self.synchronise(client, jid.JID(service), node, False))
-            d.addErrback(lambda f, s=service, n=node: log.error("resync of %s/%s: %s", s, n, f))
+            d.addErrback(self._resync_failed, _label(_key(client.profile, service, node)))
+
+    @staticmethod
+    def _resync_failed(failure: Failure, label: str) -> None:
+        if failure.check(SyncOwnedElsewhere):
+            log.info("resync: %s", failure.value)
+        else:
+            log.error("resync of %s: %s", label, failure)
 
     def profile_disconnected(self, client: Any) -> defer.Deferred[Any]:
         """Stop the synchronisations of a profile that lost its connection."""
@@ -238,6 +325,7 @@ class PubsubCache:
             "", self.on_items_event, self.on_delete_event, self.on_purge_event
         )
         await self.syncs.stop_all()
+        lease.unregister(self.owner)
 
     # --- analysers ---
 
@@ -388,11 +476,16 @@ class PubsubCache:
         return self._locks.run(key, apply)
 
     async def _complete(self, key: Key, node: PubsubNode, task: SyncTask) -> None:
-        """End of paging (under the node's lock): replay the events, mark COMPLETED."""
+        """End of paging (under the node's lock): replay the events, mark COMPLETED.
+
+        ``SyncLeaseLost`` if the node is no longer this instance's to complete.
+        """
         for change in task.pending:
             await as_deferred(change)
         task.pending.clear()
-        await self.host.memory.storage.update_pubsub_node_sync_state(node, SyncState.COMPLETED)
+        storage = self.host.memory.storage
+        if not await storage.release_pubsub_node_sync(node, self.owner, SyncState.COMPLETED):
+            raise SyncLeaseLost(f"{_label(key)} is no longer ours to complete")
         task.finished = True
 
     # --- reading the cache ---
@@ -504,8 +597,8 @@ class PubsubCache:
             return True
         if self.syncs.running(key) or state in (SyncState.COMPLETED, SyncState.NO_SYNC):
             return False
-        if state is SyncState.IN_PROGRESS:  # nothing runs it: interrupted
-            return True
+        if state is SyncState.IN_PROGRESS:  # not here: interrupted, unless held elsewhere
+            return self._holder(node) is None
         failed = self._failed.get(key)
         return failed is None or self.clock.seconds() - failed >= self.error_retry_delay
 
@@ -533,22 +626,33 @@ class PubsubCache:
                 return pubsub_node
         elif not self._wants_sync(key, pubsub_node):
             return pubsub_node
-        self._start_sync(client, pubsub_node)
+        self._start_sync(client, pubsub_node, SYNC_WANTED).addErrback(self._owned_elsewhere)
         return pubsub_node
+
+    @staticmethod
+    def _owned_elsewhere(failure: Failure) -> None:
+        """Errback: another process synchronises the node (its requests go on as usual)."""
+        failure.trap(SyncOwnedElsewhere)
+        log.debug("%s", failure.value)
 
     # --- synchronisation ---
 
-    def _start_sync(self, client: Any, node: PubsubNode) -> defer.Deferred[SyncState | None]:
-        """Start (or join) the synchronisation of ``node``; fires with its final state."""
+    def _start_sync(
+        self, client: Any, node: PubsubNode, states: list[SyncState | None] | None = None
+    ) -> defer.Deferred[SyncState | None]:
+        """Start (or join) the synchronisation of ``node``; fires with its final state.
+
+        ``states``: synchronise only if the node is (still) in one of them.
+        """
         key = _key(client.profile, node.service, node.name)
-        d = self.syncs.start(key, lambda task: self._sync_attempt(client, node, task))
-        return d
+        return self.syncs.start(key, lambda task: self._sync_attempt(client, node, task, states))
 
     def cache_node(self, client: Any, pubsub_node: PubsubNode) -> defer.Deferred[Any]:
         """Synchronise ``pubsub_node`` in the background (Libervia's name).
 
         Returns a Deferred firing with the final state; a running synchronisation of
-        the node is joined, never doubled.
+        the node is joined, never doubled. It fails with ``SyncOwnedElsewhere`` when
+        another process (or cache instance) synchronises the node.
         """
         return self._start_sync(client, pubsub_node)
 
@@ -560,6 +664,23 @@ class PubsubCache:
         """
         task = self.syncs.task(_key(client.profile, service, node))
         return None if task is None else task.progress()
+
+    async def sync_holder(self, client: Any, service: jid.JID, node: str) -> dict[str, Any] | None:
+        """Who else is synchronising a node (a live lease), or None.
+
+        Keys: ``owner`` (token), ``host``, ``pid``, ``lease_expires`` (epoch seconds),
+        ``description`` (for people). None also when this instance synchronises it
+        (see :meth:`sync_progress`) or nobody does.
+        """
+        pubsub_node = await self.host.memory.storage.get_pubsub_node(client, service, node)
+        holder = None if pubsub_node is None else self._holder(pubsub_node)
+        if holder is None:
+            return None
+        return dict(holder.as_dict(), description=str(self._owned_error(pubsub_node, holder)))
+
+    def _owned_error(self, node: PubsubNode, holder: Holder) -> SyncOwnedElsewhere:
+        profile = self._profile_names().get(node.profile_id, "?")
+        return SyncOwnedElsewhere(_label(_key(profile, node.service, node.name)), holder)
 
     async def _subscribe(self, client: Any, node: PubsubNode, label: str) -> bool:
         """Subscribe to the node (once); False when the service refuses."""
@@ -614,24 +735,100 @@ class PubsubCache:
         parsed = await self._parse(client, node, items)
         key = _key(client.profile, node.service, node.name)
         if not (task.purged or task.dropped):
-            storage = self.host.memory.storage
-            await self._locks.run(key, storage.cache_pubsub_items, client, node, items, parsed)
+            write = self.host.memory.storage.cache_pubsub_sync_page
+            now = self.clock.seconds()
+            args = (client, node, items, parsed, self.owner, self.lease, now)
+            if not await self._locks.run(key, write, *args):
+                raise SyncLeaseLost(f"{_label(key)}: lease lost before a page was written")
+
+    async def _claim(
+        self, key: Key, node: PubsubNode, states: list[SyncState | None] | None
+    ) -> PubsubNode | None:
+        """Own the node's synchronisation (IN_PROGRESS, emptied): None, or raise.
+
+        The node as stored, when it is no longer in one of ``states`` (synchronised
+        meanwhile by another process): there is nothing to do. ``SyncOwnedElsewhere``
+        when another live owner holds it; ``NotFound`` when the node is gone. An
+        owner of this host that no longer runs is taken over.
+        """
+        storage = self.host.memory.storage
+        take_from = holder = None
+        for _ in range(CLAIM_TRIES):
+            args = (node, self.owner, self.lease, self.clock.seconds(), take_from, True, states)
+            # state first: a node being emptied is never answered from the cache
+            if await self._locks.run(key, storage.claim_pubsub_node_sync, *args):
+                return None
+            current = await storage.get_pubsub_node(_ProfileClient(key[0]), *_node_id(key))
+            if current is None:
+                raise NotFound(f"{_label(key)} is gone")
+            if states is not None and current.sync_state not in states:
+                return current
+            holder = self._holder(current, dead_too=True)
+            if holder is not None and not lease.owner_gone(holder.owner):
+                break
+            if holder is not None:
+                log.warning("%s: taking it over from %s (gone)", _label(key), holder.describe())
+            take_from = None if holder is None else holder.owner  # None: freed meanwhile
+        if holder is None:  # changing hands at every try
+            holder = Holder(current.sync_owner or "unknown", current.sync_lease_expires)
+        raise self._owned_error(current, holder)
+
+    async def _renew(self, key: Key, node: PubsubNode, task: SyncTask) -> None:
+        """Heartbeat of a running synchronisation: extend its lease, or stop it if lost."""
+        storage = self.host.memory.storage
+        try:
+            renewed = await storage.renew_pubsub_node_sync(
+                node, self.owner, self.lease, self.clock.seconds()
+            )
+        except Exception as e:  # the next beat tries again
+            log.warning("%s: can't renew the synchronisation lease: %s", _label(key), e)
+            return
+        if not renewed and self.syncs.task(key) is task and not task.stopped:
+            log.warning(
+                "%s: synchronisation lease lost (taken over, or changed by another "
+                "process): stopping",
+                _label(key),
+            )
+            stopping = self.syncs.stop(key)
+            if stopping is not None:
+                stopping.addErrback(lambda _: None)
 
     async def _sync_attempt(
-        self, client: Any, node: PubsubNode, task: SyncTask
+        self,
+        client: Any,
+        node: PubsubNode,
+        task: SyncTask,
+        states: list[SyncState | None] | None = None,
     ) -> SyncState | None:
-        """One attempt at synchronising ``node``; returns the final state (None: dropped)."""
+        """One attempt at synchronising ``node``; returns the final state (None: dropped).
+
+        ``SyncOwnedElsewhere`` when another process holds the node's synchronisation;
+        the node's state when it is no longer in ``states`` (done elsewhere meanwhile).
+        """
+        key = _key(client.profile, node.service, node.name)
+        log.info("%s: synchronisation starts (attempt %d)", _label(key), task.attempt)
+        try:
+            done = await self._claim(key, node, states)
+        except NotFound:
+            return None
+        if done is not None:
+            log.info("%s: %s meanwhile, nothing to do", _label(key), done.sync_state)
+            return done.sync_state
+        heartbeat = LoopingCall(self._renew, key, node, task)
+        heartbeat.clock = self.clock
+        heartbeat.start(self.lease_renewal, now=False)
+        try:
+            return await self._sync_owned(client, node, task)
+        finally:
+            heartbeat.stop()
+
+    async def _sync_owned(self, client: Any, node: PubsubNode, task: SyncTask) -> SyncState | None:
+        """The attempt, once the node is claimed: subscribe, page, complete."""
         key = _key(client.profile, node.service, node.name)
         label = _label(key)
-        storage = self.host.memory.storage
-        log.info("%s: synchronisation starts (attempt %d)", label, task.attempt)
         try:
-            # state first: a node being emptied is never answered from the cache
-            await storage.update_pubsub_node_sync_state(node, SyncState.IN_PROGRESS)
-            await self._locks.run(key, storage.delete_pubsub_items, node)
             if not await self._subscribe(client, node, label):
-                await storage.update_pubsub_node_sync_state(node, SyncState.NO_SYNC)
-                return SyncState.NO_SYNC
+                return await self._sync_failed(key, node, SyncState.NO_SYNC)
             pager = Pager(
                 task,
                 lambda request: self._fetch(client, node, request),
@@ -648,6 +845,9 @@ class PubsubCache:
         except RepeatedItemsError as e:
             log.warning("%s can't be cached: %s (please report it to the service)", label, e)
             return await self._sync_failed(key, node, SyncState.NO_SYNC)
+        except SyncLeaseLost as e:
+            log.warning("%s: stopped: %s", label, e)
+            return None
         except Exception as e:
             if task.dropped:
                 return None
@@ -665,15 +865,18 @@ class PubsubCache:
     async def _sync_failed(
         self, key: Key, node: PubsubNode, state: SyncState | None
     ) -> SyncState | None:
-        """Remove the partial items and record ``state`` (the node may be gone)."""
+        """Remove the partial items, record ``state`` and release the node.
+
+        None when the node is no longer this instance's (gone, or taken over).
+        """
         storage = self.host.memory.storage
         if state is SyncState.ERROR:
             self._failed[key] = self.clock.seconds()
+        release = storage.release_pubsub_node_sync
         try:
-            await self._locks.run(key, storage.delete_pubsub_items, node)
-            await storage.update_pubsub_node_sync_state(node, state)
-        except NotFound:
-            return None
+            if not await self._locks.run(key, release, node, self.owner, state, True):
+                log.info("%s: no longer ours, left as it is", _label(key))
+                return None
         except Exception:
             log.exception("%s: can't record the failed synchronisation", _label(key))
         return state
@@ -685,7 +888,8 @@ class PubsubCache:
 
         ``resync``: a node already synchronised is fetched again (its items replaced);
         otherwise a COMPLETED node is left as is. A running synchronisation of the node
-        is joined (not doubled). The node is subscribed.
+        is joined (not doubled). The node is subscribed. ``SyncOwnedElsewhere`` (with
+        the ``holder``) when another process or cache instance is synchronising it.
         """
         await self.initialised
         key = _key(client.profile, service, node)
@@ -694,9 +898,12 @@ class PubsubCache:
             return await running
         storage = self.host.memory.storage
         pubsub_node = await storage.get_pubsub_node(client, service, node)
-        if pubsub_node is not None and not resync:
-            if pubsub_node.sync_state is SyncState.COMPLETED:
+        if pubsub_node is not None:
+            if not resync and pubsub_node.sync_state is SyncState.COMPLETED:
                 return SyncState.COMPLETED
+            holder = self._holder(pubsub_node)
+            if holder is not None:
+                raise self._owned_error(pubsub_node, holder)
         analyse = await self.analyse_node(client, service, node)
         pubsub_node = await storage.set_pubsub_node(
             client,
@@ -708,7 +915,7 @@ class PubsubCache:
             subscribed=pubsub_node.subscribed if pubsub_node is not None else False,
         )
         log.info("%s: (re)synchronisation requested", _label(key))
-        return await self._start_sync(client, pubsub_node)
+        return await self._start_sync(client, pubsub_node, None if resync else NOT_COMPLETED)
 
     # --- events ---
 

@@ -107,11 +107,18 @@ class SyncManager:
     """At most one synchronisation per key; deadline, retries and progress.
 
     ``run(task)`` performs one attempt and must handle its own errors (it returns the
-    final state). When the deadline passes, :meth:`SyncTask.expire` is called; once
-    the attempt has finished, a new one starts, up to ``max_attempts``.
+    final state), except those of ``quiet``, which are handed to the callers. When
+    the deadline passes, :meth:`SyncTask.expire` is called; once the attempt has
+    finished, a new one starts, up to ``max_attempts``.
     """
 
-    def __init__(self, clock: IReactorTime, deadline: float, max_attempts: int = 3) -> None:
+    def __init__(
+        self,
+        clock: IReactorTime,
+        deadline: float,
+        max_attempts: int = 3,
+        quiet: tuple[type[BaseException], ...] = (),
+    ) -> None:
         if deadline <= 0:
             raise ValueError(f"sync deadline must be positive, got {deadline!r}")
         if max_attempts < 1:
@@ -119,6 +126,8 @@ class SyncManager:
         self.clock = clock
         self.deadline = deadline
         self.max_attempts = max_attempts
+        #: errors of ``run`` that are an answer, not a bug: logged without traceback
+        self.quiet = quiet
         self._entries: dict[Hashable, _Entry] = {}
 
     def running(self, key: Hashable) -> bool:
@@ -182,7 +191,10 @@ class SyncManager:
             return
         del self._entries[key]
         if isinstance(result, Failure):
-            log.error("synchronisation of %s failed: %s", key, result.getTraceback())
+            if result.check(*self.quiet):
+                log.info("synchronisation of %s not done: %s", key, result.value)
+            else:
+                log.error("synchronisation of %s failed: %s", key, result.getTraceback())
         for waiter in entry.waiters:
             if isinstance(result, Failure):
                 waiter.errback(result)

@@ -187,6 +187,16 @@ def _check_owner(name: str, owner: object) -> None:
         raise ValueError(f"{name} must not be empty")
 
 
+def _sync_states(states: object, name: str = "states") -> list[SyncState | None]:
+    """``states`` (a collection of SyncState or None) as a list; TypeError naming it."""
+    check_type(name, states, list, tuple, set, frozenset)
+    result = list(states)  # type: ignore[call-overload]
+    for index, state in enumerate(result):
+        if state is not None:
+            check_type(f"{name}[{index}]", state, SyncState)
+    return result
+
+
 def _lease_now(owner: object, lease_seconds: object, now: object) -> float:
     """Check a lease's owner and duration; the time of the call (``now`` or the clock)."""
     _check_owner("owner", owner)
@@ -538,6 +548,7 @@ class PubsubStore(StorageBase):
         now: float,
         take_from: str | None,
         delete_items: bool,
+        states: list[SyncState | None] | None = None,
     ) -> bool:
         lease = PubsubNode.sync_lease_expires
         claimable = [
@@ -551,6 +562,9 @@ class PubsubStore(StorageBase):
             claimable.append(PubsubNode.sync_owner == take_from)
         values = _state_values(SyncState.IN_PROGRESS, time.time(), owner, expires)
         stmt = update(PubsubNode).where(PubsubNode.id == node_id, sa.or_(*claimable))
+        if states is not None:
+            (in_states,) = next(_in_filters([(PubsubNode.sync_state, states)]))
+            stmt = stmt.where(in_states)
         if session.execute(stmt.values(values)).rowcount == 0:
             if session.get(PubsubNode, node_id) is None:
                 raise NotFound(f"pubsub node #{node_id} does not exist (any more)")
@@ -568,6 +582,7 @@ class PubsubStore(StorageBase):
         now: float | None = None,
         take_from: str | None = None,
         delete_items: bool = False,
+        states: Sequence[SyncState | None] | None = None,
     ) -> defer.Deferred[bool]:
         """Become the one synchroniser of ``node``: True if claimed, False if held.
 
@@ -576,6 +591,8 @@ class PubsubStore(StorageBase):
         seconds, default the current time), unless another owner holds a lease on it
         that has not expired at ``now``. ``owner`` may claim again what it holds;
         ``take_from``: also take the node from that owner (one known to be dead).
+        ``states``: claim only a node in one of these sync states (e.g. not one
+        another process has just COMPLETED; None: whatever its state).
         ``delete_items``: empty the node in the same transaction. ``NotFound`` when
         the node does not exist. On success ``node`` is updated too.
         """
@@ -584,9 +601,20 @@ class PubsubStore(StorageBase):
         if take_from is not None:
             _check_owner("take_from", take_from)
         check_type("delete_items", delete_items, bool)
+        if states is not None:
+            states = _sync_states(states)
+            if not states:
+                return False
         expires = now + lease_seconds
         claimed = yield self.db.run(
-            self.claim_pubsub_node_sync_txn, node.id, owner, expires, now, take_from, delete_items
+            self.claim_pubsub_node_sync_txn,
+            node.id,
+            owner,
+            expires,
+            now,
+            take_from,
+            delete_items,
+            states,
         )
         if claimed:
             _set_state(node, SyncState.IN_PROGRESS, time.time(), owner, expires)
@@ -698,11 +726,7 @@ class PubsubStore(StorageBase):
         sync_states: object,
     ) -> defer.Deferred[list[PubsubNode]]:
         if sync_states is not None:
-            check_type("sync_states", sync_states, list, tuple, set, frozenset)
-            for index, state in enumerate(sync_states):  # type: ignore[arg-type]
-                if state is not None:
-                    check_type(f"sync_states[{index}]", state, SyncState)
-            sync_states = list(sync_states)  # type: ignore[call-overload]
+            sync_states = _sync_states(sync_states, "sync_states")
         filters = self._node_filters(profiles, services, names, types, subtypes)
         filters.append((PubsubNode.sync_state, sync_states))
         if any(values == [] for _, values in filters):

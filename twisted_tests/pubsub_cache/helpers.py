@@ -5,6 +5,11 @@ from __future__ import annotations
 import sat_storage.wokkel_compat  # noqa: F401  (before wokkel)
 
 # isort: split
+from typing import Any
+
+from sat_storage.plugins.pubsub_cache.flight import as_deferred
+from twisted.internet import defer
+from twisted.trial.unittest import TestCase
 from twisted.words.xish import domish
 from wokkel.generic import parseXml
 
@@ -30,3 +35,19 @@ def atom_item(item_id: str | None, title: str = "title", body: str = "body") -> 
     entry.addElement("content", content=body)
     entry.addElement("published", content="2024-01-02T03:04:05Z")
     return item
+
+
+def record_calls(testcase: TestCase, obj: Any, name: str) -> list[defer.Deferred[Any]]:
+    """The calls of ``obj.name`` from now on, each as the Deferred of its result.
+
+    The method still runs (it is wrapped); the list fills as it is called.
+    """
+    calls: list[defer.Deferred[Any]] = []
+    original = getattr(obj, name)
+
+    def recording(*args: Any, **kwargs: Any) -> defer.Deferred[Any]:
+        calls.append(as_deferred(original, *args, **kwargs))
+        return calls[-1]
+
+    testcase.patch(obj, name, recording)
+    return calls

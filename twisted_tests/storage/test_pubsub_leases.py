@@ -103,6 +103,20 @@ class ClaimTests(LeaseTestCase):
         await self.storage.release_pubsub_node_sync(self.node, A, SyncState.COMPLETED)
         self.assertTrue(await self.claim(self.other, B))
 
+    async def test_only_states(self) -> None:
+        """``states``: a node in another state (COMPLETED meanwhile) is not claimed."""
+        pending = [None, SyncState.ERROR, SyncState.IN_PROGRESS]
+        await self.storage.update_pubsub_node_sync_state(self.node, SyncState.COMPLETED)
+        self.assertFalse(await self.claim(self.other, B, states=pending))
+        self.assertEqual(await self.lease_of(), (SyncState.COMPLETED, None, None))
+        await self.storage.update_pubsub_node_sync_state(self.node, SyncState.ERROR)
+        self.assertTrue(await self.claim(self.other, B, states=pending))
+
+    async def test_never_synchronised_in_states(self) -> None:
+        """None in ``states`` stands for a node never synchronised."""
+        self.assertFalse(await self.claim(self.other, B, states=[SyncState.ERROR]))
+        self.assertTrue(await self.claim(self.other, B, states=[None]))
+
     async def test_delete_items(self) -> None:
         """``delete_items`` empties the node with the claim; a refused claim deletes nothing."""
         await self.claim(self.storage, A)
@@ -136,6 +150,8 @@ class ClaimTests(LeaseTestCase):
             await self.storage.claim_pubsub_node_sync(self.node, A, "60")
         with self.assertRaisesRegex(ValueError, "now"):
             await self.storage.claim_pubsub_node_sync(self.node, A, LEASE, now=float("nan"))
+        with self.assertRaisesRegex(TypeError, r"states\[0\]"):
+            await self.storage.claim_pubsub_node_sync(self.node, A, LEASE, states=["error"])
         self.assertEqual(await self.lease_of(), (None, None, None))
 
 
