@@ -26,6 +26,7 @@ from sat_storage.cli.runtime import (
     yes_option,
 )
 from sat_storage.models import PubsubItem, SyncState
+from sat_storage.plugins.pubsub_cache.lease import SyncOwnedElsewhere
 from sat_storage.xml_tools import to_xml
 
 SUMMARY_WIDTH = 60
@@ -511,6 +512,11 @@ async def connect(host: Any, profile: str) -> Any:
         raise RuntimeFailure(str(e)) from None
 
 
+def busy_message(description: str) -> str:
+    """The error of ``cache sync`` on a node another process is synchronising."""
+    return f"{description}: not synchronised here, try again later"
+
+
 class SyncProgress:
     """A progress bar on stderr (items cached / total), fed by the plugin's progress."""
 
@@ -551,12 +557,20 @@ class SyncProgress:
 )
 @pass_options
 def sync(options: Options, service: jid.JID, node: str, profile: str | None, keep: bool) -> None:
-    """Synchronise NODE of SERVICE now: connects the profile, shows the progress."""
+    """Synchronise NODE of SERVICE now: connects the profile, shows the progress.
+
+    A node that another process (the backend, another host) is synchronising is left
+    to it: the command fails (exit 2) naming that process and the end of its lease.
+    """
 
     async def work(runtime: Runtime) -> dict[str, Any]:
         host, plugin = await runtime.cache_plugin()
         storage = host.memory.storage
-        client = await connect(host, client_for(storage, profile).profile)
+        offline = client_for(storage, profile)
+        holder = await plugin.sync_holder(offline, service, node)
+        if holder is not None:
+            raise RuntimeFailure(busy_message(holder["description"]))
+        client = await connect(host, offline.profile)
         label = f"{node} at {service.full()}"
         with SyncProgress(options, label) as bar:
 
@@ -572,6 +586,8 @@ def sync(options: Options, service: jid.JID, node: str, profile: str | None, kee
                 state = await defer.ensureDeferred(
                     plugin.synchronise(client, service, node, resync=not keep)
                 )
+            except SyncOwnedElsewhere as e:  # claimed meanwhile by another process
+                raise RuntimeFailure(busy_message(str(e))) from None
             finally:
                 loop.stop()
             cached = await storage.get_pubsub_node(client, service, node)
