@@ -2,24 +2,12 @@
 
 from __future__ import annotations
 
-import sqlalchemy as sa
 from twisted.trial.unittest import TestCase
 
 from sat_storage import engines, migration
 from twisted_tests.cli.helpers import assert_bad_input, run_cli
 from twisted_tests.db import database_url, make_storage, sqlite_url
-
-
-def stamp(url: str, revision: str) -> None:
-    """Record ``revision`` in the database, as a newer version of the code would."""
-    engine = engines.create_engine(url)
-    try:
-        with engine.begin() as connection:
-            connection.execute(
-                sa.text("UPDATE alembic_version SET version_num = :r"), {"r": revision}
-            )
-    finally:
-        engine.dispose()
+from twisted_tests.schema import set_revision
 
 
 class StatusTests(TestCase):
@@ -62,7 +50,7 @@ class StatusTests(TestCase):
         """A database migrated by a newer version is reported as such."""
         url = database_url(self)
         await (await make_storage(self, url)).close()
-        stamp(url, "9999")
+        set_revision(url, "9999")
         report = (await run_cli(self, "--json", "db", "status", db_url=url)).json()
         self.assertEqual((report["current"], report["state"]), ("9999", "newer than this code"))
 
@@ -112,7 +100,7 @@ class UpgradeTests(TestCase):
         """A database newer than the code is refused with exit 1 and left untouched."""
         url = database_url(self)
         await (await make_storage(self, url)).close()
-        stamp(url, "9999")
+        set_revision(url, "9999")
         result = await run_cli(self, "db", "upgrade", db_url=url)
         assert_bad_input(self, result, "9999")
 
