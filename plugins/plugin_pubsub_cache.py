@@ -12,7 +12,9 @@ How it works (DESIGN.md §7):
   by page (XEP-0059 RSM; one request when the service has no RSM) and stores them with
   their parsed data; states go IN_PROGRESS -> COMPLETED, ERROR (items removed) or
   NO_SYNC (the node cannot be kept in sync); one synchronisation per (profile,
-  service, node) at a time, cancelled and retried past a deadline;
+  service, node) at a time, cancelled and retried past a deadline (the node stays
+  claimed between the attempts); a synchronisation stopped by the loss of the
+  client's connection (or a crash) is resumed when the profile connects again;
 - that holds across processes sharing the database (the backend, an administrator's
   command, other hosts on PostgreSQL): a synchronisation is owned through a lease in
   the database (:mod:`.pubsub_cache.lease`), claimed atomically, renewed while it
@@ -111,8 +113,9 @@ EXPECTED_SYNC_ERRORS = (jabber_error.StanzaError, NotFound, SyncExpired, defer.T
 NO_NETWORK = {KEY_USE_CACHE: False}
 #: claims of a node before giving up (it changes hands between the tries)
 CLAIM_TRIES = 3
-#: sync states of a node that a request synchronises (another process may have
-#: completed it since it was read: then it is not synchronised again)
+#: sync states of a node that a request synchronises, or that is resumed after an
+#: interruption (another process may have completed it since it was read: then it is
+#: not synchronised again)
 SYNC_WANTED = [None, SyncState.ERROR, SyncState.IN_PROGRESS]
 #: the same for ``synchronise(resync=False)``: anything not COMPLETED
 NOT_COMPLETED = [*SYNC_WANTED, SyncState.NO_SYNC]
@@ -183,7 +186,8 @@ class PubsubCache:
         self._preparing = SingleFlight()
         self._locks = KeyedLock()
         self._failed: dict[Key, float] = {}
-        self._interrupted: dict[str, list[tuple[str, str]]] = {}
+        #: profile -> (service, node) of the synchronisations to resume at its connection
+        self._interrupted: dict[str, set[tuple[str, str]]] = {}
         self._p = host.plugins["XEP-0060"]
         if not self.use_cache:
             log.info("pubsub cache disabled by the configuration (strategy = %s)", NO_CACHE)
@@ -244,7 +248,7 @@ class PubsubCache:
         Only nodes nobody holds: no owner, an expired lease, or an owner that is a
         process of this host that no longer runs. A live lease of another process
         (or cache instance) is left alone. The nodes reset are synchronised again when
-        their profile connects (or on next request).
+        their profile connects (:meth:`profile_connected`), or on next request.
         """
         storage = self.host.memory.storage
         nodes = await storage.get_pubsub_nodes(sync_states=[SyncState.IN_PROGRESS])
@@ -265,9 +269,7 @@ class PubsubCache:
                     label,
                     "an interrupted run" if holder is None else f"{holder.describe()} (gone)",
                 )
-                self._interrupted.setdefault(names[node.profile_id], []).append(
-                    (node.service, node.name)
-                )
+                self._interrupt(_key(names[node.profile_id], node.service, node.name))
 
     async def _claim_and_reset(self, node: PubsubNode, dead: Holder | None) -> bool:
         """Take an abandoned node (from its ``dead`` owner) and clear it; False if taken."""
@@ -299,12 +301,38 @@ class PubsubCache:
             return None
         return Holder(node.sync_owner, expires)
 
+    def _interrupt(self, key: Key) -> None:
+        """Remember an interrupted synchronisation, to resume at its profile's connection."""
+        self._interrupted.setdefault(key[0], set()).add(key[1:])
+
     async def profile_connected(self, client: Any) -> None:
-        """Synchronise again the nodes of this profile interrupted by a previous run."""
+        """Resume this profile's synchronisations that were interrupted, by the loss of
+        its connection or by a previous run that ended (crash).
+
+        Only those still wanted: a node deleted, COMPLETED or NO_SYNC meanwhile is left
+        as it is, one another process has taken is left to it (an ERROR node, maybe
+        failed for want of a connection, is resumed). Returns once they have started.
+        """
         await self.initialised
-        for service, node in self._interrupted.pop(client.profile, []):
-            d = defer.ensureDeferred(self.synchronise(client, jid.JID(service), node, False))
-            d.addErrback(self._resync_failed, _label(_key(client.profile, service, node)))
+        storage = self.host.memory.storage
+        for service, name in sorted(self._interrupted.pop(client.profile, ())):
+            label = _label(_key(client.profile, service, name))
+            try:
+                node = await storage.get_pubsub_node(client, jid.JID(service), name)
+            except Exception:
+                log.exception("%s: can't resume its synchronisation", label)
+                continue
+            if node is None or node.sync_state not in SYNC_WANTED:
+                state = "gone" if node is None else node.sync_state
+                log.info("%s: synchronisation not resumed (%s meanwhile)", label, state)
+                continue
+            holder = self._holder(node)
+            if holder is not None:
+                log.info("%s: synchronisation left to %s", label, holder.describe())
+                continue
+            log.info("%s: synchronisation resumed", label)
+            d = self._start_sync(client, node, SYNC_WANTED)
+            d.addErrback(self._resync_failed, label)
 
     @staticmethod
     def _resync_failed(failure: Failure, label: str) -> None:
@@ -314,8 +342,12 @@ class PubsubCache:
             log.error("resync of %s: %s", label, failure)
 
     def profile_disconnected(self, client: Any) -> defer.Deferred[Any]:
-        """Stop the synchronisations of a profile that lost its connection."""
-        stopping = [self.syncs.stop(key) for key in self.syncs.keys() if key[0] == client.profile]
+        """Stop the synchronisations of a profile that lost its connection; they are
+        resumed at its next connection (:meth:`profile_connected`)."""
+        keys = [key for key in self.syncs.keys() if key[0] == client.profile]
+        for key in keys:
+            self._interrupt(key)
+        stopping = [self.syncs.stop(key) for key in keys]
         return defer.gatherResults([d for d in stopping if d is not None], consumeErrors=True)
 
     async def stop(self) -> None:
@@ -746,10 +778,11 @@ class PubsubCache:
     ) -> PubsubNode | None:
         """Own the node's synchronisation (IN_PROGRESS, emptied): None, or raise.
 
-        The node as stored, when it is no longer in one of ``states`` (synchronised
-        meanwhile by another process): there is nothing to do. ``SyncOwnedElsewhere``
-        when another live owner holds it; ``NotFound`` when the node is gone. An
-        owner of this host that no longer runs is taken over.
+        A node this instance holds (its previous attempt expired) is claimed again: its
+        lease renewed. The node as stored, when it is no longer in one of ``states``
+        (synchronised meanwhile by another process): there is nothing to do.
+        ``SyncOwnedElsewhere`` when another live owner holds it; ``NotFound`` when the
+        node is gone. An owner of this host that no longer runs is taken over.
         """
         storage = self.host.memory.storage
         take_from = holder = None
@@ -803,7 +836,8 @@ class PubsubCache:
         """One attempt at synchronising ``node``; returns the final state (None: dropped).
 
         ``SyncOwnedElsewhere`` when another process holds the node's synchronisation;
-        the node's state when it is no longer in ``states`` (done elsewhere meanwhile).
+        the node's state when it is no longer in ``states`` (done elsewhere meanwhile);
+        IN_PROGRESS when it expired and another attempt follows (the node kept).
         """
         key = _key(client.profile, node.service, node.name)
         log.info("%s: synchronisation starts (attempt %d)", _label(key), task.attempt)
@@ -854,7 +888,21 @@ class PubsubCache:
             if task.stopped or isinstance(e, CONNECTION_ENDED):
                 # profile disconnected, host stopping: synchronised again later
                 log.info("%s: synchronisation stopped (%s)", label, e)
+                if isinstance(e, CONNECTION_ENDED):  # maybe before profile_disconnected
+                    self._interrupt(key)
                 return await self._sync_failed(key, node, None)
+            if task.will_retry:
+                # past the deadline: the node is not released, so no other process takes
+                # it before the next attempt, whose claim (ours) renews the lease and
+                # removes the items written so far
+                log.info(
+                    "%s: attempt %d cut at its deadline (%s); the node stays claimed for "
+                    "the next one",
+                    label,
+                    task.attempt,
+                    e,
+                )
+                return SyncState.IN_PROGRESS
             expected = isinstance(e, EXPECTED_SYNC_ERRORS)
             log.error("%s: synchronisation failed: %s", label, e, exc_info=not expected)
             return await self._sync_failed(key, node, SyncState.ERROR)

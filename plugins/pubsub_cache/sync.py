@@ -43,6 +43,8 @@ class SyncTask:
     key: Hashable
     attempt: int
     started: float
+    #: attempts the manager makes in all (this one included)
+    max_attempts: int = 1
     cached: int = 0
     total: int | None = None
     rsm: bool | None = None
@@ -59,6 +61,12 @@ class SyncTask:
     stopped: bool = False
     expired: bool = False
     _waiting: defer.Deferred[Any] | None = None
+
+    @property
+    def will_retry(self) -> bool:
+        """True when another attempt follows this one once it has finished: it expired
+        (deadline), was not stopped, and was not the last allowed."""
+        return self.expired and not self.stopped and self.attempt < self.max_attempts
 
     def check(self) -> None:
         """Raise ``SyncExpired`` once the deadline has passed (or the task was stopped)."""
@@ -100,7 +108,6 @@ class _Entry:
     task: SyncTask
     call: IDelayedCall | None
     waiters: list[defer.Deferred[Any]] = field(default_factory=list)
-    stopped: bool = False
 
 
 class SyncManager:
@@ -109,7 +116,8 @@ class SyncManager:
     ``run(task)`` performs one attempt and must handle its own errors (it returns the
     final state), except those of ``quiet``, which are handed to the callers. When
     the deadline passes, :meth:`SyncTask.expire` is called; once the attempt has
-    finished, a new one starts, up to ``max_attempts``.
+    finished, a new one starts, up to ``max_attempts``. :attr:`SyncTask.will_retry`
+    tells an attempt whether one follows (it may then keep what the next one needs).
     """
 
     def __init__(
@@ -162,7 +170,8 @@ class SyncManager:
         if joined is not None:
             return joined
         d: defer.Deferred[Any] = defer.Deferred()
-        entry = self._entries[key] = _Entry(run, SyncTask(key, 1, self.clock.seconds()), None)
+        first = SyncTask(key, 1, self.clock.seconds(), self.max_attempts)
+        entry = self._entries[key] = _Entry(run, first, None)
         entry.waiters.append(d)
         self._launch(key, entry)
         return d
@@ -184,9 +193,9 @@ class SyncManager:
         task = entry.task
         if entry.call is not None and entry.call.active():
             entry.call.cancel()
-        if task.expired and not entry.stopped and task.attempt < self.max_attempts:
+        if task.will_retry:
             log.info("retrying the synchronisation of %s (attempt %d)", key, task.attempt + 1)
-            entry.task = SyncTask(key, task.attempt + 1, self.clock.seconds())
+            entry.task = SyncTask(key, task.attempt + 1, self.clock.seconds(), self.max_attempts)
             self._launch(key, entry)
             return
         del self._entries[key]
@@ -209,7 +218,7 @@ class SyncManager:
         entry = self._entries.get(key)
         if entry is None:
             return None
-        entry.stopped = entry.task.stopped = True
+        entry.task.stopped = True
         entry.task.dropped = entry.task.dropped or dropped
         d = self.join(key)
         entry.task.expire()

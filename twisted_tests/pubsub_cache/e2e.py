@@ -67,6 +67,24 @@ class ServerTestCase(TestCase):
         items = [atom_item(item_id, f"{title} {item_id}") for item_id in item_ids]
         return await self.xep_0060.publish(self.writer, self.service, node, items)
 
+    def hold_first_page(self, cache: Any) -> tuple[defer.Deferred[None], defer.Deferred[None]]:
+        """Make ``cache``'s next synchronisation wait before its first page request.
+
+        Returns (fires when it waits, fire to let it go on).
+        """
+        waiting: defer.Deferred[None] = defer.Deferred()
+        go_on: defer.Deferred[None] = defer.Deferred()
+        original = cache._fetch
+
+        async def fetch(*args: Any) -> Any:
+            if not waiting.called:
+                waiting.callback(None)
+                await go_on
+            return await original(*args)
+
+        self.patch(cache, "_fetch", fetch)
+        return waiting, go_on
+
     def count_iqs(self, client: Any) -> list[domish.Element]:
         """The IQs ``client`` sends from now on (a list filled as they go)."""
         sent: list[domish.Element] = []

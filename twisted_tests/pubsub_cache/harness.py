@@ -6,6 +6,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from twisted.internet.interfaces import IReactorTime
 from twisted.trial.unittest import TestCase
 from twisted.words.protocols.jabber.jid import JID
 
@@ -18,15 +19,20 @@ BASE_CONFIG = "[xmpp]\ntls = plaintext\n"
 
 
 async def make_host(
-    testcase: TestCase, config: str = "", db_url: str | None = None, stop: bool = True
+    testcase: TestCase,
+    config: str = "",
+    db_url: str | None = None,
+    stop: bool = True,
+    clock: IReactorTime | None = None,
 ) -> Host:
     """A started host on the suite's database engine, stopped at cleanup.
 
-    ``config`` is appended to a config allowing plaintext XMPP on loopback.
+    ``config`` is appended to a config allowing plaintext XMPP on loopback;
+    ``clock``: the host's (its clients' reconnection delays).
     """
     path = Path(testcase.mktemp())
     path.write_text(BASE_CONFIG + config)
-    host = Host(path, db_url or database_url(testcase))
+    host = Host(path, db_url or database_url(testcase), clock=clock)
     await host.start()
     if stop:
         testcase.addCleanup(host.stop)

@@ -9,6 +9,7 @@ from typing import Any
 
 from sat_storage.plugins.pubsub_cache.flight import as_deferred
 from twisted.internet import defer
+from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 from twisted.words.xish import domish
 from wokkel.generic import parseXml
@@ -51,3 +52,33 @@ def record_calls(testcase: TestCase, obj: Any, name: str) -> list[defer.Deferred
 
     testcase.patch(obj, name, recording)
     return calls
+
+
+def next_call(
+    testcase: TestCase, obj: Any, name: str
+) -> tuple[defer.Deferred[None], defer.Deferred[Any]]:
+    """Watch the next call of ``obj.name`` (wrapped; it still runs).
+
+    Returns (fires once it was called and has returned, fires with its result once
+    that has come). Await them with a timeout.
+    """
+    called: defer.Deferred[None] = defer.Deferred()
+    done: defer.Deferred[Any] = defer.Deferred()
+    original = getattr(obj, name)
+
+    def relay(result: Any) -> Any:
+        if isinstance(result, Failure):
+            done.errback(result)
+        else:
+            done.callback(result)
+        return result
+
+    def watched(*args: Any, **kwargs: Any) -> defer.Deferred[Any]:
+        result = as_deferred(original, *args, **kwargs)
+        if not called.called:
+            result.addBoth(relay)
+            called.callback(None)
+        return result
+
+    testcase.patch(obj, name, watched)
+    return called, done

@@ -234,6 +234,64 @@ class HeldNodeTests(LeaseTestCase):
         self.assertEqual(len(attempts), 1)
 
 
+class ResumeTests(LeaseTestCase):
+    """At the profile's connection, a node reset at start is synchronised again only if
+    it still needs it (the client has no connection: a resumed sync starts, then fails)."""
+
+    async def setUp(self) -> None:
+        await super().setUp()
+        await self.lease_to(ELSEWHERE, time.time() - 1)  # reset by the next host
+        with self.assertLogs(LOGGER, "WARNING"):
+            other = await self.start_host()
+        self.resumer = other.plugins["PUBSUB_CACHE"]
+        self.attempts = record_calls(self, self.resumer, "_sync_attempt")
+
+    async def test_resumed(self) -> None:
+        """A node still unsynchronised is synchronised again."""
+        with self.assertLogs(LOGGER, "ERROR"):  # not connected
+            await self.resumer.profile_connected(self.alice)
+            state = await self.resumer.syncs.join(("alice", SERVICE.full(), NS_MICROBLOG))
+        self.assertEqual((len(self.attempts), state), (1, SyncState.ERROR))
+
+    async def test_failed_meanwhile(self) -> None:
+        """A node whose synchronisation failed meanwhile (e.g. requested while the
+        client was offline) is synchronised again."""
+        await self.storage.update_pubsub_node_sync_state(self.node, SyncState.ERROR)
+        with self.assertLogs(LOGGER, "ERROR"):  # not connected
+            await self.resumer.profile_connected(self.alice)
+            await self.resumer.syncs.join(("alice", SERVICE.full(), NS_MICROBLOG))
+        self.assertEqual(len(self.attempts), 1)
+
+    async def test_completed_meanwhile(self) -> None:
+        """A node another process completed meanwhile is left as it is."""
+        await self.storage.update_pubsub_node_sync_state(self.node, SyncState.COMPLETED)
+        await self.resumer.profile_connected(self.alice)
+        self.assertEqual((self.attempts, self.resumer.syncs.keys()), ([], []))
+
+    async def test_no_sync_meanwhile(self) -> None:
+        """A node set NO_SYNC meanwhile is left as it is."""
+        await self.storage.update_pubsub_node_sync_state(self.node, SyncState.NO_SYNC)
+        await self.resumer.profile_connected(self.alice)
+        self.assertEqual((self.attempts, self.resumer.syncs.keys()), ([], []))
+
+    async def test_held_elsewhere(self) -> None:
+        """A node another live process synchronises meanwhile is left to it."""
+        await self.lease_to(ELSEWHERE, time.time() + LEASE)
+        with self.assertLogs(LOGGER, "INFO") as logs:
+            await self.resumer.profile_connected(self.alice)
+        self.assertIn("left to process 4242 on elsewhere.example", "\n".join(logs.output))
+        self.assertEqual(self.attempts, [])
+        self.assertEqual(await self.state(), (SyncState.IN_PROGRESS, ELSEWHERE, []))
+
+    async def test_resumed_once(self) -> None:
+        """A later connection of the profile does not resume it again."""
+        await self.storage.update_pubsub_node_sync_state(self.node, SyncState.COMPLETED)
+        await self.resumer.profile_connected(self.alice)
+        await self.storage.update_pubsub_node_sync_state(self.node, None)
+        await self.resumer.profile_connected(self.alice)
+        self.assertEqual(self.attempts, [])
+
+
 class ReleaseTests(LeaseTestCase):
     async def test_released_on_error(self) -> None:
         """A failed synchronisation ends ERROR with its lease released, no item kept."""

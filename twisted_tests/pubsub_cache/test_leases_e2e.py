@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sat_storage.plugins.pubsub_cache.lease import SyncOwnedElsewhere
 from twisted.internet import defer, task
 
 from sat_storage.host import Host
@@ -42,24 +43,6 @@ class TwoHostsTests(ServerTestCase):
         """The second host's cache, and its client of the reader profile."""
         host = await self.start_host()
         return host.plugins["PUBSUB_CACHE"], await host.connect(self.reader.profile)
-
-    def hold_first_page(self, cache: Any) -> tuple[defer.Deferred[None], defer.Deferred[None]]:
-        """Make ``cache``'s next synchronisation wait before its first page request.
-
-        Returns (fires when it waits, fire to let it go on).
-        """
-        waiting: defer.Deferred[None] = defer.Deferred()
-        go_on: defer.Deferred[None] = defer.Deferred()
-        original = cache._fetch
-
-        async def fetch(*args: Any) -> Any:
-            if not waiting.called:
-                waiting.callback(None)
-                await go_on
-            return await original(*args)
-
-        self.patch(cache, "_fetch", fetch)
-        return waiting, go_on
 
     async def held_sync(self, clock: task.Clock | None = None) -> defer.Deferred[None]:
         """A request starting a sync of the node, held before its first page request.
@@ -190,3 +173,34 @@ class TwoHostsTests(ServerTestCase):
         state = await other.synchronise(other_reader, self.service, self.node, resync=False)
         self.assertIs(state, SyncState.COMPLETED)
         self.assertEqual(await self.lease(other), (SyncState.COMPLETED, None, ITEMS))
+
+    async def test_retry_keeps_claim(self) -> None:
+        """A sync cut at its deadline keeps the node until its retry has claimed it again:
+        the other host (same clock) finds it held in between; the retry completes it."""
+        clock = task.Clock()
+        other, other_reader = await self.second_host()
+        other.clock = other.syncs.clock = clock
+        self.cache.syncs.deadline = self.cache.lease_renewal / 2  # no renewal before it
+        between: list[Any] = []
+        attempt = self.cache._sync_attempt
+
+        async def attempting(client: Any, node: Any, sync_task: Any, states: Any = None) -> Any:
+            if sync_task.attempt == 2:  # before its claim: the other host tries its chance
+                between.append(await self.lease())
+                try:
+                    await other.synchronise(other_reader, self.service, self.node)
+                except SyncOwnedElsewhere as e:
+                    between.append(e.holder.owner)
+            return await attempt(client, node, sync_task, states)
+
+        self.patch(self.cache, "_sync_attempt", attempting)
+        owned = record_calls(self, self.cache, "_sync_owned")
+        owned_other = record_calls(self, other, "_sync_owned")
+        await self.held_sync(clock)  # the first attempt's page request never leaves
+        with self.assertLogs("sat_storage.plugins.pubsub_cache.sync", "WARNING"):
+            clock.advance(self.cache.syncs.deadline)
+        self.assertEqual(await self.synchronised(), SyncState.COMPLETED)
+        held = (SyncState.IN_PROGRESS, self.cache.owner, 0)
+        self.assertEqual(between, [held, self.cache.owner])
+        self.assertEqual((len(owned), owned_other), (2, []))
+        self.assertEqual(await self.lease(), (SyncState.COMPLETED, None, ITEMS))

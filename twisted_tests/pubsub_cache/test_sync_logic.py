@@ -195,6 +195,19 @@ class SyncManagerTests(TestCase):
         self.assertEqual(len(self.runs), 2)
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
+    def test_attempt_told_of_retry(self) -> None:
+        """An expired attempt knows whether another follows: not after the last one."""
+        self.manager.start("k", self.attempt)
+        self.clock.advance(60)
+        self.clock.advance(60)
+        self.assertEqual([t.will_retry for t in self.runs], [True, False])
+
+    def test_stopped_attempt_not_retried(self) -> None:
+        """A stopped attempt knows that none follows."""
+        self.manager.start("k", self.attempt)
+        self.manager.stop("k")
+        self.assertEqual((self.runs[0].expired, self.runs[0].will_retry), (True, False))
+
     def test_deadline_cleared_when_done(self) -> None:
         """A finished synchronisation leaves no delayed call behind."""
         d = self.manager.start("k", self.attempt)
