@@ -38,10 +38,10 @@ from sat_storage.models import (
     utcnow,
 )
 from sat_storage.storage.base import StorageBase, check_type
+from sat_storage.storage.checks import batched
 from sat_storage.xml_tools import to_xml
 
 MAX_ITEMS_BATCH = 10_000  # items per cache_pubsub_items call (and item_ids per get_items)
-IN_CHUNK_SIZE = 500  # values per IN list: old SQLite builds allow 999 bound variables
 ORDER_CREATION = "creation"
 ORDER_MODIFICATION = "modification"
 # order_by value -> PubsubItem attributes of its keyset (ending with the unique id)
@@ -58,17 +58,11 @@ __all__ = [
     "ItemFilters",
     "PubsubStore",
     "build_item_rows",
-    "chunked",
     "order_keys",
 ]
 
 
 # --- helpers --------------------------------------------------------------------
-
-
-def chunked(values: Sequence[Any], size: int = IN_CHUNK_SIZE) -> list[Sequence[Any]]:
-    """``values`` cut in slices of at most ``size`` (at least one slice)."""
-    return [values[i : i + size] for i in range(0, len(values), size)] or [values[:0]]
 
 
 Filters = list[tuple[Any, list[Any] | None]]  # (column, values or None = no filter)
@@ -85,7 +79,11 @@ def _in_filters(filters: Filters) -> Iterator[list[ColumnElement[bool]]]:
     active = [
         (column, list(dict.fromkeys(values))) for column, values in filters if values is not None
     ]
-    per_filter = [[(column, chunk) for chunk in chunked(values)] for column, values in active]
+    # an empty list still gives one (empty) chunk: its clause matches nothing
+    per_filter = [
+        [(column, chunk) for chunk in list(batched(values)) or [values]]
+        for column, values in active
+    ]
     for combination in itertools.product(*per_filter):
         clauses = []
         for column, chunk in combination:
@@ -996,7 +994,7 @@ class PubsubStore(StorageBase):
         if items_names is None:
             return session.execute(delete(PubsubItem).where(node_filter)).rowcount
         deleted = 0
-        for chunk in chunked(items_names):
+        for chunk in batched(items_names):
             stmt = delete(PubsubItem).where(node_filter, PubsubItem.name.in_(chunk))
             deleted += session.execute(stmt).rowcount
         return deleted
@@ -1377,7 +1375,7 @@ class PubsubStore(StorageBase):
     ) -> tuple[list[PubsubItem], dict[str, Any]]:
         """The items named ``item_ids`` (at most ``MAX_ITEMS_BATCH``), paged in memory."""
         found: list[PubsubItem] = []
-        for chunk in chunked(item_ids):
+        for chunk in batched(item_ids):
             stmt = select(PubsubItem).where(
                 PubsubItem.node_id == node_id, PubsubItem.name.in_(chunk)
             )

@@ -8,7 +8,7 @@ from sqlalchemy import event
 from twisted.trial.unittest import TestCase
 
 from sat_storage.exceptions import NotFound
-from sat_storage.storage.pubsub import IN_CHUNK_SIZE
+from sat_storage.storage.checks import IN_BATCH
 from twisted_tests.db import only_on
 from twisted_tests.storage.pubsub_helpers import (
     SERVICE,
@@ -158,7 +158,7 @@ class GetItemsTests(TestCase):
 
     async def test_many_item_ids(self) -> None:
         """More item_ids than one IN chunk holds are all found."""
-        many = [f"x{n:04d}" for n in range(IN_CHUNK_SIZE * 2 + 10)]
+        many = [f"x{n:04d}" for n in range(IN_BATCH * 2 + 10)]
         await self.storage.cache_pubsub_items(self.alice, self.node, make_items(many))
         names, metadata = await self.page(item_ids=many + ["i0"], order_by=["creation"])
         self.assertEqual(names, ["i0"] + many)
