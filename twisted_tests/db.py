@@ -68,6 +68,14 @@ async def make_storage(testcase: TestCase, url: str | None = None) -> Storage:
     return storage
 
 
+async def storage_with_profiles(testcase: TestCase, *profiles: str) -> Storage:
+    """An initialised storage with ``profiles`` created."""
+    storage = await make_storage(testcase)
+    for profile in profiles:
+        await storage.create_profile(profile)
+    return storage
+
+
 def only_on(dialect: str) -> Callable[[F], F]:
     """Skip the decorated test unless the suite runs on ``dialect``."""
 
@@ -79,4 +87,12 @@ def only_on(dialect: str) -> Callable[[F], F]:
     return decorator
 
 
-__all__ = ["SkipTest", "database_url", "make_storage", "only_on", "sqlite_url", "test_dialect"]
+__all__ = [
+    "SkipTest",
+    "database_url",
+    "make_storage",
+    "only_on",
+    "sqlite_url",
+    "storage_with_profiles",
+    "test_dialect",
+]

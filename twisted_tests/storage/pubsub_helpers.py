@@ -6,13 +6,11 @@ from typing import Any
 
 from sqlalchemy import Text, select, type_coerce
 from sqlalchemy.orm import Session
-from twisted.trial.unittest import TestCase
 from twisted.words.protocols.jabber import jid
 from twisted.words.xish import domish
 
 from sat_storage import Storage
 from sat_storage.models import PubsubItem, PubsubNode, PubsubSub
-from twisted_tests.db import make_storage
 
 NS_PUBSUB = "http://jabber.org/protocol/pubsub"
 SERVICE = jid.JID("pubsub.example.org")
@@ -37,14 +35,6 @@ def make_item(name: str, text: str = "", ns: str = NS_PUBSUB) -> domish.Element:
 
 def make_items(names: list[str]) -> list[domish.Element]:
     return [make_item(name) for name in names]
-
-
-async def storage_with_profiles(testcase: TestCase, *profiles: str) -> Storage:
-    """An initialised storage with ``profiles`` created."""
-    storage = await make_storage(testcase)
-    for profile in profiles:
-        await storage.create_profile(profile)
-    return storage
 
 
 async def snapshot(storage: Storage) -> dict[str, list[tuple[Any, ...]]]:

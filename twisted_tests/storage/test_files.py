@@ -13,7 +13,7 @@ from twisted.words.protocols.jabber.jid import JID
 from sat_storage import engines
 from sat_storage.exceptions import ConflictError, NotFound, ProfileUnknownError
 from sat_storage.models import File, FileType
-from twisted_tests.db import make_storage
+from twisted_tests.db import storage_with_profiles
 from twisted_tests.storage.helpers import count_rows
 
 OWNER = JID("alice@example.org")
@@ -21,9 +21,7 @@ OWNER = JID("alice@example.org")
 
 class FilesTestCase(TestCase):
     async def setUp(self) -> None:
-        self.storage = await make_storage(self)
-        await self.storage.create_profile("alice")
-        await self.storage.create_profile("bob")
+        self.storage = await storage_with_profiles(self, "alice", "bob")
         self.alice = SimpleNamespace(profile="alice")
         self.bob = SimpleNamespace(profile="bob")
 

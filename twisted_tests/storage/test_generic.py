@@ -7,7 +7,7 @@ from twisted.trial.unittest import TestCase
 
 from sat_storage.exceptions import ConflictError, ProfileUnknownError
 from sat_storage.models import History, Message, MessageType, ParamGen, PrivateIndBin, Subject
-from twisted_tests.db import make_storage
+from twisted_tests.db import storage_with_profiles
 from twisted_tests.storage.helpers import count_rows
 
 
@@ -27,9 +27,7 @@ def history(uid: str, profile_id: int, texts: dict[str, str] | None = None) -> H
 
 class GenericTests(TestCase):
     async def setUp(self) -> None:
-        self.storage = await make_storage(self)
-        await self.storage.create_profile("alice")
-        await self.storage.create_profile("bob")
+        self.storage = await storage_with_profiles(self, "alice", "bob")
         self.alice = SimpleNamespace(profile="alice")
         self.alice_id = self.storage.profiles["alice"]
 

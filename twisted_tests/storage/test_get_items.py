@@ -9,12 +9,11 @@ from twisted.trial.unittest import TestCase
 
 from sat_storage.exceptions import NotFound
 from sat_storage.storage.checks import IN_BATCH
-from twisted_tests.db import only_on
+from twisted_tests.db import only_on, storage_with_profiles
 from twisted_tests.storage.pubsub_helpers import (
     SERVICE,
     Client,
     make_items,
-    storage_with_profiles,
 )
 
 NAMES = [f"i{n}" for n in range(10)]  # cached in this order

@@ -9,7 +9,7 @@ from twisted.words.protocols.jabber.jid import JID
 
 from sat_storage.exceptions import ProfileUnknownError
 from sat_storage.models import History, Message, Subject, Thread
-from twisted_tests.db import make_storage
+from twisted_tests.db import storage_with_profiles
 from twisted_tests.storage.helpers import count_rows
 
 ALICE = JID("alice@example.org/phone")
@@ -44,9 +44,7 @@ def msg(
 
 class HistoryTestCase(TestCase):
     async def setUp(self) -> None:
-        self.storage = await make_storage(self)
-        await self.storage.create_profile("alice")
-        await self.storage.create_profile("bob")
+        self.storage = await storage_with_profiles(self, "alice", "bob")
 
     async def add(self, *messages: dict[str, Any], profile: str = "alice") -> None:
         for data in messages:

@@ -4,15 +4,13 @@ from twisted.trial.unittest import TestCase
 
 from sat_storage.exceptions import ProfileUnknownError
 from sat_storage.models import ParamGen, ParamInd
-from twisted_tests.db import make_storage
+from twisted_tests.db import storage_with_profiles
 from twisted_tests.storage.helpers import count_rows
 
 
 class ParamsTests(TestCase):
     async def setUp(self) -> None:
-        self.storage = await make_storage(self)
-        await self.storage.create_profile("alice")
-        await self.storage.create_profile("bob")
+        self.storage = await storage_with_profiles(self, "alice", "bob")
 
     async def test_gen_set_and_load(self) -> None:
         """General parameters set are loaded into the given dict, keyed by (category, name)."""

@@ -5,7 +5,7 @@ from twisted.trial.unittest import TestCase
 
 from sat_storage.exceptions import ProfileUnknownError
 from sat_storage.models import PrivateGen, PrivateGenBin, PrivateInd, PrivateIndBin
-from twisted_tests.db import make_storage
+from twisted_tests.db import storage_with_profiles
 from twisted_tests.storage.helpers import count_rows
 
 ALL_TABLES = (PrivateGen, PrivateInd, PrivateGenBin, PrivateIndBin)
@@ -13,9 +13,7 @@ ALL_TABLES = (PrivateGen, PrivateInd, PrivateGenBin, PrivateIndBin)
 
 class PrivateTests(TestCase):
     async def setUp(self) -> None:
-        self.storage = await make_storage(self)
-        await self.storage.create_profile("alice")
-        await self.storage.create_profile("bob")
+        self.storage = await storage_with_profiles(self, "alice", "bob")
 
     async def test_general_text(self) -> None:
         """General text values are set and read back by namespace."""

@@ -17,6 +17,7 @@ from sat_storage.exceptions import NotFound, ProfileUnknownError
 from sat_storage.models import PubsubItem
 from sat_storage.storage.pubsub import MAX_ITEMS_BATCH
 from sat_storage.xml_tools import parse_xml
+from twisted_tests.db import storage_with_profiles
 from twisted_tests.storage.pubsub_helpers import (
     OTHER_SERVICE,
     SERVICE,
@@ -25,7 +26,6 @@ from twisted_tests.storage.pubsub_helpers import (
     make_item,
     make_items,
     snapshot,
-    storage_with_profiles,
 )
 
 

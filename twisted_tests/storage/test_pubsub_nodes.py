@@ -11,13 +11,13 @@ from twisted.words.protocols.jabber import jid
 
 from sat_storage.exceptions import NotFound, ProfileUnknownError
 from sat_storage.models import PubsubNode, SubscriptionState, SyncState
+from twisted_tests.db import storage_with_profiles
 from twisted_tests.storage.pubsub_helpers import (
     OTHER_SERVICE,
     SERVICE,
     Client,
     make_items,
     snapshot,
-    storage_with_profiles,
 )
 
 

@@ -11,6 +11,7 @@ from twisted.trial.unittest import TestCase
 from sat_storage.exceptions import ProfileUnknownError
 from sat_storage.models import PubsubItem, SyncState
 from sat_storage.xml_tools import to_xml
+from twisted_tests.db import storage_with_profiles
 from twisted_tests.storage.pubsub_helpers import (
     OTHER_SERVICE,
     SERVICE,
@@ -18,7 +19,6 @@ from twisted_tests.storage.pubsub_helpers import (
     make_item,
     make_items,
     snapshot,
-    storage_with_profiles,
 )
 
 UTC_10H = datetime(2024, 1, 1, 10, 0, tzinfo=UTC)
