@@ -22,7 +22,7 @@ from sat_storage.storage.search import SearchStore
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Storage"]
+__all__ = ["GatewayClosed", "Storage"]
 
 
 class Storage(
@@ -65,17 +65,12 @@ class Storage(
         try:
             self.schema_state = yield self.db.run_with_connection(migration.initialise_schema)
             self.profiles, self.components = yield self.db.run(self.load_profiles_txn)
-            yield self.on_initialised()
         except BaseException:
             yield self.db.close()
             raise
         log.info("storage ready: %s (%s)", engines.safe_url(self.db_url), self.schema_state)
         if not self.initialised.called:
             self.initialised.callback(None)
-
-    def on_initialised(self) -> Any:
-        """Hook run once the schema is ready (for table families needing start-up work)."""
-        return None
 
     def close(self) -> defer.Deferred[None]:
         """Wait for pending work, stop the database threads and dispose the engine."""
@@ -90,5 +85,3 @@ class Storage(
         db = getattr(self, "db", None)
         return db is None or db.closed
 
-
-__all__ += ["GatewayClosed"]
