@@ -6,8 +6,7 @@ Reads, purges and resets go through the storage API (no XMPP connection needed);
 
 from __future__ import annotations
 
-import json
-from datetime import UTC, datetime
+from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
 
@@ -15,38 +14,29 @@ import click
 from twisted.internet import defer, task
 from twisted.words.protocols.jabber import jid
 
+from sat_storage.cli.render import (
+    SyncProgress,
+    human_size,
+    item_date,
+    item_summary,
+    item_to_dict,
+    stats_to_json,
+)
 from sat_storage.cli.runtime import (
     DATE,
+    JID,
     BadInput,
     Options,
     Runtime,
     RuntimeFailure,
+    connect,
     pass_options,
     run_async,
     yes_option,
 )
-from sat_storage.models import PubsubItem, SyncState
+from sat_storage.cli.search_flags import search_query
+from sat_storage.models import SyncState
 from sat_storage.plugins.pubsub_cache.lease import SyncOwnedElsewhere
-from sat_storage.xml_tools import to_xml
-
-SUMMARY_WIDTH = 60
-
-
-class JidParam(click.ParamType):
-    """A Jabber ID (checked with Twisted's parser)."""
-
-    name = "jid"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if isinstance(value, jid.JID):
-            return value
-        try:
-            return jid.JID(str(value))
-        except jid.InvalidFormat as e:
-            self.fail(f"{value!r} is not a valid JID: {e}", param, ctx)
-
-
-JID = JidParam()
 
 
 def client_for(storage: Any, profile: str | None) -> SimpleNamespace:
@@ -61,79 +51,34 @@ def client_for(storage: Any, profile: str | None) -> SimpleNamespace:
     return SimpleNamespace(profile=profile)
 
 
-def node_filters(
+def item_filters(
     profiles: tuple[str, ...],
     services: tuple[jid.JID, ...],
     nodes: tuple[str, ...],
     types: tuple[str, ...],
     subtypes: tuple[str, ...],
+    created_before: datetime | None,
+    updated_before: datetime | None,
 ) -> dict[str, Any]:
-    """Keyword filters of the storage's purge (an empty string = no type/subtype)."""
+    """The cache plugin's purge filters (an empty type/subtype = none; None = no filter)."""
     return {
         "profiles": list(profiles) or None,
         "services": list(services) or None,
-        "names": list(nodes) or None,
+        "nodes": list(nodes) or None,
         "types": [t or None for t in types] or None,
         "subtypes": [t or None for t in subtypes] or None,
+        "created_before": created_before,
+        "updated_before": updated_before,
     }
 
 
-def stats_to_json(stats: dict[str, Any]) -> dict[str, Any]:
-    """The storage's cache figures with sync states as text ("none": never synced)."""
-    by_state = {
-        (state.value if state is not None else "none"): count
-        for state, count in stats["by_state"].items()
-    }
-    return {**stats, "by_state": by_state}
+def count_matching(storage: Any, filters: dict[str, Any]) -> Any:
+    """How many items the plugin's purge with ``filters`` would remove (a Deferred).
 
-
-def human_size(size: int) -> str:
-    """``size`` bytes for people (B, KiB, MiB, GiB)."""
-    value = float(size)
-    for unit in ("B", "KiB", "MiB"):
-        if value < 1024:
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} GiB"
-
-
-def item_summary(item: PubsubItem) -> str:
-    """One short line about an item: its parsed title or the start of its XML."""
-    parsed = item.parsed or {}
-    text = parsed.get("title") or parsed.get("content") if isinstance(parsed, dict) else None
-    if not text:
-        text = to_xml(item.data) if item.data is not None else ""
-    text = " ".join(str(text).split())
-    return text if len(text) <= SUMMARY_WIDTH else text[: SUMMARY_WIDTH - 1] + "…"
-
-
-def item_date(item: dict[str, Any]) -> str:
-    """Day of an item for people: its parsed ``published`` timestamp, else its update."""
-    published = (item.get("parsed") or {}).get("published")
-    if isinstance(published, int | float) and not isinstance(published, bool):
-        return datetime.fromtimestamp(published, UTC).date().isoformat()
-    return item["updated"].date().isoformat()
-
-
-def item_to_dict(item: PubsubItem, profile: str | None = None) -> dict[str, Any]:
-    """JSON form of a cached item (its XML as text); with its node when ``profile``."""
-    data: dict[str, Any] = {
-        "name": item.name,
-        "created": item.created,
-        "updated": item.updated,
-        "parsed": item.parsed,
-        "xml": to_xml(item.data) if item.data is not None else None,
-    }
-    if profile is not None:
-        node = item.node
-        data.update(
-            profile=profile,
-            service=node.service,
-            node=node.name,
-            type=node.type_,
-            subtype=node.subtype,
-        )
-    return data
+    The storage names the node filter ``names`` where the plugin says ``nodes``.
+    """
+    args = {("names" if key == "nodes" else key): value for key, value in filters.items()}
+    return storage.count_pubsub_items(**args)
 
 
 profile_option = click.option(
@@ -265,46 +210,6 @@ def get(
     options.output.emit(result, render)
 
 
-ORDERS = ("creation", "modification", "item_id", "rank")
-DIRECTIONS = ("asc", "desc")
-
-
-def parse_path(text: str) -> list[str | int]:
-    """A parsed-data path: ``a.b.0`` (digits are array indexes) or a JSON list."""
-    if text.startswith("["):
-        try:
-            path = json.loads(text)
-        except ValueError:
-            raise BadInput(f"path {text!r} is not a JSON list") from None
-        if not isinstance(path, list):
-            raise BadInput(f"path {text!r} is not a JSON list")
-        return path
-    if not text or any(not part for part in text.split(".")):
-        raise BadInput(f"malformed path {text!r}: use key.key.0 or a JSON list")
-    return [int(p) if p.lstrip("-").isdigit() else p for p in text.split(".")]
-
-
-def parse_value(text: str) -> Any:
-    """A filter value: JSON when it parses (3, true, null, ["a","b"], "3"), else text."""
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
-
-
-def parse_order(text: str) -> dict[str, Any]:
-    """``--order-by`` value: ``ORDER[:DIRECTION]``, ORDER a named order or a path."""
-    name, direction = text, None
-    if ":" in text:
-        name, _, direction = text.rpartition(":")
-        if direction not in DIRECTIONS:
-            raise BadInput(f"unknown direction {direction!r} in --order-by {text!r}: asc or desc")
-    spec: dict[str, Any] = {"order": name} if name in ORDERS else {"path": parse_path(name)}
-    if direction is not None:
-        spec["direction"] = direction
-    return spec
-
-
 filter_options = [
     click.option("-p", "--profile", "profiles", multiple=True, help="Profile (repeatable)."),
     click.option("-s", "--service", "services", type=JID, multiple=True, help="Service JID."),
@@ -347,30 +252,19 @@ def purge(
     Dates are ISO 8601 (naive means UTC) or ages: 30d, 12h, 45m, 2w.
     """
 
+    filters = item_filters(
+        profiles, services, nodes, types, subtypes, created_before, updated_before
+    )
+
     async def work(runtime: Runtime) -> dict[str, Any]:
-        storage = await runtime.storage()
-        filters = node_filters(profiles, services, nodes, types, subtypes)
-        matched = await storage.count_pubsub_items(
-            **filters, created_before=created_before, updated_before=updated_before
-        )
+        host, plugin = await runtime.cache_plugin()
+        matched = await count_matching(host.memory.storage, filters)
         result = {"matched": matched, "purged": 0, "dry_run": dry_run}
         if dry_run or matched == 0:
             return result
-        filtered = any(filters.values()) or created_before or updated_before
-        scope = "matching items" if filtered else "items (no filter: ALL items)"
+        scope = "matching items" if any(filters.values()) else "items (no filter: ALL items)"
         await runtime.confirm(f"Purge {matched} cached {scope}?")
-        await storage.close()  # the host opens its own
-        _host, plugin = await runtime.cache_plugin()
-        purge_filters = {
-            "profiles": filters["profiles"],
-            "services": filters["services"],
-            "nodes": filters["names"],
-            "types": filters["types"],
-            "subtypes": filters["subtypes"],
-            "created_before": created_before,
-            "updated_before": updated_before,
-        }
-        result["purged"] = await plugin.purge(purge_filters)
+        result["purged"] = await plugin.purge(filters)
         return result
 
     result = run_async(options, work)
@@ -431,46 +325,18 @@ def reset(options: Options) -> None:
 )
 @click.option("--no-limit", is_flag=True, help="Every result.")
 @pass_options
-def search(
-    options: Options,
-    fts: str | None,
-    profiles: tuple[str, ...],
-    services: tuple[jid.JID, ...],
-    nodes: tuple[str, ...],
-    types: tuple[str, ...],
-    subtypes: tuple[str, ...],
-    names: tuple[str, ...],
-    parsed: tuple[tuple[str, str, str], ...],
-    orders: tuple[str, ...],
-    index: int | None,
-    limit: int,
-    no_limit: bool,
-) -> None:
-    """Search cached items (all profiles unless --profile): DESIGN's query language.
+def search(options: Options, limit: int, no_limit: bool, **flags: Any) -> None:
+    """Search cached items (all profiles unless --profile).
+
+    The query language is described in the documentation, page "The pubsub cache",
+    section "Searching" (doc/pubsub_cache.rst).
 
     PATH is key.key.0 (digits index arrays) or a JSON list; VALUE is JSON when it
     parses (3, true, null, ["a","b"], '"3"' for the text 3), else text. Operators:
     == != > >= < <= (or eq ne gt ge lt le), between, in, not_in, overlap, ioverlap,
     disjoint, idisjoint, like, ilike, not_like, not_ilike.
     """
-    query: dict[str, Any] = {
-        "fts": fts,
-        "profiles": list(profiles) or None,
-        "services": [s.full() for s in services] or None,
-        "nodes": list(nodes) or None,
-        "types": [t or None for t in types] or None,
-        "subtypes": [t or None for t in subtypes] or None,
-        "names": list(names) or None,
-        "parsed": [
-            {"path": parse_path(path), "op": op, "value": parse_value(value)}
-            for path, op, value in parsed
-        ]
-        or None,
-        "order-by": [parse_order(order) for order in orders] or None,
-        "index": index,
-        "limit": None if no_limit else limit,
-    }
-    query = {key: value for key, value in query.items() if value is not None}
+    query = search_query(limit=None if no_limit else limit, **flags)
 
     async def work(runtime: Runtime) -> list[tuple[dict[str, Any], str]]:
         storage = await runtime.storage()
@@ -502,50 +368,9 @@ def search(
     options.output.emit([r for r, _ in results], render)
 
 
-async def connect(host: Any, profile: str) -> Any:
-    """Connect ``profile``; a connection failure is a runtime failure (exit 2)."""
-    from sat_storage.xmpp import XMPPConnectionError
-
-    try:
-        return await host.connect(profile)
-    except XMPPConnectionError as e:
-        raise RuntimeFailure(str(e)) from None
-
-
 def busy_message(description: str) -> str:
     """The error of ``cache sync`` on a node another process is synchronising."""
     return f"{description}: not synchronised here, try again later"
-
-
-class SyncProgress:
-    """A progress bar on stderr (items cached / total), fed by the plugin's progress."""
-
-    def __init__(self, options: Options, label: str) -> None:
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-        self.progress = Progress(
-            "[progress.description]{task.description}",
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=Console(stderr=True),
-            auto_refresh=False,
-            disable=options.json,
-        )
-        self.task_id = self.progress.add_task(label, total=None)
-
-    def __enter__(self) -> SyncProgress:
-        self.progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
-
-    def update(self, cached: int, total: int | None) -> None:
-        """Show ``cached`` of ``total`` (None: not known yet)."""
-        self.progress.update(self.task_id, completed=cached, total=total)
-        self.progress.refresh()
 
 
 @cache.command()

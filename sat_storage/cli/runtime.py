@@ -24,6 +24,7 @@ from rich.markup import escape
 from rich.table import Table
 from sqlalchemy.exc import DBAPIError
 from twisted.internet import defer, task, threads
+from twisted.words.protocols.jabber import jid
 
 from sat_storage import engines
 from sat_storage.config import Config, ConfigError, resolve_db_url
@@ -359,3 +360,30 @@ class DateParam(click.ParamType):
 
 
 DATE = DateParam()
+
+
+class JidParam(click.ParamType):
+    """A Jabber ID (checked with Twisted's parser)."""
+
+    name = "jid"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, jid.JID):
+            return value
+        try:
+            return jid.JID(str(value))
+        except jid.InvalidFormat as e:
+            self.fail(f"{value!r} is not a valid JID: {e}", param, ctx)
+
+
+JID = JidParam()
+
+
+async def connect(host: Any, profile: str) -> Any:
+    """Connect ``profile``; a connection failure is a runtime failure (exit 2)."""
+    from sat_storage.xmpp import XMPPConnectionError
+
+    try:
+        return await host.connect(profile)
+    except XMPPConnectionError as e:
+        raise RuntimeFailure(str(e)) from None

@@ -16,12 +16,13 @@ import click
 from twisted.internet import defer
 from twisted.words.protocols.jabber import jid
 
-from sat_storage.cli.cache import JID, connect
 from sat_storage.cli.runtime import (
+    JID,
     BadInput,
     Options,
     Runtime,
     RuntimeFailure,
+    connect,
     first_line,
     pass_options,
     run_async,

@@ -70,7 +70,7 @@ from sat_storage import fts
 from sat_storage.models import PubsubItem, PubsubNode
 from sat_storage.storage.base import StorageBase
 
-__all__ = ["QUERY_KEYS", "SearchStore", "build_search"]
+__all__ = ["DIRECTIONS", "ORDERS", "QUERY_KEYS", "SearchStore", "build_search"]
 
 QUERY_KEYS = (
     "fts", "profiles", "nodes", "services", "types", "subtypes", "names", "parsed",
@@ -92,6 +92,7 @@ COMPARISONS: dict[str, Callable[[Any, Any], Any]] = {
     "le": operator.le,
 }  # fmt: skip
 ORDERS = ("creation", "modification", "item_id", "rank")
+DIRECTIONS = ("asc", "desc")
 # Sizes accepted (SQLite binds at most 32766 values per statement).
 MAX_VALUES = 500  # per list
 MAX_CLAUSES = 32  # parsed filters, order-by entries, steps of a path
@@ -381,7 +382,7 @@ def _order_by(
     if unknown:
         raise ValueError(f"{name}: unknown keys {sorted(map(str, unknown))}")
     direction = spec.get("direction", "asc")
-    if not isinstance(direction, str) or direction.lower() not in ("asc", "desc"):
+    if not isinstance(direction, str) or direction.lower() not in DIRECTIONS:
         raise ValueError(f"{name}.direction must be 'asc' or 'desc', got {direction!r}")
     desc = direction.lower() == "desc"
 
