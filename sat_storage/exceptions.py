@@ -41,3 +41,7 @@ class FeatureNotFound(Exception):
 
 class ProfileNotConnected(NotFound):
     """The profile has no connected client."""
+
+
+class SchemaUnavailableError(StorageError):
+    """A plugin schema's tables are not ready (its migration failed or was refused)."""

@@ -103,8 +103,9 @@ class Memory:
 class Host:
     """Storage, triggers, plugins and the profiles' XMPP clients.
 
-    ``plugin_path``: directories searched for plugin distributions (default
-    ``sys.path``); ``plugin_group``: the entry point group (default ``sat.plugins``);
+    ``plugin_path``: directories searched for plugin (and plugin schema)
+    distributions (default ``sys.path``); ``plugin_group``: the entry point group
+    (default ``sat.plugins``);
     ``clock``: times the clients' connection timeouts and reconnection delays
     (default: the reactor).
     """
@@ -119,7 +120,8 @@ class Host:
         clock: IReactorTime | None = None,
     ) -> None:
         self.config = Config.from_path(config_path)
-        self.memory = Memory(self.config, Storage(db_url, config=self.config))
+        storage = Storage(db_url, config=self.config, schema_path=plugin_path)
+        self.memory = Memory(self.config, storage)
         self.trigger = TriggerManager()
         self.plugins: dict[str, Any] = {}
         self.plugin_loader = PluginLoader(plugin_group, plugin_path)
@@ -150,6 +152,7 @@ class Host:
             raise RuntimeError(f"{self!r} is already started")
         await self.memory.storage.initialise()
         self.started = True
+        self.plugin_loader.schema_states = self.memory.storage.plugin_schemas
         self.plugin_loader.load(self)
 
     def stop(self) -> defer.Deferred[None]:

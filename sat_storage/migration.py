@@ -8,6 +8,8 @@ process (batch mode on SQLite); one newer than this code is refused untouched.
 from __future__ import annotations
 
 import logging
+import shutil
+import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,7 +19,7 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
+from alembic.script import ScriptDirectory, write_hooks
 from alembic.util.exc import CommandError
 from sqlalchemy import Connection, MetaData, inspect, text
 
@@ -63,50 +65,109 @@ def head_revision() -> str:
     return head
 
 
+IncludeObject = Callable[[Any, "str | None", str, bool, Any], bool]
+
+
+def models_description(schema: Any = None) -> str:
+    """Which models a run compares with (autogenerate): module, file, tables.
+
+    Warns when they are not the files of the current directory's project (a wheel
+    install hides a checkout's edits: install it editable, ``pip install -e .``).
+    """
+    if schema is None:
+        import sat_storage.models as models
+
+        what, origin, metadata = "sat_storage.models", models.__file__, Base.metadata
+    else:
+        what, origin, metadata = schema.entry, schema.origin, schema.metadata
+    text = f"models {what} from {origin} ({len(metadata.tables)} tables)"
+    here = Path.cwd()
+    project = (here / "setup.cfg").is_file() or (here / "pyproject.toml").is_file()
+    if origin and project and not Path(origin).resolve().is_relative_to(here.resolve()):
+        text += (
+            f"; they are not the files of {here}: for schema work install it editable "
+            "(pip install -e .), else autogenerate compares the installed copy"
+        )
+    return text
+
+
 def include_object(
     obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
 ) -> bool:
-    """Autogenerate filter: skip structures that migrations manage outside the models.
+    """Autogenerate filter of the core: skip what migrations manage outside the models.
 
     Skipped: any table, column or index whose name starts with one of
-    ``UNMAPPED_TABLE_PREFIXES``, and everything of such a table.
+    ``UNMAPPED_TABLE_PREFIXES``, and everything of such a table; tables of other
+    branches (plugin schemas) that are not in the core's models.
     """
     if name is not None and name.startswith(tuple(UNMAPPED_TABLE_PREFIXES)):
         return False
+    if type_ == "table" and reflected and compare_to is None:
+        return name not in OTHER_BRANCH_TABLES
     table = getattr(obj, "table", None)
     if type_ != "table" and table is not None:
-        return not table.name.startswith(tuple(UNMAPPED_TABLE_PREFIXES))
+        return not table.name.startswith(tuple(UNMAPPED_TABLE_PREFIXES)) and (
+            table.name not in OTHER_BRANCH_TABLES
+        )
     return True
 
 
-def compare_options() -> dict[str, Any]:
-    """How autogenerate (and the drift test) compare a database with the models."""
+#: Tables of installed plugin schemas: autogenerate of the core ignores them (env.py).
+OTHER_BRANCH_TABLES: set[str] = set()
+
+
+def only_tables_of(metadata: MetaData) -> IncludeObject:
+    """Autogenerate filter of a plugin branch: its own tables only, nothing else."""
+
+    def include(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+        if type_ == "table":
+            return name in metadata.tables
+        table = getattr(obj, "table", None)
+        return table is None or table.name in metadata.tables
+
+    return include
+
+
+def compare_options(include: IncludeObject | None = None) -> dict[str, Any]:
+    """How autogenerate (and the drift tests) compare a database with models.
+
+    ``include``: the filter (default: the core's, :func:`include_object`).
+    """
     return {
         "compare_type": True,
         "compare_server_default": True,
-        "include_object": include_object,
+        "include_object": include or include_object,
     }
 
 
-def configure_context(context: Any, connection: Connection, metadata: MetaData) -> None:
+def configure_context(
+    context: Any,
+    connection: Connection,
+    metadata: MetaData,
+    *,
+    version_table: str = VERSION_TABLE,
+    include_object: IncludeObject | None = None,
+) -> None:
     """Configure an Alembic environment context on ``connection`` (used by env.py)."""
     context.configure(
         connection=connection,
         target_metadata=metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         transaction_per_migration=False,
-        **compare_options(),
+        version_table=version_table,
+        **compare_options(include_object),
     )
 
 
 def current_revision(connection: Connection) -> str | None:
     """Revision the database is stamped with (None: never stamped)."""
-    revision = _stamped_revision(connection)
+    revision = core_revision(connection)
     connection.rollback()
     return revision
 
 
-def _stamped_revision(connection: Connection) -> str | None:
+def core_revision(connection: Connection) -> str | None:
+    """The core's revision, read in the caller's transaction (None: never stamped)."""
     return MigrationContext.configure(connection).get_current_revision()
 
 
@@ -194,7 +255,7 @@ def initialise_schema(connection: Connection) -> SchemaState:
     """
     head = head_revision()
     with _schema_transaction(connection):
-        current = _stamped_revision(connection)
+        current = core_revision(connection)
         if current == head:
             return SchemaState("current", current, head)
         if current is None:
@@ -230,7 +291,7 @@ def migrating(connection: Connection) -> Iterator[None]:
 def _run(connection: Connection, action: Callable[[Config], None]) -> None:
     """Run an Alembic command in process, refusing a database newer than this code."""
     with migrating(connection):
-        current = _stamped_revision(connection)
+        current = core_revision(connection)
         if current is not None:
             _check_known(current, head_revision())
         action(alembic_config(connection))
@@ -261,3 +322,17 @@ def history() -> list[dict[str, str | None]]:
         }
         for rev in script_directory().walk_revisions()
     ]
+
+
+@write_hooks.register("ruff_format_if_installed")
+def ruff_format_if_installed(filename: str, options: dict[str, Any]) -> None:
+    """Post-write hook of ``alembic revision``: ``ruff format`` the new file, if ruff is here.
+
+    Without ruff (not a runtime dependency), the revision is written unformatted and a
+    line says so, instead of a ``FileNotFoundError`` traceback.
+    """
+    ruff = shutil.which("ruff")
+    if ruff is None:
+        log.warning("ruff is not installed: %s left unformatted", filename)
+        return
+    subprocess.run([ruff, "format", "--quiet", filename], check=True)

@@ -12,6 +12,10 @@ plugin class, instantiated as ``main(host)``. :class:`PluginLoader`:
 
 A plugin that fails at any step is logged with its reason and skipped with every
 plugin depending on it; the others load. The reasons stay in ``loader.errors``.
+
+A plugin needing tables of its own is not loaded when their schema
+(:mod:`sat_storage.schemas`) is not ready: the schemas it names in
+``PLUGIN_INFO["schemas"]``, and every schema declared by its own distribution.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from typing import Any
 from zope.interface.exceptions import Invalid
 from zope.interface.verify import verifyClass
 
+from sat_storage.entry_points import group_entry_points
 from sat_storage.interfaces import PLUGIN_HOOKS, IPlugin, IPluginWithHandler
 
 log = logging.getLogger(__name__)
@@ -42,8 +47,9 @@ DEFAULTS: dict[str, Any] = {
     "recommendations": [],
     "handler": "no",
     "description": "",
+    "schemas": [],
 }
-LIST_KEYS = ("modes", "dependencies", "recommendations")
+LIST_KEYS = ("modes", "dependencies", "recommendations", "schemas")
 
 
 class PluginError(Exception):
@@ -98,17 +104,14 @@ class PluginLoader:
         self.path = path
         self.errors: dict[str, PluginError] = {}  # by import name (else entry point name)
         self.loaded: dict[str, PluginSpec] = {}  # specs of the instantiated plugins
+        #: The storage's plugin schema states (``Storage.plugin_schemas``), set by the host.
+        self.schema_states: dict[str, Any] = {}
 
     # Discovery and validation
 
     def entry_points(self) -> list[importlib.metadata.EntryPoint]:
         """The group's entry points, each once, sorted by name."""
-        found: dict[tuple[str, str], importlib.metadata.EntryPoint] = {}
-        kwargs = {} if self.path is None else {"path": self.path}
-        for dist in importlib.metadata.distributions(**kwargs):
-            for ep in dist.entry_points.select(group=self.group):
-                found.setdefault((ep.name, ep.value), ep)  # same dist twice on the path
-        return sorted(found.values(), key=lambda ep: (ep.name, ep.value))
+        return group_entry_points(self.group, self.path)
 
     def discover(self) -> dict[str, PluginSpec]:
         """Import and validate every plugin; the valid ones by import name."""
@@ -246,6 +249,10 @@ class PluginLoader:
                 reason = self._unavailable(failed[0])
                 self._fail(spec.import_name, self._error(spec.entry, reason))
                 continue
+            schema_problem = self._schema_problem(spec)
+            if schema_problem:
+                self._fail(spec.import_name, self._error(spec.entry, schema_problem))
+                continue
             try:
                 instance = spec.main(host)
             except Exception as e:
@@ -257,6 +264,22 @@ class PluginLoader:
             self.loaded[spec.import_name] = spec
             log.info("plugin %s loaded (%s)", spec.import_name, spec.info["name"])
         return host.plugins
+
+    def _schema_problem(self, spec: PluginSpec) -> str | None:
+        """Why the tables ``spec`` needs are not ready (None: they are)."""
+        dist = getattr(spec.entry_point, "dist", None)
+        own = [
+            name
+            for name, state in self.schema_states.items()
+            if dist is not None and state.distribution == dist.name
+        ]
+        for name in [*spec.info["schemas"], *own]:
+            state = self.schema_states.get(name)
+            if state is None or state.action == "not installed":
+                return f"schema {name!r} (PLUGIN_INFO['schemas']) is not installed"
+            if not state.ready:
+                return f"its schema {name!r} is not ready: {state.error}"
+        return None
 
     def _error(self, entry: str, reason: str) -> PluginError:
         return PluginError(self.group, entry, reason)

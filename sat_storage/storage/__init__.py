@@ -7,7 +7,7 @@ from typing import Any
 
 from twisted.internet import defer
 
-from sat_storage import engines, migration
+from sat_storage import branches, engines, migration, schemas
 from sat_storage.config import Config, resolve_db_url
 from sat_storage.gateway import Gateway, GatewayClosed
 from sat_storage.migration import SchemaState
@@ -15,6 +15,7 @@ from sat_storage.storage.files import FilesStore
 from sat_storage.storage.generic import GenericStore
 from sat_storage.storage.history import HistoryStore
 from sat_storage.storage.params import ParamsStore
+from sat_storage.storage.plugin_tables import PluginTablesStore
 from sat_storage.storage.private import PrivateStore
 from sat_storage.storage.profiles import ProfilesStore
 from sat_storage.storage.pubsub import PubsubStore
@@ -34,17 +35,26 @@ class Storage(
     PubsubStore,
     SearchStore,
     GenericStore,
+    PluginTablesStore,
 ):
     """All persistent data of the backend, in a SQLAlchemy database.
 
     ``Storage(db_url)``: the URL is the argument, else ``$SAT_STORAGE_DB_URL``, else
     the config file's ``[storage] db_url``, else SQLite in the XDG data directory.
-    Call :meth:`initialise` before use and :meth:`close` at the end.
+    Call :meth:`initialise` before use and :meth:`close` at the end. ``schema_path``:
+    directories searched for plugin schema distributions (default ``sys.path``).
     """
 
     def __init__(
-        self, db_url: str | None = None, config: Config | None = None, reactor: Any = None
+        self,
+        db_url: str | None = None,
+        config: Config | None = None,
+        reactor: Any = None,
+        *,
+        schema_path: list[str] | None = None,
     ) -> None:
+        self.schema_path = schema_path
+        self.plugin_schemas = {}
         self.db_url = engines.url_text(engines.parse_url(resolve_db_url(db_url, config)))
         self.reactor = reactor
         self.profiles = {}
@@ -57,13 +67,22 @@ class Storage(
 
     @defer.inlineCallbacks
     def initialise(self) -> defer.Deferred[None]:
-        """Open the database, create/upgrade its schema (or refuse it), load profiles."""
+        """Open the database, create/upgrade its schema (or refuse it), load profiles.
+
+        The core first (refused: the storage does not start), then every installed
+        plugin schema, each on its own: one that fails is rolled back and reported in
+        :attr:`plugin_schemas` (its plugins are not loaded by the host), the others go on.
+        """
         if getattr(self, "db", None) is not None and not self.db.closed:
             raise RuntimeError(f"{self!r} is already initialised")
+        discovery = schemas.discover(self.schema_path)
         engine = engines.create_engine(self.db_url)
         self.db = Gateway(engine, self.reactor)
         try:
             self.schema_state = yield self.db.run_with_connection(migration.initialise_schema)
+            self.plugin_schemas = yield self.db.run_with_connection(
+                branches.initialise_plugin_schemas, discovery
+            )
             self.profiles, self.components = yield self.db.run(self.load_profiles_txn)
         except BaseException:
             yield self.db.close()
