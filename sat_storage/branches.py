@@ -354,13 +354,29 @@ def initialise_plugin_schemas(
 
 
 def environment(context: Any, connection: Connection, schema: PluginSchema) -> None:
-    """env.py's run for a plugin branch: its metadata, its version table, core visible."""
+    """env.py's run for a plugin branch: its metadata, its version table, core visible.
+
+    A step that would apply a core revision (the core older than the branch needs, or
+    absent) stops the run; the transaction, core step included, is rolled back.
+    """
+    prefix = schema.name + "_"
+
+    def only_own_steps(ctx: Any, step: Any, heads: Any, run_args: Any) -> None:
+        revision = step.up_revision_id  # the revision whose script ran
+        if not revision.startswith(prefix):
+            raise BranchError(
+                f"schema {schema.name!r} needs core revision {revision}, which the core "
+                "has not reached: upgrade the core first (sat-storage db upgrade core); "
+                "nothing was changed"
+            )
+
     migration.configure_context(
         context,
         connection,
         schema.metadata,
         version_table=version_table(schema.name),
         include_object=migration.only_tables_of(schema.metadata),
+        on_version_apply=only_own_steps,
     )
     with context.begin_transaction(), core_visible(connection, schema, context.script):
         context.run_migrations()

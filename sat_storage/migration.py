@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -147,6 +148,7 @@ def configure_context(
     *,
     version_table: str = VERSION_TABLE,
     include_object: IncludeObject | None = None,
+    **options: Any,
 ) -> None:
     """Configure an Alembic environment context on ``connection`` (used by env.py)."""
     context.configure(
@@ -156,6 +158,7 @@ def configure_context(
         transaction_per_migration=False,
         version_table=version_table,
         **compare_options(include_object),
+        **options,
     )
 
 
@@ -331,7 +334,8 @@ def ruff_format_if_installed(filename: str, options: dict[str, Any]) -> None:
     Without ruff (not a runtime dependency), the revision is written unformatted and a
     line says so, instead of a ``FileNotFoundError`` traceback.
     """
-    ruff = shutil.which("ruff")
+    beside = Path(sys.executable).parent / "ruff"  # a venv's, when it is not on PATH
+    ruff = shutil.which("ruff") or (str(beside) if beside.is_file() else None)
     if ruff is None:
         log.warning("ruff is not installed: %s left unformatted", filename)
         return
