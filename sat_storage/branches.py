@@ -380,3 +380,53 @@ def environment(context: Any, connection: Connection, schema: PluginSchema) -> N
     )
     with context.begin_transaction(), core_visible(connection, schema, context.script):
         context.run_migrations()
+
+
+def status(connection: Connection, discovery: Discovery) -> list[dict[str, Any]]:
+    """Every plugin branch, installed or recorded: name, current, head, state."""
+    recorded = installed_branches(connection)
+    rows = []
+    for name in sorted({*discovery.schemas, *discovery.errors, *recorded}):
+        current, newest = recorded.get(name), None
+        schema = discovery.schemas.get(name)
+        if schema is None:
+            error = discovery.errors.get(name)
+            state = (
+                f"refused: {error.reason}" if error else "not installed (tables left as they are)"
+            )
+        else:
+            try:
+                script = script_directory(schema)
+                newest = head(script, schema.name)
+            except BranchError as e:
+                state = f"refused: {e}"
+            else:
+                state = _state(script, current, newest)
+        rows.append({"branch": name, "current": current, "head": newest, "state": state})
+    return rows
+
+
+def status_without_database(discovery: Discovery) -> list[dict[str, Any]]:
+    """The installed plugin branches and their heads (no database to compare with)."""
+    rows = []
+    for name in sorted({*discovery.schemas, *discovery.errors}):
+        newest = None
+        if name in discovery.schemas:
+            try:
+                newest = head(script_directory(discovery.schemas[name]), name)
+            except BranchError:
+                pass
+        rows.append({"branch": name, "current": None, "head": newest})
+    return rows
+
+
+def _state(script: ScriptDirectory, current: str | None, newest: str) -> str:
+    if current == newest:
+        return "up to date"
+    if current is None:
+        return "not created yet"
+    try:
+        script.get_revision(current)
+    except Exception:
+        return "newer than this code"
+    return "upgrade available"

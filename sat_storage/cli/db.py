@@ -1,6 +1,8 @@
 """``sat-storage db``: schema status, upgrade, downgrade and revision history.
 
-Revisions are reached only through :mod:`sat_storage.migration`.
+Revisions are reached only through :mod:`sat_storage.migration` (the core) and
+:mod:`sat_storage.branches` (plugin schemas). ``upgrade`` and ``downgrade`` take an
+optional branch first: ``core`` or a plugin schema's name (``db upgrade notes``).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import sqlalchemy as sa
 from alembic.util.exc import CommandError
 from sqlalchemy import Connection
 
-from sat_storage import migration
+from sat_storage import branches, migration, schemas
 from sat_storage.cli.runtime import (
     BadInput,
     Options,
@@ -21,6 +23,7 @@ from sat_storage.cli.runtime import (
     run_async,
     yes_option,
 )
+from sat_storage.exceptions import DatabaseNewerError, UnknownDatabaseError
 
 UPGRADE_TARGETS = ("head",)
 DOWNGRADE_TARGETS = ("base",)
@@ -115,10 +118,18 @@ def status(options: Options) -> None:
             "head": migration.head_revision(),
             "tables": {},
         }
+        discovery = schemas.discover()
+        plugin_rows = [
+            dict(row, current=None, state="no database yet")
+            for row in branches.status_without_database(discovery)
+        ]
         if report["exists"]:
             gateway = await runtime.gateway()
             report.update(await gateway.run_with_connection(inspect_database))
+            plugin_rows = await gateway.run_with_connection(branches.status, discovery)
         report["state"] = schema_state(report["current"], bool(report["tables"]))
+        core = {"branch": schemas.CORE, "current": report["current"], "head": report["head"]}
+        report["branches"] = [dict(core, state=report["state"]), *plugin_rows]
         return report
 
     report = run_async(options, work)
@@ -135,6 +146,11 @@ def status(options: Options) -> None:
                 ("state", report["state"] if report["exists"] else "no database file yet"),
             ]
         )
+        rows = [
+            (row["branch"], row["current"] or "none", row["head"] or "", row["state"])
+            for row in report["branches"]
+        ]
+        out.table(["branch", "current", "head", "state"], rows, title="Branches")
         if report["tables"]:
             out.table(["table", "rows"], sorted(report["tables"].items()), title="Tables")
 
@@ -165,63 +181,174 @@ def _run_migration(connection: Connection, fn: Any, revision: str) -> dict[str, 
         raise BadInput(f"cannot migrate to {revision!r}: {e}") from None
 
 
+def split_target(
+    first: str | None, second: str | None, discovery: schemas.Discovery
+) -> tuple[str | None, str | None]:
+    """``(branch, revision)`` from ``[BRANCH] [REVISION]`` (branch None: every branch).
+
+    A first argument that is neither ``core`` nor a plugin schema's name is a core
+    revision (``db upgrade 0003``, as before branches existed).
+    """
+    names = {schemas.CORE, *discovery.schemas}
+    if first in names:
+        return first, second
+    if second is not None:
+        choices = ", ".join(sorted(names))
+        raise BadInput(f"unknown branch {first!r}: choose one of {choices}")
+    if first in (None, "head"):
+        return None, "head"
+    return schemas.CORE, first
+
+
+def _upgrade_all(connection: Connection, discovery: schemas.Discovery) -> dict[str, Any]:
+    """Core to head, then every plugin schema, as the storage does at start."""
+    result = _upgrade(connection, "head")
+    states = branches.initialise_plugin_schemas(connection, discovery)
+    if states:  # the core's keys alone when no plugin schema is around
+        result["branches"] = {name: state.__dict__ for name, state in states.items()}
+    return result
+
+
+def _upgrade_branch(
+    connection: Connection, schema: schemas.PluginSchema, revision: str
+) -> dict[str, Any]:
+    previous, current = branches.upgrade(connection, schema, revision)
+    action = "current" if previous == current else "upgraded"
+    return {"branch": schema.name, "previous": previous, "current": current, "action": action}
+
+
+def _branch_errors(connection: Connection, fn: Any, *args: Any) -> Any:
+    """Run ``fn(connection, *args)`` (DB thread); refusals become one line (BadInput)."""
+    try:
+        return fn(connection, *args)
+    except (branches.BranchError, CommandError, DatabaseNewerError, UnknownDatabaseError) as e:
+        raise BadInput(str(e)) from None
+
+
 @db.command()
-@click.argument("revision", required=False, default="head")
+@click.argument("branch", required=False)
+@click.argument("revision", required=False)
 @pass_options
-def upgrade(options: Options, revision: str) -> None:
-    """Create or upgrade the schema to REVISION (default: head)."""
-    check_revision(revision, UPGRADE_TARGETS)
+def upgrade(options: Options, branch: str | None, revision: str | None) -> None:
+    """Create or upgrade the schema: every branch to its head, or BRANCH to REVISION.
+
+    BRANCH is ``core`` or a plugin schema's name; without it the argument is a
+    revision of the core (default: head, and every plugin schema to its head).
+    """
+    discovery = schemas.discover()
+    branch, revision = split_target(branch, revision, discovery)
+    if branch == schemas.CORE:
+        check_revision(revision or "head", UPGRADE_TARGETS)
 
     async def work(runtime: Runtime) -> dict[str, Any]:
         gateway = await runtime.gateway()
-        return await gateway.run_with_connection(_run_migration, _upgrade, revision)
+        if branch is None:
+            return await gateway.run_with_connection(_branch_errors, _upgrade_all, discovery)
+        if branch == schemas.CORE:
+            return await gateway.run_with_connection(_run_migration, _upgrade, revision or "head")
+        schema = discovery.schemas[branch]
+        return await gateway.run_with_connection(
+            _branch_errors, _upgrade_branch, schema, revision or "head"
+        )
 
     result = run_async(options, work)
-    options.output.emit(
-        result,
-        lambda: options.output.message(
-            f"{result['action']}: {result['previous'] or 'empty'} -> {result['current']}"
-        ),
-    )
+
+    def render() -> None:
+        name = f"{result['branch']}: " if "branch" in result else ""
+        before = result["previous"] or "empty"
+        options.output.message(f"{name}{result['action']}: {before} -> {result['current']}")
+        for state in result.get("branches", {}).values():
+            line = f"{state['name']}: {state['action']}: {state['previous'] or 'empty'}"
+            line += f" -> {state['current']}" if state["current"] else ""
+            options.output.message(line + (f" ({state['error']})" if state["error"] else ""))
+
+    options.output.emit(result, render)
 
 
-def _downgrade(connection: Connection, revision: str) -> dict[str, Any]:
+def _downgrade(
+    connection: Connection, revision: str, discovery: schemas.Discovery
+) -> dict[str, Any]:
+    branches.check_core_downgrade(connection, discovery, revision)
     previous = migration.current_revision(connection)
     migration.downgrade(connection, revision)
     return {"previous": previous, "current": migration.current_revision(connection)}
 
 
+def _downgrade_branch(
+    connection: Connection, schema: schemas.PluginSchema, revision: str
+) -> dict[str, Any]:
+    previous, current = branches.downgrade(connection, schema, revision)
+    return {"branch": schema.name, "previous": previous, "current": current}
+
+
+def _current_of(connection: Connection, branch: str) -> str | None:
+    if branch == schemas.CORE:
+        return read_current(connection)["current"]
+    current = branches.branch_revision(connection, branch)
+    connection.rollback()
+    return current
+
+
 @db.command()
-@click.argument("revision")
+@click.argument("branch")
+@click.argument("revision", required=False)
 @yes_option
 @pass_options
-def downgrade(options: Options, revision: str) -> None:
-    """Downgrade the schema to REVISION ('base' drops every table); asks first."""
-    check_revision(revision, DOWNGRADE_TARGETS)
+def downgrade(options: Options, branch: str, revision: str | None) -> None:
+    """Downgrade BRANCH (``core`` or a plugin schema; default core) to REVISION; asks first.
+
+    ``base`` drops the branch's tables (the core's: every table). The core does not go
+    below a revision that an installed plugin schema needs (downgrade that one first).
+    """
+    discovery = schemas.discover()
+    branch, target = split_target(branch, revision, discovery)
+    if branch is None or target is None:
+        raise BadInput("name the revision to downgrade to (base drops the branch's tables)")
+    if branch == schemas.CORE:
+        check_revision(target, DOWNGRADE_TARGETS)
 
     async def work(runtime: Runtime) -> dict[str, Any]:
         if runtime.database_missing():
             raise BadInput(f"no database at {options.safe_db_url}")
         gateway = await runtime.gateway()
-        before = await gateway.run_with_connection(read_current)
-        if before["current"] is None:
-            raise BadInput(f"the database at {options.safe_db_url} has no revision to downgrade")
-        if before["current"] == revision:
-            return {"previous": revision, "current": revision, "action": "current"}
+        current = await gateway.run_with_connection(_current_of, branch)
+        what = "the database" if branch == schemas.CORE else f"schema {branch!r} in"
+        if current is None:
+            raise BadInput(f"{what} {options.safe_db_url} has no revision to downgrade")
+        if current == target:
+            return {"previous": target, "current": target, "action": "current"}
         await runtime.confirm(
-            f"Downgrade {options.safe_db_url} from {before['current']} to {revision}? "
+            f"Downgrade {what} {options.safe_db_url} from {current} to {target}? "
             "Data in the tables and columns added since is lost."
         )
-        result = await gateway.run_with_connection(_run_migration, _downgrade, revision)
+        if branch == schemas.CORE:
+            result = await gateway.run_with_connection(_core_downgrade, target, discovery)
+        else:
+            schema = discovery.schemas[branch]
+            result = await gateway.run_with_connection(
+                _branch_errors, _downgrade_branch, schema, target
+            )
         return dict(result, action="downgraded")
 
     result = run_async(options, work)
+    name = f"{result['branch']}: " if "branch" in result else ""
     options.output.emit(
         result,
         lambda: options.output.message(
-            f"{result['action']}: {result['previous']} -> {result['current'] or 'base'}"
+            f"{name}{result['action']}: {result['previous']} -> {result['current'] or 'base'}"
         ),
     )
+
+
+def _core_downgrade(
+    connection: Connection, revision: str, discovery: schemas.Discovery
+) -> dict[str, Any]:
+    try:
+        return _downgrade(connection, revision, discovery)
+    except branches.BranchError as e:
+        raise BadInput(str(e)) from None
+    except CommandError as e:
+        raise BadInput(f"cannot migrate to {revision!r}: {e}") from None
 
 
 @db.command()
