@@ -398,8 +398,8 @@ def status(connection: Connection, discovery: Discovery) -> list[dict[str, Any]]
             try:
                 script = script_directory(schema)
                 newest = head(script, schema.name)
-            except BranchError as e:
-                state = f"refused: {e}"
+            except Exception as e:  # a revision file that does not even import
+                state = f"refused: {type(e).__name__}: {e}"
             else:
                 state = _state(script, current, newest)
         rows.append({"branch": name, "current": current, "head": newest, "state": state})
@@ -414,7 +414,7 @@ def status_without_database(discovery: Discovery) -> list[dict[str, Any]]:
         if name in discovery.schemas:
             try:
                 newest = head(script_directory(discovery.schemas[name]), name)
-            except BranchError:
+            except Exception:  # reported by status() once there is a database
                 pass
         rows.append({"branch": name, "current": None, "head": newest})
     return rows

@@ -38,6 +38,8 @@ GROUP = "sat_storage.schema"
 #: Name of the package's own branch (its revisions are ``0001``, ``0002``, ...).
 CORE = "core"
 NAME_RE = re.compile(r"[a-z][a-z0-9_]*\Z")
+#: Names a schema may not take (the core's branch, Alembic's and the CLI's words).
+RESERVED = (CORE, "head", "heads", "base")
 
 
 class SchemaError(Exception):
@@ -82,8 +84,8 @@ def load(ep: importlib.metadata.EntryPoint) -> PluginSchema:
     def error(reason: str) -> SchemaError:
         return SchemaError(ep.name, entry, reason)
 
-    if not NAME_RE.match(ep.name) or ep.name == CORE:
-        raise error(f"name must match {NAME_RE.pattern} and not be {CORE!r}")
+    if not NAME_RE.match(ep.name) or ep.name in RESERVED:
+        raise error(f"name must match {NAME_RE.pattern} and not be one of {RESERVED}")
     try:
         target = ep.load()
     except Exception as e:
