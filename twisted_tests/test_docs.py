@@ -28,5 +28,8 @@ class DocsTests(TestCase):
         self.assertEqual(code, 0, (out + err).decode(errors="replace"))
         html = (Path(out_dir) / "pubsub_cache.html").read_text(encoding="utf-8")
         self.assertIn("register_analyser", html)
+        storage = (Path(out_dir) / "storage.html").read_text(encoding="utf-8")
+        self.assertIn("Giving your plugin its own tables", storage)
+        self.assertIn("add_note_txn", storage)  # the example plugin's code is shown
         cli = (Path(out_dir) / "cli.html").read_text(encoding="utf-8")
         self.assertIn("sat-storage cache search", cli)
