@@ -24,7 +24,7 @@ from alembic.script import ScriptDirectory, write_hooks
 from alembic.util.exc import CommandError
 from sqlalchemy import Connection, MetaData, inspect, text
 
-from sat_storage.exceptions import DatabaseNewerError, UnknownDatabaseError
+from sat_storage.exceptions import UnknownDatabaseError
 from sat_storage.models import Base
 
 log = logging.getLogger(__name__)
@@ -238,17 +238,19 @@ class SchemaState:
 
 
 def _check_known(current: str, head: str) -> None:
-    """Raise :class:`DatabaseNewerError` unless this code knows revision ``current``."""
+    """Raise unless this code knows revision ``current``.
+
+    :class:`DatabaseNewerError` for a newer revision of this package, else
+    :class:`~sat_storage.libervia.errors.UnknownRevisionError`.
+    """
     try:
         known = script_directory().get_revision(current) is not None
     except CommandError:
         known = False
     if not known:
-        raise DatabaseNewerError(
-            f"the database is at revision {current!r}, which this code does not know "
-            f"(its newest revision is {head!r}): it was migrated by a newer version; "
-            "upgrade sat_storage, the database was left untouched"
-        )
+        from sat_storage.libervia.detect import unknown_revision_error  # imports migration
+
+        raise unknown_revision_error(current, head)
 
 
 def initialise_schema(connection: Connection) -> SchemaState:

@@ -7,7 +7,7 @@ from typing import Any
 
 from twisted.internet import defer
 
-from sat_storage import branches, engines, migration, schemas
+from sat_storage import branches, engines, libervia, migration, schemas
 from sat_storage.config import Config, resolve_db_url
 from sat_storage.gateway import Gateway, GatewayClosed
 from sat_storage.migration import SchemaState
@@ -60,6 +60,8 @@ class Storage(
         self.profiles = {}
         self.components = {}
         self.schema_state: SchemaState | None = None
+        #: what the adoption of a Libervia 0.9 file did at initialise() (None: not one)
+        self.adoption: libervia.Adoption | None = None
         self.initialised: defer.Deferred[None] = defer.Deferred()
 
     def __repr__(self) -> str:
@@ -69,13 +71,15 @@ class Storage(
     def initialise(self) -> defer.Deferred[None]:
         """Open the database, create/upgrade its schema (or refuse it), load profiles.
 
-        The core first (refused: the storage does not start), then every installed
+        A Libervia 0.9 SQLite file is backed up and adopted first (:mod:`sat_storage.libervia`).
+        Then the core (refused: the storage does not start), then every installed
         plugin schema, each on its own: one that fails is rolled back and reported in
         :attr:`plugin_schemas` (its plugins are not loaded by the host), the others go on.
         """
         if getattr(self, "db", None) is not None and not self.db.closed:
             raise RuntimeError(f"{self!r} is already initialised")
         discovery = schemas.discover(self.schema_path)
+        self.adoption = yield defer.ensureDeferred(libervia.adopt(self.db_url, self.reactor))
         engine = engines.create_engine(self.db_url)
         self.db = Gateway(engine, self.reactor)
         try:
