@@ -7,6 +7,7 @@ inside the database thread, so nothing lazy crosses back to the reactor.
 from __future__ import annotations
 
 import enum
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,10 +43,28 @@ NAMING_CONVENTION = {
 
 
 class JSONValue(TypeDecorator[Any]):
-    """JSON on SQLite, JSONB on PostgreSQL; Python None is SQL NULL."""
+    """JSON on SQLite, JSONB on PostgreSQL; Python None is SQL NULL.
+
+    Any JSON-serialisable value reads back exactly. On SQLite the column has NUMERIC
+    affinity, which would store the JSON text of a bare number as a number (``2**70``
+    as a float, ``3.0`` as the integer 3): such a document is bound as a BLOB of its
+    JSON text instead (objects, arrays, strings, booleans stay text).
+    """
 
     impl = JSON(none_as_null=True)
     cache_ok = True
+
+    def bind_processor(self, dialect: Dialect) -> Any:
+        process = super().bind_processor(dialect)
+        if dialect.name != "sqlite":
+            return process
+
+        def sqlite_process(value: Any) -> Any:
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                return json.dumps(value).encode()
+            return process(value) if process is not None else value
+
+        return sqlite_process
 
     def load_dialect_impl(self, dialect: Dialect) -> Any:
         if dialect.name == "postgresql":

@@ -20,7 +20,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import NullPool
 
-from sat_storage import engines
+from sat_storage import engines, migration
 from sat_storage.gateway import Gateway
 from sat_storage.libervia import detect
 from sat_storage.libervia.backup import make_backup
@@ -49,7 +49,12 @@ class Adoption:
 
 
 def libervia_file(db_url: str) -> tuple[Path, str] | None:
-    """The SQLite file of ``db_url`` and its Libervia revision, if it is Libervia's."""
+    """The SQLite file of ``db_url`` and its Libervia revision, if it is Libervia's.
+
+    A file stamped with a revision neither this package nor Libervia 0.9 has is
+    refused here, before anything opens it for writing (``DatabaseNewerError`` or
+    :class:`~sat_storage.libervia.errors.UnknownRevisionError`).
+    """
     url = engines.parse_url(db_url)
     if not engines.is_sqlite(url):
         return None
@@ -57,7 +62,11 @@ def libervia_file(db_url: str) -> tuple[Path, str] | None:
     if path is None or not path.is_file() or path.stat().st_size == 0:
         return None
     revision = detect.read_revision(path)
-    return (path, revision) if revision is not None and detect.is_libervia(revision) else None
+    if revision is None or revision in {str(r["revision"]) for r in migration.history()}:
+        return None
+    if not detect.is_libervia(revision):
+        raise detect.unknown_revision_error(revision, migration.head_revision())
+    return path, revision
 
 
 def _engine(path: Path) -> Engine:

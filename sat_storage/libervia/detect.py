@@ -18,8 +18,8 @@ __all__ = ["HEAD", "REVISIONS", "is_libervia", "read_revision", "unknown_revisio
 #: Libervia 0.9's Alembic revisions, oldest first
 REVISIONS = ("602caf848068", "8974efc51d22", "129ac51807e4", "79e5f3313fa4", "4b002773cf92")
 HEAD = REVISIONS[-1]
-# this package numbers its revisions 0001, 0002, …
-_OWN_REVISION = re.compile(r"\d{4}")
+# this package numbers its revisions 0001, 0002, … (``NNNN`` or ``NNNN_slug``)
+_OWN_REVISION = re.compile(r"(\d{4})(_\w+)?")
 
 
 def is_libervia(revision: str | None) -> bool:
@@ -51,7 +51,8 @@ def unknown_revision_error(current: str, head: str) -> StorageError:
     One of this package's (``NNNN``) after ``head`` is a newer version's
     (:class:`DatabaseNewerError`); anything else is an unknown revision.
     """
-    if _OWN_REVISION.fullmatch(current) and current > head:
+    own = _OWN_REVISION.fullmatch(current)
+    if own is not None and own.group(1) > head[:4]:
         return DatabaseNewerError(
             f"the database is at revision {current!r}, which this code does not know "
             f"(its newest revision is {head!r}): it was migrated by a newer version; "
