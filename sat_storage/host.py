@@ -45,6 +45,7 @@ from zope.interface import implementer
 from sat_storage.config import Config
 from sat_storage.exceptions import FeatureNotFound, ProfileNotConnected
 from sat_storage.interfaces import IHost
+from sat_storage.libervia import credentials
 from sat_storage.plugin_loader import PluginError, PluginLoader
 from sat_storage.storage import Storage
 from sat_storage.trigger import TriggerManager
@@ -180,8 +181,14 @@ class Host:
         except KeyError:
             raise ProfileNotConnected(f"profile {profile!r} is not connected") from None
 
-    def connect(self, profile: str, password: str | None = None) -> defer.Deferred[SatXMPPClient]:
+    def connect(
+        self, profile: str, password: str | None = None, profile_password: str | None = None
+    ) -> defer.Deferred[SatXMPPClient]:
         """Connect ``profile``; fires with its client once the session is ready.
+
+        ``password``: the XMPP password (default: the stored one; credentials adopted
+        from Libervia are decrypted, with ``profile_password`` when the profile has one:
+        :class:`~sat_storage.libervia.ProfilePasswordError` if missing or wrong).
 
         Fails with :class:`~sat_storage.xmpp.XMPPConnectionError` (naming the JID, the
         server and the reason) when the server cannot be reached, refuses the login or
@@ -190,12 +197,16 @@ class Host:
         """
         if profile in self.clients:
             return defer.succeed(self.clients[profile])
-        return _shared(self._connecting, profile, self._connect, profile, password)
+        return _shared(
+            self._connecting, profile, self._connect, profile, password, profile_password
+        )
 
-    async def _connect(self, profile: str, password: str | None) -> SatXMPPClient:
+    async def _connect(
+        self, profile: str, password: str | None, profile_password: str | None
+    ) -> SatXMPPClient:
         if not self.started:
             raise RuntimeError(f"{self!r} is not started: call start() first")
-        client = await self._make_client(profile, password)
+        client = await self._make_client(profile, password, profile_password)
         for name, plugin in self.plugins.items():
             spec = self.plugin_loader.loaded.get(name)
             if spec is not None and spec.has_handler:
@@ -212,7 +223,9 @@ class Host:
         log.info("profile %r connected as %s", profile, client.jid.full())
         return client
 
-    async def _make_client(self, profile: str, password: str | None) -> SatXMPPClient:
+    async def _make_client(
+        self, profile: str, password: str | None, profile_password: str | None
+    ) -> SatXMPPClient:
         storage = self.memory.storage
         storage.get_profile_id(profile)  # ProfileUnknownError first
         jid_s = await storage.get_ind_param(*PARAM_JID, profile)
@@ -226,6 +239,7 @@ class Host:
             password = await storage.get_ind_param(*PARAM_PASSWORD, profile)
             if password is None:
                 raise ValueError(f"profile {profile!r} has no {PARAM_PASSWORD} parameter")
+            password = await credentials.xmpp_password(storage, profile, password, profile_password)
         server = await storage.get_ind_param(*PARAM_FORCE_SERVER, profile)
         port_s = await storage.get_ind_param(*PARAM_FORCE_PORT, profile)
         try:

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic.util.exc import CommandError
 from sqlalchemy import Connection
 
-from sat_storage import branches, migration, schemas
+from sat_storage import branches, libervia, migration, schemas
 from sat_storage.cli.runtime import (
     BadInput,
     Options,
@@ -51,7 +51,23 @@ def schema_state(current: str | None, has_tables: bool) -> str:
         return "up to date"
     if current in known_revisions():
         return "upgrade available"
+    if libervia.detect.is_libervia(current):
+        return "Libervia 0.9 database: 'sat-storage db upgrade' adopts it (backup first)"
+    if isinstance(libervia.detect.unknown_revision_error(current, migration.head_revision()),
+                  libervia.UnknownRevisionError):  # fmt: skip
+        return "unknown revision"
     return "newer than this code"
+
+
+def libervia_status(db_url: str) -> dict[str, Any] | None:
+    """Status of a Libervia 0.9 file, read without opening it for writing (None: not one)."""
+    try:
+        found = libervia.libervia_file(db_url)
+    except (libervia.UnknownRevisionError, DatabaseNewerError):
+        return None
+    if found is None:
+        return None
+    return {"current": found[1], "tables": {}, "libervia": True}
 
 
 FTS5_SHADOW_SUFFIXES = ("_config", "_content", "_data", "_docsize", "_idx")
@@ -123,7 +139,10 @@ def status(options: Options) -> None:
             dict(row, current=None, state="no database yet")
             for row in branches.status_without_database(discovery)
         ]
-        if report["exists"]:
+        adopted = libervia_status(options.db_url) if report["exists"] else None
+        if adopted is not None:  # the engine would switch it to WAL: a write
+            report.update(adopted)
+        elif report["exists"]:
             gateway = await runtime.gateway()
             report.update(await gateway.run_with_connection(inspect_database))
             plugin_rows = await gateway.run_with_connection(branches.status, discovery)
@@ -241,28 +260,52 @@ def upgrade(options: Options, branch: str | None, revision: str | None) -> None:
         check_revision(revision or "head", UPGRADE_TARGETS)
 
     async def work(runtime: Runtime) -> dict[str, Any]:
+        whole = branch in (None, schemas.CORE) and (revision or "head") == "head"
+        adoption = await adopt(options.db_url, runtime.reactor) if whole else None
         gateway = await runtime.gateway()
         if branch is None:
-            return await gateway.run_with_connection(_branch_errors, _upgrade_all, discovery)
-        if branch == schemas.CORE:
-            return await gateway.run_with_connection(_run_migration, _upgrade, revision or "head")
-        schema = discovery.schemas[branch]
-        return await gateway.run_with_connection(
-            _branch_errors, _upgrade_branch, schema, revision or "head"
-        )
+            result = await gateway.run_with_connection(_branch_errors, _upgrade_all, discovery)
+        elif branch == schemas.CORE:
+            result = await gateway.run_with_connection(_run_migration, _upgrade, revision or "head")
+        else:
+            schema = discovery.schemas[branch]
+            return await gateway.run_with_connection(
+                _branch_errors, _upgrade_branch, schema, revision or "head"
+            )
+        if adoption is not None:
+            result.update(
+                action="adopted",
+                previous=adoption.revision,
+                backup=str(adoption.backup),
+                rows=adoption.row_count,
+            )
+        return result
 
     result = run_async(options, work)
 
     def render() -> None:
         name = f"{result['branch']}: " if "branch" in result else ""
         before = result["previous"] or "empty"
-        options.output.message(f"{name}{result['action']}: {before} -> {result['current']}")
+        change = f"{name}{result['action']}: {before} -> {result['current']}"
+        if "backup" in result:
+            change += f" (Libervia 0.9 database, {result['rows']} rows)"
+        options.output.message(change)
+        if "backup" in result:
+            options.output.message(f"backup: {result['backup']}")
         for state in result.get("branches", {}).values():
             line = f"{state['name']}: {state['action']}: {state['previous'] or 'empty'}"
             line += f" -> {state['current']}" if state["current"] else ""
             options.output.message(line + (f" ({state['error']})" if state["error"] else ""))
 
     options.output.emit(result, render)
+
+
+async def adopt(db_url: str, reactor: Any) -> Any:
+    """Adopt a Libervia 0.9 file (:func:`sat_storage.libervia.adopt`); errors are bad input."""
+    try:
+        return await libervia.adopt(db_url, reactor)
+    except (libervia.AdoptionError, libervia.UnknownRevisionError, DatabaseNewerError) as e:
+        raise BadInput(str(e)) from None
 
 
 def _downgrade(

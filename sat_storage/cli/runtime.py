@@ -380,10 +380,40 @@ JID = JidParam()
 
 
 async def connect(host: Any, profile: str) -> Any:
-    """Connect ``profile``; a connection failure is a runtime failure (exit 2)."""
+    """Connect ``profile``; a connection failure is a runtime failure (exit 2).
+
+    A profile adopted from Libervia with a profile password: it is asked for on a
+    terminal, else read as one line of standard input.
+    """
+    from sat_storage.libervia import ProfilePasswordError, credentials
     from sat_storage.xmpp import XMPPConnectionError
 
+    profile_password = None
+    if await credentials.needs_profile_password(host.memory.storage, profile):
+        profile_password = await ask_line(f"profile password of {profile!r}", hidden=True)
     try:
-        return await host.connect(profile)
-    except XMPPConnectionError as e:
+        return await host.connect(profile, profile_password=profile_password)
+    except (XMPPConnectionError, ProfilePasswordError) as e:
         raise RuntimeFailure(str(e)) from None
+
+
+async def ask_line(prompt: str, hidden: bool = False) -> str:
+    """A prompt on a terminal, else one line of standard input (in a daemon thread)."""
+    from twisted.internet import reactor
+
+    answer: defer.Deferred[str] = defer.Deferred()
+
+    def ask() -> None:
+        try:
+            if sys.stdin.isatty():
+                line = click.prompt(prompt, hide_input=hidden, err=True, default="",
+                                    show_default=False)  # fmt: skip
+            else:
+                line = sys.stdin.readline().rstrip("\r\n")
+        except BaseException as e:
+            reactor.callFromThread(answer.errback, e)
+        else:
+            reactor.callFromThread(answer.callback, line)
+
+    threading.Thread(target=ask, name="sat-storage-ask", daemon=True).start()
+    return await answer

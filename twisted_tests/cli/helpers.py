@@ -100,10 +100,12 @@ def spawn_cli(
 class RunningCli:
     """A long-running command (``run``) whose JSON event lines can be awaited."""
 
-    def __init__(self, testcase: TestCase, args: list[str], env: dict[str, str]) -> None:
+    def __init__(
+        self, testcase: TestCase, args: list[str], env: dict[str, str], stdin: str = ""
+    ) -> None:
         self.events: list[dict[str, Any]] = []
         self._waiters: list[tuple[Callable[[dict[str, Any]], bool], defer.Deferred[Any]]] = []
-        self.process, self.ended = spawn_cli(args, env, on_line=self._line)
+        self.process, self.ended = spawn_cli(args, env, stdin, on_line=self._line)
         self.ended.addBoth(self._ended)
         testcase.addCleanup(self._kill)
 
