@@ -31,5 +31,8 @@ class DocsTests(TestCase):
         storage = (Path(out_dir) / "storage.html").read_text(encoding="utf-8")
         self.assertIn("Giving your plugin its own tables", storage)
         self.assertIn("add_note_txn", storage)  # the example plugin's code is shown
+        libervia = (Path(out_dir) / "libervia.html").read_text(encoding="utf-8")
+        self.assertIn("Coming from Libervia 0.9", libervia)
+        self.assertIn("libervia-0.9.bak", libervia)
         cli = (Path(out_dir) / "cli.html").read_text(encoding="utf-8")
         self.assertIn("sat-storage cache search", cli)
