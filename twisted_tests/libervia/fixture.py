@@ -15,20 +15,26 @@ from twisted.trial.unittest import SkipTest, TestCase
 HERE = Path(__file__).parent
 FIXTURE = HERE / "libervia-0.9.sqlite"
 EXPECTED = HERE / "expected.json"
+#: the same kind of content, taken down to Libervia's first revision by its migrations
+OLD_REVISION = "602caf848068"
+OLD_FIXTURE = HERE / f"libervia-0.9-{OLD_REVISION}.sqlite"
+OLD_EXPECTED = HERE / f"expected-{OLD_REVISION}.json"
 
 
-def expected() -> dict[str, Any]:
-    """The reference's read-back of the fixture (see generate_fixture.py)."""
-    return json.loads(EXPECTED.read_text())
+def expected(path: Path = EXPECTED) -> dict[str, Any]:
+    """The reference's read-back of a fixture (see generate_fixture.py)."""
+    return json.loads(path.read_text())
 
 
-def fixture_copy(testcase: TestCase, directory: Path | None = None) -> Path:
-    """A copy of the fixture in a new temporary directory (or in ``directory``)."""
+def fixture_copy(
+    testcase: TestCase, directory: Path | None = None, fixture: Path = FIXTURE
+) -> Path:
+    """A copy of ``fixture`` in a new temporary directory (or in ``directory``)."""
     if directory is None:
         directory = Path(testcase.mktemp()).resolve()
         directory.mkdir()
     path = directory / "libervia.db"
-    shutil.copyfile(FIXTURE, path)
+    shutil.copyfile(fixture, path)
     return path
 
 

@@ -11,7 +11,12 @@ wokkel 18, cryptography) and the extracted Debian bookworm package::
         --expected twisted_tests/libervia/expected.json
 
 ``--history N --items M`` builds the benchmark database instead (N history rows,
-M cached items, no expected read-back).
+M cached items, no expected read-back). ``--downgrade-to REV`` then takes the file
+down to an older Libervia revision with the reference's own Alembic migrations (the
+read-back is the one made before)::
+
+    … --downgrade-to 602caf848068 --out twisted_tests/libervia/libervia-0.9-602caf848068.sqlite \
+        --expected twisted_tests/libervia/expected-602caf848068.json
 
 The reference's own ``Storage.initialise()`` creates and stamps the file, its own
 methods fill it; credentials are made with its ``sat.memory.crypto`` the way
@@ -418,6 +423,18 @@ async def fill_bench(storage: Any, history: int, items: int) -> None:
             )
 
 
+def _fast_writes() -> None:
+    """Benchmark database only: no fsync per reference transaction (same rows, faster)."""
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    @event.listens_for(Engine, "connect")
+    def no_sync(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA synchronous = OFF")
+        cursor.close()
+
+
 def _sync_state() -> Any:
     from sat.memory.sqla_mapping import SyncState
 
@@ -444,6 +461,8 @@ async def main(args: argparse.Namespace) -> None:
     from sat.memory.sqla import Storage
     from twisted.internet import defer
 
+    if args.history or args.items:
+        _fast_writes()
     storage = Storage()
     await storage.initialise()
     path = Path(os.environ["XDG_DATA_HOME"]) / C.APP_NAME_FILE / C.SAVEFILE_DATABASE
@@ -458,6 +477,10 @@ async def main(args: argparse.Namespace) -> None:
             n: {"profile_password": p[0], "jid": p[1], "xmpp_password": p[2]}
             for n, p in PROFILES.items()
         }
+        if args.downgrade_to:  # an older Libervia revision, by the reference's own migrations
+            downgrade = storage.migrateApply("downgrade", args.downgrade_to)
+            await defer.Deferred.fromFuture(asyncio.ensure_future(downgrade))
+            expected["revision"] = args.downgrade_to
         Path(args.expected).write_text(
             json.dumps(expected, indent=1, ensure_ascii=False, sort_keys=True) + "\n"
         )
@@ -472,6 +495,7 @@ if __name__ == "__main__":
     parser.add_argument("--reference", default="/work/libervia-deb/root/usr/share/libervia")
     parser.add_argument("--out", required=True)
     parser.add_argument("--expected", default=None)
+    parser.add_argument("--downgrade-to", default=None, help="an older Libervia revision")
     parser.add_argument("--history", type=int, default=0)
     parser.add_argument("--items", type=int, default=0)
     args = parser.parse_args()
@@ -494,5 +518,5 @@ if __name__ == "__main__":
     # Twisted's SIGCHLD handler would hide the reference's alembic subprocess from asyncio
     reactor.run(installSignalHandlers=False)
     if failures:
-        failures[0].printTraceback()
+        failures[0].printTraceback(file=sys.stderr)
         sys.exit(1)
