@@ -35,7 +35,7 @@ from _common import (
 
 from sat_storage import engines
 from sat_storage.models import Base, Profile, PubsubItem, utcnow
-from sat_storage.storage.pubsub import _db_value, build_item_rows
+from sat_storage.storage.pubsub import build_item_rows
 
 KEPT = ("node_id", "name", "created")  # not written by the upsert's update
 
@@ -126,7 +126,7 @@ class RawPostgreSQL:
 
 def rows_for(raw: RawSQLite | RawPostgreSQL, node_id: int, items: list, parsed: list) -> list:
     """The storage's own rows for ``items`` (XML, JSON, … as text), as tuples."""
-    now = _db_value(raw.sqla_dialect, PubsubItem.__table__.c.created, utcnow())
+    now = engines.db_value(raw.sqla_dialect, PubsubItem.__table__.c.created, utcnow())
     return [tuple(row.values()) for row in build_item_rows(node_id, items, parsed, now)]
 
 

@@ -1,9 +1,13 @@
-"""Engine creation and every SQLite/PostgreSQL difference of the session layer.
+"""Engine creation and the SQLite/PostgreSQL differences of the storage's SQL.
 
 SQLite (embedded default): a 0600 file in a 0700 directory, WAL journal, foreign keys,
 a busy timeout, ``BEGIN IMMEDIATE`` transactions and a single database thread, so
-writes are serialised and "database is locked" never reaches a caller.
+writes are serialised and "database is locked" never reaches a caller; every
+connection also gets the SQL functions the storage uses (``sat_lower``).
 PostgreSQL (scale-out): psycopg 3, a small pool and as many database threads.
+Dialect SQL of the table families lives here too: upserts, byte lengths, bulk
+bind parameters, substring and case folding. (Full-text search and JSON paths keep
+theirs in :mod:`sat_storage.fts` and :mod:`sat_storage.storage.search`.)
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import re
 import sqlite3
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -98,6 +103,10 @@ def _prepare_sqlite_file(path: Path) -> None:
         os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
 
 
+def _py_lower(value: str | None) -> str | None:
+    return None if value is None else value.lower()
+
+
 def _configure_sqlite(engine: Engine) -> None:
     """Per-connection pragmas and explicit ``BEGIN IMMEDIATE`` transactions."""
 
@@ -111,6 +120,8 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.close()
+        # lower() that folds every letter (SQLite's own folds ASCII only)
+        dbapi_connection.create_function("sat_lower", 1, _py_lower, deterministic=True)
 
     @event.listens_for(engine, "begin")
     def on_begin(connection: sa.Connection) -> None:
@@ -204,3 +215,49 @@ def safe_url(url: str | URL) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except (ArgumentError, ValueError, TypeError):
         return _hidden(url)
+
+
+# --- dialect SQL of the table families ----------------------------------------------
+
+
+def byte_length(dialect_name: str, column: Any) -> sa.ColumnElement[int]:
+    """Size in bytes of a text column (SQLite before 3.43 has no ``octet_length``)."""
+    if dialect_name == "postgresql":
+        return sa.func.octet_length(column)
+    return sa.func.length(sa.cast(column, sa.LargeBinary))
+
+
+def has_substring(dialect_name: str, column: Any, value: str) -> sa.ColumnElement[bool]:
+    """``value`` occurs in ``column``, case-sensitively (no LIKE pattern)."""
+    if dialect_name == "sqlite":
+        return sa.func.instr(column, value) > 0
+    return sa.func.strpos(column, value) > 0
+
+
+def lower(dialect_name: str, column: Any) -> sa.ColumnElement[Any]:
+    """``lower(column)`` folding every letter (on SQLite, the on-connect ``sat_lower``)."""
+    if dialect_name == "sqlite":
+        return sa.func.sat_lower(column)
+    return sa.func.lower(column)
+
+
+def bulk_bind(dialect_name: str, column: str) -> Any:
+    """Bind parameter of a pre-processed ``pubsub_items`` column for bulk upserts.
+
+    SQLite takes the text as is (no per-row type processing: twice as fast);
+    PostgreSQL needs typed parameters (JSON text cast to JSONB).
+    """
+    if column == "node_id":
+        return sa.bindparam(column, type_=sa.Integer())
+    if dialect_name == "postgresql":
+        if column == "parsed":
+            return sa.cast(sa.bindparam(column, type_=sa.Text()), postgresql.JSONB)
+        if column in ("created", "updated"):
+            return sa.bindparam(column, type_=sa.DateTime(timezone=True))
+    return sa.bindparam(column, type_=sa.Text())
+
+
+def db_value(dialect: sa.Dialect, column: sa.Column[Any], value: Any) -> Any:
+    """``value`` converted by ``column``'s type as it would be when bound."""
+    process = column.type.dialect_impl(dialect).bind_processor(dialect)
+    return value if process is None else process(value)

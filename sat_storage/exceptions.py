@@ -5,6 +5,14 @@ class StorageError(Exception):
     """Base of the storage errors."""
 
 
+class ArgumentTypeError(TypeError, ValueError):
+    """An argument of the wrong type, named in the message.
+
+    A ``ValueError`` as DESIGN §7 asks of bad input, and a ``TypeError`` as the
+    storage raised for a wrong type before, so callers catching either keep working.
+    """
+
+
 class ProfileUnknownError(StorageError, KeyError):
     """The profile named does not exist."""
 

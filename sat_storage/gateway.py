@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 from twisted.internet import defer, threads
@@ -136,11 +135,6 @@ class Gateway:
                 return fn(connection, *args, **kwargs)
 
         return self._defer(work)
-
-    def run_sync(self, fn: Callable[[Connection], T]) -> T:
-        """Run ``fn`` on a connection in the calling thread (tools and scripts only)."""
-        with self.engine.connect() as connection:
-            return fn(connection)
 
     def close(self) -> defer.Deferred[None]:
         """Refuse new work, wait for pending work, stop the threads, dispose the engine.

@@ -14,16 +14,21 @@ from sat_storage.migration import SchemaState
 from sat_storage.storage.files import FilesStore
 from sat_storage.storage.generic import GenericStore
 from sat_storage.storage.history import HistoryStore
+from sat_storage.storage.items_query import ItemsQuery
 from sat_storage.storage.params import ParamsStore
 from sat_storage.storage.plugin_tables import PluginTablesStore
 from sat_storage.storage.private import PrivateStore
 from sat_storage.storage.profiles import ProfilesStore
-from sat_storage.storage.pubsub import PubsubStore
+from sat_storage.storage.pubsub_items import PubsubItemsStore
+from sat_storage.storage.pubsub_leases import PubsubLeasesStore
+from sat_storage.storage.pubsub_nodes import PubsubNodesStore
+from sat_storage.storage.pubsub_paging import PubsubPagingStore
+from sat_storage.storage.pubsub_stats import PubsubStatsStore
 from sat_storage.storage.search import SearchStore
 
 log = logging.getLogger(__name__)
 
-__all__ = ["GatewayClosed", "Storage"]
+__all__ = ["GatewayClosed", "ItemsQuery", "Storage"]
 
 
 class Storage(
@@ -32,7 +37,11 @@ class Storage(
     PrivateStore,
     HistoryStore,
     FilesStore,
-    PubsubStore,
+    PubsubPagingStore,
+    PubsubNodesStore,
+    PubsubLeasesStore,
+    PubsubItemsStore,
+    PubsubStatsStore,
     SearchStore,
     GenericStore,
     PluginTablesStore,
@@ -107,4 +116,3 @@ class Storage(
         """True once closed (or never initialised)."""
         db = getattr(self, "db", None)
         return db is None or db.closed
-

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+import functools
+from collections.abc import Callable, Coroutine
+from typing import Any, ParamSpec, TypeVar
+
+from twisted.internet import defer
 
 from sat_storage.exceptions import ProfileUnknownError
 from sat_storage.gateway import Gateway
 
-
-class HasProfile(Protocol):
-    """A client object: anything with a ``profile`` name."""
-
-    profile: str
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 def check_type(name: str, value: object, *types: type) -> None:
@@ -19,6 +20,23 @@ def check_type(name: str, value: object, *types: type) -> None:
     if not isinstance(value, types):
         expected = " or ".join(t.__name__ for t in types)
         raise TypeError(f"{name} must be {expected}, got {type(value).__name__}: {value!r}")
+
+
+def as_deferred(
+    method: Callable[P, defer.Deferred[T] | Coroutine[Any, Any, T] | T],
+) -> Callable[P, defer.Deferred[T]]:
+    """Make ``method`` return a Deferred whatever it does (``defer.maybeDeferred``).
+
+    A refused argument then comes as a failed Deferred, never raised at the call,
+    as from Libervia's ``async def`` methods; ``method`` may also be ``async def``.
+    One public storage method is one decorated method: checks, then ``self.db.run``.
+    """
+
+    @functools.wraps(method)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> defer.Deferred[T]:
+        return defer.maybeDeferred(method, *args, **kwargs)  # type: ignore[arg-type]
+
+    return wrapper
 
 
 class StorageBase:

@@ -1,18 +1,23 @@
 """Argument checks shared by the table families (run in the reactor thread).
 
 Each check raises a clear ``TypeError``/``ValueError`` naming the culprit, so bad
-input is refused before any database work starts.
+input is refused before any database work starts. The count, list-of-strings and
+node checks raise :class:`~sat_storage.exceptions.ArgumentTypeError` (both a
+``ValueError`` and a ``TypeError``) for a value of the wrong type, ``ValueError``
+for a value out of range: one check, one message, whichever family calls it.
 """
 
 from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 from twisted.words.protocols.jabber.jid import JID
 
+from sat_storage.exceptions import ArgumentTypeError
+from sat_storage.models import PubsubNode, SyncState
 from sat_storage.storage.base import check_type
 
 T = TypeVar("T")
@@ -20,6 +25,7 @@ E = TypeVar("E", bound=enum.Enum)
 
 # Bound parameters per IN list: well under SQLite's limit on variables per statement.
 IN_BATCH = 500
+INT64_MAX = 2**63 - 1  # the largest count or offset every engine can bind
 
 
 def check_text(name: str, value: object, optional: bool = False) -> None:
@@ -34,13 +40,76 @@ def check_text(name: str, value: object, optional: bool = False) -> None:
         raise ValueError(f"{name} must not contain NUL characters: {value!r}")
 
 
-def check_texts(name: str, values: object) -> list[str]:
-    """A list of the strings of ``values`` (any iterable but a string), each checked."""
-    if isinstance(values, str | bytes) or not hasattr(values, "__iter__"):
-        raise TypeError(f"{name} must be an iterable of str, got {type(values).__name__}")
+def check_strings(
+    name: str,
+    values: object,
+    *,
+    allow_none: bool = False,
+    non_empty: bool = False,
+    most: int | None = None,
+) -> list[Any]:
+    """``values`` (any iterable but a string or a mapping) as a list of checked ``str``.
+
+    Each string is refused with a NUL character (as :func:`check_text`), or empty
+    when ``non_empty``; a None is kept when ``allow_none``. ``most``: the largest
+    number of entries accepted. Errors name ``name`` (and the index of the culprit).
+    """
+    if isinstance(values, str | bytes | Mapping) or not hasattr(values, "__iter__"):
+        raise ArgumentTypeError(
+            f"{name} must be a list of str, got {type(values).__name__}: {values!r}"
+        )
     result = list(values)  # type: ignore[call-overload]
+    if most is not None and len(result) > most:
+        raise ValueError(f"{name} has {len(result)} entries: at most {most} are accepted")
     for index, value in enumerate(result):
-        check_text(f"{name}[{index}]", value)
+        if value is None and allow_none:
+            continue
+        if not isinstance(value, str):
+            expected = "str or None" if allow_none else "str"
+            raise ArgumentTypeError(
+                f"{name}[{index}] must be {expected}, got {type(value).__name__}: {value!r}"
+            )
+        if "\x00" in value:
+            raise ValueError(f"{name}[{index}] must not contain NUL characters: {value!r}")
+        if non_empty and not value:
+            raise ValueError(f"{name}[{index}] must not be empty")
+    return result
+
+
+def check_count(
+    name: str, value: object, optional: bool = False, most: int = INT64_MAX
+) -> int | None:
+    """``value``: an ``int`` from 0 to ``most`` (not a bool), or None when ``optional``."""
+    if optional and value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        expected = "an int >= 0 or None" if optional else "an int >= 0"
+        raise ArgumentTypeError(f"{name} must be {expected}, got {type(value).__name__}: {value!r}")
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0, got {value}")
+    if value > most:
+        raise ValueError(f"{name} must be at most {most} (64 bits), got {value}")
+    return value
+
+
+def check_node(node: object) -> PubsubNode:
+    """``node``: a :class:`~sat_storage.models.PubsubNode` the storage gave (it has an id)."""
+    if not isinstance(node, PubsubNode):
+        raise ArgumentTypeError(
+            f"node must be a stored PubsubNode, got {type(node).__name__}: {node!r}"
+        )
+    if not isinstance(node.id, int):
+        raise ValueError(f"node {node.name!r} was never stored (it has no id)")
+    return node
+
+
+def check_sync_states(states: object, name: str = "states") -> list[SyncState | None]:
+    """``states`` (a collection of SyncState or None) as a list; TypeError naming it."""
+    check_type(name, states, list, tuple, set, frozenset)
+    result = list(states)  # type: ignore[call-overload]
+    for index, state in enumerate(result):
+        if state is not None:
+            check_type(f"{name}[{index}]", state, SyncState)
     return result
 
 

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, selectinload
 from twisted.internet import defer
 from twisted.words.protocols.jabber.jid import JID
 
+from sat_storage import engines
 from sat_storage.models import History, Message, MessageType, Subject, Thread
 from sat_storage.storage.base import StorageBase, check_type
 from sat_storage.storage.checks import check_enum, check_jid, check_json, check_number, check_text
@@ -183,28 +184,6 @@ def _jids_conditions(
     ]
 
 
-# Dialect differences of the text filters (one place): a case-sensitive substring
-# test, and a lower() that folds non-ASCII letters too (SQLite's only folds ASCII).
-
-
-def _has_substring(session: Session, column: Any, value: str) -> ColumnElement[bool]:
-    if session.get_bind().dialect.name == "sqlite":
-        return func.instr(column, value) > 0
-    return func.strpos(column, value) > 0
-
-
-def _lower(session: Session, column: Any) -> Any:
-    if session.get_bind().dialect.name == "sqlite":
-        dbapi_connection = session.connection().connection.driver_connection
-        dbapi_connection.create_function("sat_lower", 1, _py_lower, deterministic=True)  # type: ignore[union-attr]
-        return func.sat_lower(column)
-    return func.lower(column)
-
-
-def _py_lower(value: str | None) -> str | None:
-    return None if value is None else value.lower()
-
-
 def _has_message(condition: ColumnElement[bool]) -> ColumnElement[bool]:
     """The history row has a message text (in any language) matching ``condition``."""
     return exists().where(Message.history_uid == History.uid, condition)
@@ -227,14 +206,18 @@ def _filter_conditions(
         if reference is None:
             return None
         conditions.append(tuple_(*_order_keys()) < tuple_(*reference))
+    dialect = session.get_bind().dialect.name
     if "body" in filters:
-        conditions.append(_has_message(_has_substring(session, Message.message, filters["body"])))
+        body = engines.has_substring(dialect, Message.message, filters["body"])
+        conditions.append(_has_message(body))
     if "search" in filters:
         term = filters["search"].lower()
         conditions.append(
             or_(
-                _has_message(_lower(session, Message.message).contains(term, autoescape=True)),
-                _lower(session, History.source_res).contains(term, autoescape=True),
+                _has_message(
+                    engines.lower(dialect, Message.message).contains(term, autoescape=True)
+                ),
+                engines.lower(dialect, History.source_res).contains(term, autoescape=True),
             )
         )
     if "types" in filters:

@@ -16,7 +16,7 @@ from twisted.internet import defer
 from sat_storage import engines
 from sat_storage.models import PrivateGen, PrivateGenBin, PrivateInd, PrivateIndBin
 from sat_storage.storage.base import StorageBase, check_type
-from sat_storage.storage.checks import batched, check_json, check_text, check_texts
+from sat_storage.storage.checks import batched, check_json, check_strings, check_text
 
 PrivateTable = type[PrivateGen] | type[PrivateInd] | type[PrivateGenBin] | type[PrivateIndBin]
 
@@ -80,7 +80,7 @@ class PrivateStore(StorageBase):
         profile's values, None for the general ones.
         """
         table, profile_id = self._private_target(namespace, binary, profile)
-        key_list = None if keys is None else check_texts("keys", keys)
+        key_list = None if keys is None else check_strings("keys", keys)
         if key_list == []:
             return {}
         return (yield self.db.run(self.get_privates_txn, table, namespace, key_list, profile_id))

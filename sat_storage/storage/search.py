@@ -68,7 +68,8 @@ from twisted.words.protocols.jabber.jid import JID
 
 from sat_storage import fts
 from sat_storage.models import PubsubItem, PubsubNode
-from sat_storage.storage.base import StorageBase
+from sat_storage.storage.base import StorageBase, as_deferred
+from sat_storage.storage.checks import INT64_MAX, check_count, check_strings
 
 __all__ = ["DIRECTIONS", "ORDERS", "QUERY_KEYS", "SearchStore", "build_search"]
 
@@ -96,7 +97,6 @@ DIRECTIONS = ("asc", "desc")
 # Sizes accepted (SQLite binds at most 32766 values per statement).
 MAX_VALUES = 500  # per list
 MAX_CLAUSES = 32  # parsed filters, order-by entries, steps of a path
-INT64_MAX = 2**63 - 1
 INT32_MAX = 2**31 - 1
 # Sort order of the JSON kinds of a parsed value (null and missing: last).
 KIND_ORDER = ("number", "string", "boolean", "array", "object")
@@ -239,17 +239,9 @@ def _sequence(name: str, value: object, most: int = MAX_VALUES) -> Sequence[Any]
 
 
 def _texts(name: str, value: object, allow_none: bool = False) -> list[str | None]:
-    result: list[str | None] = []
-    for i, item in enumerate(_sequence(name, value)):
-        if isinstance(item, JID) and name == "services":
-            item = item.full()
-        if not (isinstance(item, str) or (allow_none and item is None)):
-            expected = "str or None" if allow_none else "str"
-            raise ValueError(f"{name}[{i}] must be {expected}, got {item!r}")
-        if item is not None and "\x00" in item:
-            raise ValueError(f"{name}[{i}] must not contain NUL characters: {item!r}")
-        result.append(item)
-    return result
+    if name == "services" and isinstance(value, list | tuple | set | frozenset):
+        value = [item.full() if isinstance(item, JID) else item for item in value]
+    return check_strings(name, value, allow_none=allow_none, most=MAX_VALUES)
 
 
 def _in_list(column: sa.ColumnElement[Any], values: list[str | None]) -> sa.ColumnElement[bool]:
@@ -259,12 +251,6 @@ def _in_list(column: sa.ColumnElement[Any], values: list[str | None]) -> sa.Colu
     if None in values:
         conditions.append(column.is_(None))
     return sa.or_(*conditions) if conditions else sa.false()
-
-
-def _count(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= INT64_MAX:
-        raise ValueError(f"{name} must be an int >= 0 (64 bits), got {value!r}")
-    return value
 
 
 def _path(name: str, value: object) -> tuple[str | int, ...]:
@@ -451,15 +437,16 @@ def build_search(
         stmt = stmt.order_by(*_order_by(f"order-by[{i}]", spec, dialect, rank))
     stmt = stmt.order_by(PubsubItem.id)
     if query.get("index") is not None:
-        stmt = stmt.offset(_count("index", query["index"]))
+        stmt = stmt.offset(check_count("index", query["index"]))
     if query.get("limit") is not None:
-        stmt = stmt.limit(_count("limit", query["limit"]))
+        stmt = stmt.limit(check_count("limit", query["limit"]))
     return stmt
 
 
 class SearchStore(StorageBase):
     """Search of cached pubsub items (full text and parsed data)."""
 
+    @as_deferred
     def search_pubsub_items(
         self, query: Mapping[str, Any], *, all_profiles: bool = False
     ) -> defer.Deferred[list[PubsubItem]]:
@@ -470,22 +457,19 @@ class SearchStore(StorageBase):
         (still narrowed by ``profiles`` when given). Items come with ``.node``,
         ``.data`` (``domish.Element``) and ``.parsed`` loaded.
         """
-        try:
-            if not isinstance(query, Mapping):
-                raise ValueError(f"the search query must be a dict, got {type(query).__name__}")
-            profiles = query.get("profiles")
-            if profiles is None:
-                if not all_profiles:
-                    raise ValueError(
-                        "profiles: a search must name the profiles it may read "
-                        "(an unscoped search needs all_profiles=True)"
-                    )
-                profile_ids = None
-            else:
-                profile_ids = [self.get_profile_id(p) for p in _texts("profiles", profiles)]
-            stmt = build_search(query, profile_ids, self.dialect)
-        except Exception:
-            return defer.fail()
+        if not isinstance(query, Mapping):
+            raise ValueError(f"the search query must be a dict, got {type(query).__name__}")
+        profiles = query.get("profiles")
+        if profiles is None:
+            if not all_profiles:
+                raise ValueError(
+                    "profiles: a search must name the profiles it may read "
+                    "(an unscoped search needs all_profiles=True)"
+                )
+            profile_ids = None
+        else:
+            profile_ids = [self.get_profile_id(p) for p in _texts("profiles", profiles)]
+        stmt = build_search(query, profile_ids, self.dialect)
         return self.db.run(self.search_pubsub_items_txn, stmt)
 
     @staticmethod

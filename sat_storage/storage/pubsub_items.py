@@ -1,0 +1,277 @@
+"""Writes of cached pubsub items: store, delete, purge, and the count of a purge.
+
+Items are cached with one bulk upsert per call (Core, not the ORM unit of work).
+The purge and its count share one filter object (:class:`ItemFilters`): the count
+is what the purge with the same arguments would delete.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from twisted.internet import defer
+from twisted.words.protocols.jabber import jid
+from twisted.words.xish import domish
+
+from sat_storage import engines
+from sat_storage.exceptions import NotFound
+from sat_storage.fts import item_text
+from sat_storage.models import PubsubItem, PubsubNode, utcnow
+from sat_storage.storage.base import StorageBase, as_deferred, check_type
+from sat_storage.storage.checks import batched, check_node, check_strings
+from sat_storage.storage.items_query import MAX_ITEMS_BATCH
+from sat_storage.storage.pubsub_filters import ItemFilters
+from sat_storage.xml_tools import to_xml
+
+ITEM_KEY = ("node_id", "name")
+ITEM_KEPT_ON_UPDATE = ("node_id", "name", "created")  # the id is never written
+
+__all__ = ["PubsubItemsStore", "build_item_rows"]
+
+
+def build_item_rows(
+    node_id: int,
+    items: Sequence[domish.Element],
+    parsed_items: Sequence[dict[str, Any] | None],
+    now: Any,
+) -> list[dict[str, Any]]:
+    """Rows of ``pubsub_items`` to upsert for checked ``items`` (XML and JSON as text).
+
+    ``now`` is the database form of the time stamp of the call. When an id comes
+    twice, the row takes the place of the first and the content of the last.
+    ``ValueError`` names the index of an item that cannot be serialised.
+    Extra keys added here are written, and updated on conflict, by
+    :meth:`PubsubItemsStore.cache_pubsub_items_txn`.
+    """
+    rows: dict[str, dict[str, Any]] = {}
+    dumps = json.JSONEncoder(allow_nan=False, ensure_ascii=False).encode
+    for index, (item, parsed) in enumerate(zip(items, parsed_items, strict=True)):
+        try:
+            data = to_xml(item)
+        except (TypeError, AttributeError) as e:
+            raise ValueError(f"items[{index}] cannot be serialised as XML: {e}") from None
+        if parsed is not None:
+            try:
+                parsed = dumps(parsed)
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"parsed_items[{index}] is not JSON-serialisable: {e}") from None
+        name = item["id"]
+        rows[name] = {
+            "node_id": node_id,
+            "name": name,
+            "data": data,
+            "parsed": parsed,
+            "fts_text": item_text(item),
+            "created": now,
+            "updated": now,
+        }
+    return list(rows.values())
+
+
+class PubsubItemsStore(StorageBase):
+    """Writes of cached items (store, delete, purge) and the count of a purge."""
+
+    _items_upserts: dict[tuple[str, tuple[str, ...]], sa.Insert] = {}
+
+    def _items_upsert(self, columns: tuple[str, ...]) -> sa.Insert:
+        """The bulk upsert of item rows with ``columns`` (built once per shape)."""
+        key = (self.dialect, columns)
+        stmt = self._items_upserts.get(key)
+        if stmt is None:
+            updated = [c for c in columns if c not in ITEM_KEPT_ON_UPDATE]
+            stmt = engines.upsert(self.dialect, PubsubItem.__table__, ITEM_KEY, updated)
+            stmt = stmt.values({c: engines.bulk_bind(self.dialect, c) for c in columns})
+            self._items_upserts[key] = stmt
+        return stmt
+
+    def cache_pubsub_items_txn(
+        self,
+        session: Session,
+        node_id: int,
+        items: Sequence[domish.Element],
+        parsed_items: Sequence[dict[str, Any] | None],
+    ) -> None:
+        """Upsert checked ``items`` into node ``node_id``, in one bulk statement.
+
+        ``NotFound`` when the node does not exist (deleted meanwhile).
+        """
+        table = PubsubItem.__table__
+        now = engines.db_value(session.get_bind().dialect, table.c.created, utcnow())
+        rows = build_item_rows(node_id, items, parsed_items, now)
+        try:
+            with session.begin_nested():  # a savepoint: the transaction stays usable
+                session.execute(self._items_upsert(tuple(rows[0])), rows)
+        except IntegrityError:
+            # the conflict on (node_id, name) is handled: only node_id's foreign key is left
+            if session.get(PubsubNode, node_id) is not None:
+                raise
+            raise NotFound(f"pubsub node #{node_id} does not exist (any more)") from None
+
+    @as_deferred
+    def cache_pubsub_items(
+        self,
+        client: Any,
+        node: PubsubNode,
+        items: Sequence[domish.Element],
+        parsed_items: Sequence[dict[str, Any] | None] | None = None,
+    ) -> defer.Deferred[None]:
+        """Store (or update) ``items`` of ``node``, with their parsed data.
+
+        ``items`` are ``<item/>`` elements with a non-empty ``id`` (at most
+        ``MAX_ITEMS_BATCH``); ``parsed_items`` is None or a list aligned with them,
+        of JSON-serialisable dicts or None. A new item is created (its creation
+        order is the order it was first cached); a known one gets the new XML,
+        parsed data and modification time. When an id comes twice in one call, the
+        last one wins. One bulk statement per call.
+        """
+        checked = self.checked_items(client, node, items, parsed_items)
+        if not items:
+            return defer.succeed(None)
+        return self.db.run(self.cache_pubsub_items_txn, node.id, items, checked)
+
+    def checked_items(
+        self,
+        client: Any,
+        node: PubsubNode,
+        items: Sequence[domish.Element],
+        parsed_items: Sequence[dict[str, Any] | None] | None,
+    ) -> Sequence[dict[str, Any] | None]:
+        """Check the arguments of :meth:`cache_pubsub_items`; the parsed data (aligned)."""
+        profile_id = self.client_profile_id(client)
+        node = check_node(node)
+        if node.profile_id != profile_id:
+            raise ValueError(
+                f"node {node.name!r} belongs to another profile than {client.profile!r}"
+            )
+        check_type("items", items, list, tuple)
+        if len(items) > MAX_ITEMS_BATCH:
+            raise ValueError(f"too many items: {len(items)} (at most {MAX_ITEMS_BATCH} per call)")
+        for index, item in enumerate(items):
+            if not isinstance(item, domish.Element) or item.name != "item":
+                raise ValueError(f"items[{index}] is not an <item/> element: {item!r}")
+            item_id = item.getAttribute("id")
+            if not isinstance(item_id, str) or not item_id:
+                raise ValueError(f"items[{index}] has no id")
+        if parsed_items is None:
+            return [None] * len(items)
+        check_type("parsed_items", parsed_items, list, tuple)
+        if len(parsed_items) != len(items):
+            raise ValueError(f"parsed_items has {len(parsed_items)} entries for {len(items)} items")
+        for index, parsed in enumerate(parsed_items):
+            if parsed is not None and not isinstance(parsed, dict):
+                raise ValueError(
+                    f"parsed_items[{index}] must be a dict or None, got {type(parsed).__name__}"
+                )
+        return parsed_items
+
+    @staticmethod
+    def delete_pubsub_items_txn(
+        session: Session, node_id: int, items_names: list[str] | None
+    ) -> int:
+        node_filter = PubsubItem.node_id == node_id
+        if items_names is None:
+            return session.execute(delete(PubsubItem).where(node_filter)).rowcount
+        deleted = 0
+        for chunk in batched(items_names):
+            stmt = delete(PubsubItem).where(node_filter, PubsubItem.name.in_(chunk))
+            deleted += session.execute(stmt).rowcount
+        return deleted
+
+    @as_deferred
+    def delete_pubsub_items(
+        self, node: PubsubNode, items_names: list[str] | None = None
+    ) -> defer.Deferred[int]:
+        """Delete the items of ``node`` named in ``items_names`` (None: every item).
+
+        Returns how many were deleted; unknown names are ignored.
+        """
+        node = check_node(node)
+        names = None
+        if items_names is not None:
+            names = list(dict.fromkeys(check_strings("items_names", items_names)))
+            if not names:
+                return defer.succeed(0)
+        return self.db.run(self.delete_pubsub_items_txn, node.id, names)
+
+    @staticmethod
+    def purge_pubsub_items_txn(session: Session, filters: ItemFilters) -> int:
+        deleted = 0
+        for clauses in filters.clauses():
+            deleted += session.execute(delete(PubsubItem).where(*clauses)).rowcount
+        return deleted
+
+    @as_deferred
+    def purge_pubsub_items(
+        self,
+        services: list[jid.JID] | None = None,
+        names: list[str] | None = None,
+        types: list[str | None] | None = None,
+        subtypes: list[str | None] | None = None,
+        profiles: list[str] | None = None,
+        created_before: datetime | None = None,
+        updated_before: datetime | None = None,
+    ) -> defer.Deferred[int]:
+        """Delete cached items matching every filter (nodes are kept); their number.
+
+        List filters select nodes (None: no filter; a None in ``types`` or
+        ``subtypes`` matches nodes without one). ``created_before`` and
+        ``updated_before`` select items strictly older than a point in time: an aware
+        datetime in any zone (a naive one is taken as UTC).
+        """
+        filters = ItemFilters.check(
+            self.get_profile_id,
+            services,
+            names,
+            types,
+            subtypes,
+            profiles,
+            created_before,
+            updated_before,
+        )
+        if filters.matches_nothing:
+            return defer.succeed(0)
+        return self.db.run(self.purge_pubsub_items_txn, filters)
+
+    @staticmethod
+    def count_pubsub_items_txn(session: Session, filters: ItemFilters) -> int:
+        count = 0
+        for clauses in filters.clauses():
+            count += session.execute(select(func.count(PubsubItem.id)).where(*clauses)).scalar_one()
+        return count
+
+    @as_deferred
+    def count_pubsub_items(
+        self,
+        services: list[jid.JID] | None = None,
+        names: list[str] | None = None,
+        types: list[str | None] | None = None,
+        subtypes: list[str | None] | None = None,
+        profiles: list[str] | None = None,
+        created_before: datetime | None = None,
+        updated_before: datetime | None = None,
+    ) -> defer.Deferred[int]:
+        """How many cached items match every filter (read only).
+
+        The filters are those of :meth:`purge_pubsub_items`: the count is what a
+        purge with the same arguments would delete.
+        """
+        filters = ItemFilters.check(
+            self.get_profile_id,
+            services,
+            names,
+            types,
+            subtypes,
+            profiles,
+            created_before,
+            updated_before,
+        )
+        if filters.matches_nothing:
+            return defer.succeed(0)
+        return self.db.run(self.count_pubsub_items_txn, filters)
