@@ -31,9 +31,7 @@ if connection is None:
     if name:
         schema = schemas.installed(name)
     else:
-        migration.OTHER_BRANCH_TABLES.update(
-            table for each in found.schemas.values() for table in each.tables
-        )
+        migration.ignore_tables_of(found.schemas.values())
     log.info("branch %s: %s", name or schemas.CORE, migration.models_description(schema))
 
 

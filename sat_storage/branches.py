@@ -37,7 +37,7 @@ from sat_storage.schemas import CORE, Discovery, PluginSchema
 
 log = logging.getLogger(__name__)
 
-VERSION_PREFIX = "alembic_version_"
+VERSION_PREFIX = migration.BRANCH_VERSION_PREFIX
 #: BranchState.action of a schema whose tables are ready.
 READY = ("created", "upgraded", "current")
 

@@ -104,7 +104,7 @@ def include_object(
     if name is not None and name.startswith(tuple(UNMAPPED_TABLE_PREFIXES)):
         return False
     if type_ == "table" and reflected and compare_to is None:
-        return name not in OTHER_BRANCH_TABLES
+        return name not in OTHER_BRANCH_TABLES and not name.startswith(BRANCH_VERSION_PREFIX)
     table = getattr(obj, "table", None)
     if type_ != "table" and table is not None:
         return not table.name.startswith(tuple(UNMAPPED_TABLE_PREFIXES)) and (
@@ -113,8 +113,15 @@ def include_object(
     return True
 
 
-#: Tables of installed plugin schemas: autogenerate of the core ignores them (env.py).
+#: Tables of installed plugin schemas: autogenerate of the core ignores them, and
+#: their version tables (see :func:`ignore_tables_of`, called by env.py).
 OTHER_BRANCH_TABLES: set[str] = set()
+BRANCH_VERSION_PREFIX = "alembic_version_"
+
+
+def ignore_tables_of(schemas: Any) -> None:
+    """Let the core's autogenerate leave the tables of these plugin schemas alone."""
+    OTHER_BRANCH_TABLES.update(table for schema in schemas for table in schema.tables)
 
 
 def only_tables_of(metadata: MetaData) -> IncludeObject:

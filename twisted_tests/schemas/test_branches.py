@@ -220,3 +220,17 @@ class RecipeTests(TestCase):
         text = written.read_text()
         self.assertRegex(text, r"down_revision: str \| None = .notes_0002.")
         self.assertNotIn("op.", text)  # nothing to do: the branch is in step with its models
+
+    def test_core_drift_ignores_plugin_tables(self) -> None:
+        """The core's comparison (as env.py sets it up) leaves a plugin's tables alone."""
+        install_example(self)
+        url = empty_database(self)
+        self.migrate(url)
+        self.patch(migration, "OTHER_BRANCH_TABLES", set())
+        migration.ignore_tables_of(schemas.discover().schemas.values())
+        connection = connect(self, url)
+        context = MigrationContext.configure(
+            connection,
+            opts=dict(migration.compare_options(), target_metadata=migration.Base.metadata),
+        )
+        self.assertEqual(compare_metadata(context, migration.Base.metadata), [])
