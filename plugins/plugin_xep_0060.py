@@ -34,7 +34,6 @@ from __future__ import annotations
 import sat_storage.wokkel_compat  # noqa: F401  (must run before any wokkel import)
 
 # isort: split
-import inspect
 import logging
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -49,6 +48,7 @@ from twisted.words.protocols.jabber.xmlstream import IQ
 from twisted.words.xish import domish
 from wokkel import data_form, pubsub, shim
 
+from sat_storage.deferreds import as_deferred
 from sat_storage.exceptions import NotFound
 
 log = logging.getLogger(__name__)
@@ -187,9 +187,7 @@ class XEP_0060:
         """Run the managed-node callbacks of ``kind`` for ``event``, one after the other."""
         for cb in self.get_node_callbacks(event.nodeIdentifier, kind):
             try:
-                result = cb(client, event)
-                if inspect.isawaitable(result):
-                    await result
+                await as_deferred(cb, client, event)
             except Exception:
                 log.exception(
                     "%s callback %r failed on node %r of %s",

@@ -1,5 +1,9 @@
 """Errors raised by the storage, the host and the plugins (Libervia's names)."""
 
+from __future__ import annotations
+
+from typing import Any
+
 
 class StorageError(Exception):
     """Base of the storage errors."""
@@ -53,3 +57,22 @@ class ProfileNotConnected(NotFound):
 
 class SchemaUnavailableError(StorageError):
     """A plugin schema's tables are not ready (its migration failed or was refused)."""
+
+
+class SyncOwnedElsewhere(Exception):
+    """Another process (or cache instance) synchronises the node: this one does not.
+
+    ``holder`` (a ``pubsub_cache.lease.Holder``) tells who, and until when.
+    """
+
+    def __init__(self, label: str, holder: Any) -> None:
+        self.holder = holder
+        super().__init__(
+            f"{label} is being synchronised by {holder.describe()} "
+            f"(its lease ends at {holder.lease_end()} unless renewed)"
+        )
+
+
+class SyncLeaseLost(Exception):
+    """This instance no longer holds the node it was synchronising (taken over after
+    its lease expired, state set by an administrator, node deleted): it stops."""

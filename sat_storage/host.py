@@ -43,6 +43,7 @@ from twisted.words.protocols.jabber.jid import JID, InvalidFormat
 from zope.interface import implementer
 
 from sat_storage.config import Config
+from sat_storage.deferreds import SingleFlight, as_deferred
 from sat_storage.exceptions import FeatureNotFound, ProfileNotConnected
 from sat_storage.interfaces import IHost
 from sat_storage.libervia import credentials
@@ -129,9 +130,9 @@ class Host:
         self.clients: dict[str, SatXMPPClient] = {}
         self.clock = clock
         self._hooks: WeakKeyDictionary[SatXMPPClient, _ClientHooks] = WeakKeyDictionary()
-        self._connecting: dict[str, list[defer.Deferred[Any]]] = {}
+        self._connecting = SingleFlight()  # profile: one connection at a time
         self._features: dict[tuple[str, str], set[str]] = {}  # (profile, service): disco
-        self._features_pending: dict[tuple[str, str], list[defer.Deferred[Any]]] = {}
+        self._features_pending = SingleFlight()  # (profile, service): one disco#info
         self.started = False
 
     def __repr__(self) -> str:
@@ -197,9 +198,7 @@ class Host:
         """
         if profile in self.clients:
             return defer.succeed(self.clients[profile])
-        return _shared(
-            self._connecting, profile, self._connect, profile, password, profile_password
-        )
+        return self._connecting.run(profile, self._connect, profile, password, profile_password)
 
     async def _connect(
         self, profile: str, password: str | None, profile_password: str | None
@@ -333,7 +332,7 @@ class Host:
         if method is None:
             return
         try:
-            await defer.maybeDeferred(method, *args)
+            await as_deferred(method, *args)
         except Exception:
             if errors:
                 raise
@@ -387,25 +386,4 @@ class Host:
                 self._features[key] = features
             return set(features)
 
-        return _shared(self._features_pending, key, request)
-
-
-def _shared(
-    pending: dict[Any, list[defer.Deferred[Any]]], key: Any, start: Any, *args: Any
-) -> defer.Deferred[Any]:
-    """Run ``start(*args)`` once for all callers asking for ``key`` while it runs."""
-    waiter: defer.Deferred[Any] = defer.Deferred()
-    if key in pending:
-        pending[key].append(waiter)
-        return waiter
-    pending[key] = [waiter]
-
-    def fire(result: Any) -> None:
-        for each in pending.pop(key):
-            if isinstance(result, Failure):
-                each.errback(result)
-            else:
-                each.callback(result)
-
-    defer.maybeDeferred(start, *args).addBoth(fire)
-    return waiter
+        return self._features_pending.run(key, request)

@@ -25,6 +25,8 @@ from typing import Any
 
 from twisted.internet import defer
 
+from sat_storage.deferreds import as_deferred
+
 log = logging.getLogger(__name__)
 
 NO_CANCEL = "triggers_no_cancel"
@@ -140,7 +142,7 @@ class TriggerManager:
 
     @staticmethod
     async def _async_result(callback: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
-        return await defer.maybeDeferred(callback, *args, **kwargs)  # coroutines too
+        return await as_deferred(callback, *args, **kwargs)
 
     @staticmethod
     def _sync_result(point_name: str, callback: Callable[..., Any], result: Any) -> Any:

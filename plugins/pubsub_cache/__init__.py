@@ -1,12 +1,25 @@
-"""Building blocks of the ``PUBSUB_CACHE`` plugin (``plugin_pubsub_cache``).
+"""Parts of the ``PUBSUB_CACHE`` plugin (``plugin_pubsub_cache``, which wires them).
 
+- :mod:`.settings`: the ``[pubsub_cache]`` configuration, parsed once;
+- :mod:`.keys`: ``NodeKey`` (profile, service, node) and profile look-ups;
 - :mod:`.analysers`: analyser registration, validation and node matching;
-- :mod:`.flight`: one operation per key at a time (single flight, per-key locks);
+  :mod:`.analysis`: what a node holds (asks the service, applies the analysers);
+- :mod:`.lease`: owner tokens, and ``SyncLease``: claims, renews and releases the
+  synchronisation of a node across processes sharing the database;
 - :mod:`.sync`: synchronisation tasks (deadline, retries, progress) and RSM paging;
-- :mod:`.lease`: owner tokens of cache instances, and whether an owner still runs
-  (synchronisations owned across processes through leases in the storage);
-- :mod:`.reads`: XEP-0059 requests mapped onto the storage's ``get_items``.
+  :mod:`.runner`: one synchronisation of a node (subscribe, page, complete);
+  :mod:`.recovery`: synchronisations interrupted (crash, lost connection) and resumed;
+- :mod:`.writes`: items parsed and written, pubsub events applied in order;
+- :mod:`.reads`: XEP-0059 requests mapped onto the storage's ``get_items``;
+  :mod:`.read_path`: the ``XEP-0060_getItems`` trigger and answers from the cache;
+- :mod:`.admin`: purge, reset and search.
 
-Everything here is independent of the network and of the database, so it is tested
-on its own; the plugin module wires it to the host.
+:mod:`.settings`, :mod:`.keys`, :mod:`.analysers`, :mod:`.sync` and :mod:`.reads` are
+independent of the network and of the database, so they are tested on their own.
+The other parts take their collaborators (storage, clock, locks, other parts) in
+their constructor.
 """
+
+#: Name of the plugin's logger: the parts log under it (``<LOGGER>.<part>``), so that a
+#: logging configuration of ``sat_storage.plugins.plugin_pubsub_cache`` covers them all.
+LOGGER = "sat_storage.plugins.plugin_pubsub_cache"

@@ -12,11 +12,12 @@ from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sat_storage.plugins.pubsub_cache.flight import as_deferred
 from twisted.internet import defer
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.python.failure import Failure
 from twisted.words.xish import domish
+
+from sat_storage.deferreds import as_deferred
 
 log = logging.getLogger(__name__)
 

@@ -35,8 +35,8 @@ from sat_storage.cli.runtime import (
     yes_option,
 )
 from sat_storage.cli.search_flags import search_query
+from sat_storage.exceptions import SyncOwnedElsewhere
 from sat_storage.models import SyncState
-from sat_storage.plugins.pubsub_cache.lease import SyncOwnedElsewhere
 
 
 def client_for(storage: Any, profile: str | None) -> SimpleNamespace:

@@ -74,7 +74,7 @@ class ServerTestCase(TestCase):
         """
         waiting: defer.Deferred[None] = defer.Deferred()
         go_on: defer.Deferred[None] = defer.Deferred()
-        original = cache._fetch
+        original = cache.runner.fetch
 
         async def fetch(*args: Any) -> Any:
             if not waiting.called:
@@ -82,7 +82,7 @@ class ServerTestCase(TestCase):
                 await go_on
             return await original(*args)
 
-        self.patch(cache, "_fetch", fetch)
+        self.patch(cache.runner, "fetch", fetch)
         return waiting, go_on
 
     def count_iqs(self, client: Any) -> list[domish.Element]:

@@ -7,12 +7,13 @@ import sat_storage.wokkel_compat  # noqa: F401  (before wokkel)
 # isort: split
 from typing import Any
 
-from sat_storage.plugins.pubsub_cache.flight import as_deferred
 from twisted.internet import defer
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 from twisted.words.xish import domish
 from wokkel.generic import parseXml
+
+from sat_storage.deferreds import as_deferred
 
 NS_PUBSUB = "http://jabber.org/protocol/pubsub"
 NS_ATOM = "http://www.w3.org/2005/Atom"

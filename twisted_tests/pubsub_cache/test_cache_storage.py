@@ -298,7 +298,7 @@ class StrategyTests(TestCase):
             "sync_attempts = 5\n",
         )
         cache = host.plugins["PUBSUB_CACHE"]
-        self.assertEqual((cache.cache_limit, cache.page_size), (100, 7))
+        self.assertEqual((cache.settings.cache_limit, cache.settings.page_size), (100, 7))
         self.assertEqual((cache.syncs.deadline, cache.syncs.max_attempts), (30.0, 5))
 
 
@@ -427,7 +427,7 @@ class EventTests(CacheTestCase):
         """Items of a node deleted while the event waited are dropped, nothing raised."""
         gate: defer.Deferred[None] = defer.Deferred()
         key = ("alice", SERVICE.full(), NS_MICROBLOG)
-        self.cache._locks.run(key, lambda: gate)  # a write in progress on the node
+        self.cache.locks.run(key, lambda: gate)  # a write in progress on the node
         event = defer.ensureDeferred(
             self.cache.on_items_event(self.alice, self.items_event(event_item("late", "L")))
         )

@@ -7,6 +7,7 @@ the suite's database engine (``SAT_STORAGE_TEST_DB``).
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 from typing import Any
 
 from sat_storage.plugins.plugin_xep_0059 import RSMRequest
@@ -166,13 +167,13 @@ class CacheE2EMixin:
         """50 concurrent requests on an unsynced node: one sync, no duplicate, all answered."""
         await self.create_node(count=COUNT)
         attempts = []
-        original = self.cache._sync_attempt
+        original = self.cache.runner.attempt
 
         def counting(*args: Any) -> Any:
             attempts.append(args)
             return original(*args)
 
-        self.patch(self.cache, "_sync_attempt", counting)
+        self.patch(self.cache.runner, "attempt", counting)
         answers = await defer.gatherResults(
             [defer.ensureDeferred(self.get(max_items=5)) for _ in range(50)]
         )
@@ -207,7 +208,7 @@ class CacheE2EMixin:
 
     async def test_cache_limit(self) -> None:
         """Over the cache limit, the newest items are kept, in order."""
-        self.cache.cache_limit = 100
+        self.patch(self.cache.runner, "settings", replace(self.cache.settings, cache_limit=100))
         await self.synced()
         node = await self.cached_node()
         self.assertEqual([i.name for i in node.items], ALL_IDS[-100:])
@@ -240,7 +241,7 @@ class CacheE2EMixin:
     async def test_events_during_sync(self) -> None:
         """Items published and retracted while the node is being synced are not lost."""
         await self.create_node(count=COUNT)
-        original = self.cache._fetch
+        original = self.cache.runner.fetch
         done = []
 
         async def fetch_then_change(*args: Any) -> Any:
@@ -257,7 +258,7 @@ class CacheE2EMixin:
                 await retracted
             return page
 
-        self.patch(self.cache, "_fetch", fetch_then_change)
+        self.patch(self.cache.runner, "fetch", fetch_then_change)
         await self.get(max_items=1)
         self.assertEqual(await self.synchronised(), SyncState.COMPLETED)
         names = [i.name for i in (await self.cached_node()).items]

@@ -134,10 +134,10 @@ class StartTests(LeaseTestCase):
 
     async def test_live_instance_left(self) -> None:
         """A live synchronisation of another running instance is left untouched."""
-        await self.lease_to(self.cache.owner, time.time() + LEASE)
+        await self.lease_to(self.cache.sync_lease.owner, time.time() + LEASE)
         other = await self.start_host()
         self.assertEqual(
-            await self.state(other), (SyncState.IN_PROGRESS, self.cache.owner, ["kept"])
+            await self.state(other), (SyncState.IN_PROGRESS, self.cache.sync_lease.owner, ["kept"])
         )
 
     async def test_live_other_host_left(self) -> None:
@@ -175,7 +175,7 @@ class StartTests(LeaseTestCase):
     async def test_stopped_instance_reset(self) -> None:
         """The lease of an instance of this process that stopped without releasing is reset."""
         first = await self.start_host(stop=False)
-        owner = first.plugins["PUBSUB_CACHE"].owner
+        owner = first.plugins["PUBSUB_CACHE"].sync_lease.owner
         await self.lease_to(owner, time.time() + LEASE)
         await first.stop()  # its instance is gone; the lease was not its to release
         with self.assertLogs(LOGGER, "WARNING"):
@@ -192,7 +192,7 @@ class HeldNodeTests(LeaseTestCase):
 
     async def test_request_not_synchronised(self) -> None:
         """A request goes to the network as usual; no synchronisation starts here."""
-        attempts = record_calls(self, self.cache, "_sync_attempt")
+        attempts = record_calls(self, self.cache.runner, "attempt")
         with self.assertRaisesRegex(RuntimeError, "not connected"):
             await self.host.plugins["XEP-0060"].get_items(self.alice, SERVICE, NS_MICROBLOG)
         self.assertEqual((attempts, self.cache.syncs.keys()), ([], []))
@@ -228,7 +228,7 @@ class HeldNodeTests(LeaseTestCase):
         clock = task.Clock()
         clock.advance(self.expires)
         self.cache.clock = self.cache.syncs.clock = clock
-        attempts = record_calls(self, self.cache, "_sync_attempt")
+        attempts = record_calls(self, self.cache.runner, "attempt")
         with self.assertRaisesRegex(RuntimeError, "not connected"):
             await self.host.plugins["XEP-0060"].get_items(self.alice, SERVICE, NS_MICROBLOG)
         self.assertEqual(len(attempts), 1)
@@ -244,7 +244,7 @@ class ResumeTests(LeaseTestCase):
         with self.assertLogs(LOGGER, "WARNING"):
             other = await self.start_host()
         self.resumer = other.plugins["PUBSUB_CACHE"]
-        self.attempts = record_calls(self, self.resumer, "_sync_attempt")
+        self.attempts = record_calls(self, self.resumer.runner, "attempt")
 
     async def test_resumed(self) -> None:
         """A node still unsynchronised is synchronised again."""
@@ -308,12 +308,16 @@ class SettingsTests(TestCase):
         """Lease duration and renewal interval come from the config."""
         host = await make_host(self, "[pubsub_cache]\nsync_lease = 90\nsync_lease_renewal = 15\n")
         cache = host.plugins["PUBSUB_CACHE"]
-        self.assertEqual((cache.lease, cache.lease_renewal), (90.0, 15.0))
+        self.assertEqual(
+            (cache.settings.sync_lease, cache.settings.sync_lease_renewal), (90.0, 15.0)
+        )
 
     async def test_defaults(self) -> None:
         """By default a lease lasts 300 s and is renewed every 60 s."""
         cache = (await make_host(self)).plugins["PUBSUB_CACHE"]
-        self.assertEqual((cache.lease, cache.lease_renewal), (300.0, 60.0))
+        self.assertEqual(
+            (cache.settings.sync_lease, cache.settings.sync_lease_renewal), (300.0, 60.0)
+        )
 
     async def test_renewal_not_shorter(self) -> None:
         """A renewal interval not shorter than the lease is refused, naming both."""

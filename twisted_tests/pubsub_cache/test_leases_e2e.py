@@ -74,7 +74,9 @@ class TwoHostsTests(ServerTestCase):
         it completes, releases the node, and the second host reads it from the cache."""
         go_on = await self.held_sync()
         other, other_reader = await self.second_host()
-        self.assertEqual(await self.lease(), (SyncState.IN_PROGRESS, self.cache.owner, 0))
+        self.assertEqual(
+            await self.lease(), (SyncState.IN_PROGRESS, self.cache.sync_lease.owner, 0)
+        )
         go_on.callback(None)
         self.assertEqual(await self.synchronised(), SyncState.COMPLETED)
         self.assertEqual(await self.lease(), (SyncState.COMPLETED, None, ITEMS))
@@ -87,8 +89,8 @@ class TwoHostsTests(ServerTestCase):
     async def test_one_sync_for_both(self) -> None:
         """Both hosts request an unsynchronised node at once: one of them synchronises it."""
         other, other_reader = await self.second_host()
-        owned = record_calls(self, self.cache, "_sync_owned")
-        owned_other = record_calls(self, other, "_sync_owned")
+        owned = record_calls(self, self.cache.runner, "run_claimed")
+        owned_other = record_calls(self, other.runner, "run_claimed")
         answers = await defer.gatherResults(
             [
                 defer.ensureDeferred(self.get(max_items=2)),
@@ -116,7 +118,7 @@ class TwoHostsTests(ServerTestCase):
             create_kwargs={"analyser": "xep-0277", "type_": "blog"},
         )  # fmt: skip
         await self.host.memory.storage.claim_pubsub_node_sync(node, ELSEWHERE, 60, now=1000)
-        owned = record_calls(self, self.cache, "_sync_owned")
+        owned = record_calls(self, self.cache.runner, "run_claimed")
         await self.get(max_items=1)
         self.assertEqual((owned, await self.lease()), ([], (SyncState.IN_PROGRESS, ELSEWHERE, 0)))
         clock.advance(60)
@@ -127,12 +129,14 @@ class TwoHostsTests(ServerTestCase):
     async def test_heartbeat_renews(self) -> None:
         """While a synchronisation runs, its lease is renewed every renewal interval."""
         clock = task.Clock()
-        renewals = record_calls(self, self.cache, "_renew")
+        renewals = record_calls(self, self.cache.sync_lease, "renew")
         go_on = await self.held_sync(clock)
-        self.assertEqual((await self.cached_node()).sync_lease_expires, self.cache.lease)
-        clock.advance(self.cache.lease_renewal)
+        self.assertEqual(
+            (await self.cached_node()).sync_lease_expires, self.cache.settings.sync_lease
+        )
+        clock.advance(self.cache.settings.sync_lease_renewal)
         await renewals[-1]
-        expected = self.cache.lease_renewal + self.cache.lease
+        expected = self.cache.settings.sync_lease_renewal + self.cache.settings.sync_lease
         self.assertEqual((await self.cached_node()).sync_lease_expires, expected)
         go_on.callback(None)
         self.assertEqual(await self.synchronised(), SyncState.COMPLETED)
@@ -142,11 +146,11 @@ class TwoHostsTests(ServerTestCase):
         """A sync whose lease was taken from it (state set by another process) stops at
         its next renewal, touching nothing more."""
         clock = task.Clock()
-        renewals = record_calls(self, self.cache, "_renew")
+        renewals = record_calls(self, self.cache.sync_lease, "renew")
         await self.held_sync(clock)
         await self.set_state_elsewhere(SyncState.ERROR)
         with self.assertLogs("sat_storage.plugins.plugin_pubsub_cache", "WARNING") as logs:
-            clock.advance(self.cache.lease_renewal)
+            clock.advance(self.cache.settings.sync_lease_renewal)
             await renewals[-1]
             self.assertIsNone(await self.synchronised())
         self.assertIn("lease lost", logs.output[0])
@@ -180,9 +184,11 @@ class TwoHostsTests(ServerTestCase):
         clock = task.Clock()
         other, other_reader = await self.second_host()
         other.clock = other.syncs.clock = clock
-        self.cache.syncs.deadline = self.cache.lease_renewal / 2  # no renewal before it
+        self.cache.syncs.deadline = (
+            self.cache.settings.sync_lease_renewal / 2
+        )  # no renewal before it
         between: list[Any] = []
-        attempt = self.cache._sync_attempt
+        attempt = self.cache.runner.attempt
 
         async def attempting(client: Any, node: Any, sync_task: Any, states: Any = None) -> Any:
             if sync_task.attempt == 2:  # before its claim: the other host tries its chance
@@ -193,14 +199,14 @@ class TwoHostsTests(ServerTestCase):
                     between.append(e.holder.owner)
             return await attempt(client, node, sync_task, states)
 
-        self.patch(self.cache, "_sync_attempt", attempting)
-        owned = record_calls(self, self.cache, "_sync_owned")
-        owned_other = record_calls(self, other, "_sync_owned")
+        self.patch(self.cache.runner, "attempt", attempting)
+        owned = record_calls(self, self.cache.runner, "run_claimed")
+        owned_other = record_calls(self, other.runner, "run_claimed")
         await self.held_sync(clock)  # the first attempt's page request never leaves
         with self.assertLogs("sat_storage.plugins.pubsub_cache.sync", "WARNING"):
             clock.advance(self.cache.syncs.deadline)
         self.assertEqual(await self.synchronised(), SyncState.COMPLETED)
-        held = (SyncState.IN_PROGRESS, self.cache.owner, 0)
-        self.assertEqual(between, [held, self.cache.owner])
+        held = (SyncState.IN_PROGRESS, self.cache.sync_lease.owner, 0)
+        self.assertEqual(between, [held, self.cache.sync_lease.owner])
         self.assertEqual((len(owned), owned_other), (2, []))
         self.assertEqual(await self.lease(), (SyncState.COMPLETED, None, ITEMS))

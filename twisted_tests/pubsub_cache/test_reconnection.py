@@ -100,7 +100,7 @@ class ReconnectionTests(ServerTestCase):
     async def test_pages_written(self) -> None:
         """The connection drops once a first page is written: the partial items are
         removed, and the resumed sync caches every item once."""
-        write_page = self.cache._write_page
+        write_page = self.cache.runner.write_page
         pages: list[int] = []
 
         async def writing(client: Any, node: Any, sync_task: Any, items: Any) -> None:
@@ -110,7 +110,7 @@ class ReconnectionTests(ServerTestCase):
                 self.drop()
                 await wait(self.lost)  # the sync is being stopped
 
-        self.patch(self.cache, "_write_page", writing)
+        self.patch(self.cache.runner, "write_page", writing)
         with self.assertLogs("sat_storage.xmpp", "WARNING"):
             await self.get(max_items=1)
             await wait(self.stopped)

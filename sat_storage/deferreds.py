@@ -1,4 +1,10 @@
-"""One operation per key at a time."""
+"""Deferred helpers shared by the host, the triggers and the plugins.
+
+- :func:`as_deferred`: call a plain function, a coroutine function or one returning a
+  Deferred, and get a Deferred (what ``defer.maybeDeferred`` does, in one place);
+- :class:`SingleFlight`: one operation per key at a time, later callers share its result;
+- :class:`KeyedLock`: a ``DeferredLock`` per key.
+"""
 
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
 """One operation per key: SingleFlight and KeyedLock (pure logic)."""
 
-from sat_storage.plugins.pubsub_cache.flight import KeyedLock, SingleFlight, as_deferred
 from twisted.internet import defer
 from twisted.trial.unittest import TestCase
+
+from sat_storage.deferreds import KeyedLock, SingleFlight, as_deferred
 
 
 class AsDeferredTests(TestCase):

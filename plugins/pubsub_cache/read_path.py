@@ -1,0 +1,176 @@
+"""The read path: the ``XEP-0060_getItems`` trigger, and answers from the cache.
+
+A node known and COMPLETED is answered from the database, in the shape of the
+network's answer; an unknown node is analysed, recorded and, when its analyser says
+``to_sync``, synchronised in the background while the request goes to the network.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sat_storage.plugins.plugin_xep_0059 import RSMRequest
+from sat_storage.plugins.plugin_xep_0060 import get_node_uri
+from sat_storage.plugins.pubsub_cache import LOGGER, reads
+from sat_storage.plugins.pubsub_cache.analysis import KEY_USE_CACHE, NodeAnalysis
+from sat_storage.plugins.pubsub_cache.keys import NodeKey
+from sat_storage.plugins.pubsub_cache.lease import SyncOwnedElsewhere
+from sat_storage.plugins.pubsub_cache.runner import SYNC_WANTED, SyncRunner
+from sat_storage.plugins.pubsub_cache.settings import CacheSettings
+from twisted.internet import defer
+from twisted.python.failure import Failure
+from twisted.words.protocols.jabber import jid
+from twisted.words.xish import domish
+
+from sat_storage.deferreds import SingleFlight
+from sat_storage.exceptions import NotFound
+from sat_storage.models import PubsubItem, PubsubNode, SyncState
+
+log = logging.getLogger(f"{LOGGER}.read_path")
+
+
+class CacheReader:
+    """Answers items requests from the cache, or prepares the node for it."""
+
+    def __init__(
+        self,
+        storage: Any,
+        settings: CacheSettings,
+        runner: SyncRunner,
+        analysis: NodeAnalysis,
+        initialised: defer.Deferred[None],
+    ) -> None:
+        self.storage = storage
+        self.settings = settings
+        self.runner = runner
+        self.analysis = analysis
+        #: fires once the cache is ready (interrupted synchronisations reset)
+        self.initialised = initialised
+        self._preparing = SingleFlight()
+
+    async def get_items_from_cache(
+        self,
+        client: Any,
+        node: PubsubNode,
+        max_items: int | None = None,
+        item_ids: list[str] | None = None,
+        sub_id: str | None = None,
+        rsm_request: RSMRequest | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> tuple[list[PubsubItem], dict[str, Any]]:
+        """Cached items of ``node`` (see ``PubsubCache.get_items_from_cache``)."""
+        if reads.network_only(extra):
+            raise ValueError(f"extra[{reads.network_only(extra)!r}] can't be answered from cache")
+        args = reads.get_items_args(max_items, item_ids, rsm_request, extra)
+        return await self.storage.get_items(node, **args)
+
+    async def _answer_from_cache(
+        self,
+        client: Any,
+        service: jid.JID,
+        node: PubsubNode,
+        max_items: int | None,
+        item_ids: list[str] | None,
+        sub_id: str | None,
+        rsm_request: RSMRequest | None,
+        extra: dict[str, Any],
+    ) -> tuple[list[domish.Element], dict[str, Any]]:
+        """The answer of XEP-0060 ``get_items``, in the shape of the network's.
+
+        Metadata: ``service``, ``node``, ``uri``, and always ``rsm`` and ``complete``
+        (what a service paging with RSM gives; Prosody, without RSM, gives neither).
+        """
+        items, cache_metadata = await self.get_items_from_cache(
+            client, node, max_items, item_ids, sub_id, rsm_request, extra
+        )
+        metadata = {
+            "service": service,
+            "node": node.name,
+            "uri": get_node_uri(service, node.name),
+            # as from a service answering with <set/> (cursors are item ids)
+            "rsm": cache_metadata["rsm"],
+            "complete": cache_metadata["complete"],
+        }
+        return [item.data for item in items], metadata
+
+    async def get_items_trigger(
+        self,
+        client: Any,
+        service: jid.JID | None,
+        node: str,
+        max_items: int | None,
+        item_ids: list[str] | None,
+        sub_id: str | None,
+        rsm_request: RSMRequest | None,
+        extra: dict[str, Any],
+    ) -> tuple[bool, Any]:
+        """Answer from the cache when the node is synchronised; else prepare it."""
+        if not self.settings.use_cache or (extra or {}).get(KEY_USE_CACHE) is False:
+            return True, None
+        if reads.network_only(extra):
+            log.debug("%r requests are not cached: network", reads.network_only(extra))
+            return True, None
+        reads.get_items_args(max_items, item_ids, rsm_request, extra)  # bad input: raise
+        if service is None:
+            service = client.jid.userhostJID()
+        key = NodeKey.of(client.profile, service, node)
+        try:
+            await self.initialised
+            pubsub_node = await self.storage.get_pubsub_node(client, service, node)
+            if pubsub_node is not None and pubsub_node.sync_state is SyncState.COMPLETED:
+                try:
+                    return False, await self._answer_from_cache(
+                        client,
+                        service,
+                        pubsub_node,
+                        max_items,
+                        item_ids,
+                        sub_id,
+                        rsm_request,
+                        extra,
+                    )
+                except NotFound as e:  # e.g. a cursor given by the service before the sync
+                    log.debug("%s: not answerable from cache (%s): network", key.label, e)
+                    return True, None
+            if pubsub_node is None or self.runner.wants_sync(key, pubsub_node):
+                await self._preparing.run(key, self._prepare, client, service, node)
+        except Exception:
+            log.exception("pubsub cache failed on %s: the request goes to the network", key.label)
+        return True, None
+
+    async def _prepare(self, client: Any, service: jid.JID, node: str) -> PubsubNode:
+        """Analyse and record an unknown node; start its synchronisation when wanted."""
+        key = NodeKey.of(client.profile, service, node)
+        storage = self.storage
+        pubsub_node = await storage.get_pubsub_node(client, service, node)
+        if pubsub_node is None:
+            analyse = await self.analysis.analyse_node(client, service, node)
+            pubsub_node = await storage.get_pubsub_node(
+                client,
+                service,
+                node,
+                create=True,
+                create_kwargs={
+                    "analyser": analyse.get("name"),
+                    "type_": analyse.get("type"),
+                    "subtype": analyse.get("subtype"),
+                },
+            )
+            if not analyse.get("to_sync"):
+                log.debug("%s is not to be synchronised", key.label)
+                await storage.update_pubsub_node_sync_state(pubsub_node, SyncState.NO_SYNC)
+                return pubsub_node
+        elif not self.runner.wants_sync(key, pubsub_node):
+            return pubsub_node
+        self.runner.start(client, pubsub_node, SYNC_WANTED).addErrback(self._owned_elsewhere)
+        return pubsub_node
+
+    @staticmethod
+    def _owned_elsewhere(failure: Failure) -> None:
+        """Errback: another process synchronises the node (its requests go on as usual)."""
+        failure.trap(SyncOwnedElsewhere)
+        log.debug("%s", failure.value)
+
+
+__all__ = ["CacheReader"]
