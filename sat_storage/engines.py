@@ -31,6 +31,9 @@ POSTGRESQL_THREADS = 6
 SUPPORTED = ("sqlite", "postgresql")
 # serialization_failure, deadlock_detected
 TRANSIENT_SQLSTATES = ("40001", "40P01")
+# lower(): the SQLite function, the PostgreSQL collation (ICU root, built in)
+LOWER_FUNCTION = "sat_lower"
+ICU_ROOT_COLLATION = "und-x-icu"
 
 
 class UnsupportedDatabase(ValueError):
@@ -103,10 +106,6 @@ def _prepare_sqlite_file(path: Path) -> None:
         os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
 
 
-def _py_lower(value: str | None) -> str | None:
-    return None if value is None else value.lower()
-
-
 def _configure_sqlite(engine: Engine) -> None:
     """Per-connection pragmas and explicit ``BEGIN IMMEDIATE`` transactions."""
 
@@ -120,8 +119,8 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.close()
-        # lower() that folds every letter (SQLite's own folds ASCII only)
-        dbapi_connection.create_function("sat_lower", 1, _py_lower, deterministic=True)
+        # lower(): Python's lower-casing (SQLite's own folds ASCII only)
+        dbapi_connection.create_function(LOWER_FUNCTION, 1, unicode_lower, deterministic=True)
 
     @event.listens_for(engine, "begin")
     def on_begin(connection: sa.Connection) -> None:
@@ -203,6 +202,26 @@ def upsert(
     )
 
 
+def unicode_lower(value: str | None) -> str | None:
+    """Full Unicode lower-casing (Unicode's default mapping, ``str.lower``)."""
+    return None if value is None else value.lower()
+
+
+def lower(dialect_name: str, expr: Any) -> sa.ColumnElement[Any]:
+    """``expr`` lower-cased in SQL with :func:`unicode_lower`'s meaning, on both engines.
+
+    SQLite's ``lower()`` folds ASCII only: the SQLite connections call Python's
+    (registered as ``sat_lower`` on connect). PostgreSQL's ``lower()`` follows the
+    collation (ASCII only under ``C``): it runs under the ICU root collation
+    ``und-x-icu`` (same mapping as Python's, final sigma included), and the result
+    compares by code point (``C``).
+    """
+    if dialect_name == "sqlite":
+        return sa.type_coerce(getattr(sa.func, LOWER_FUNCTION)(expr), sa.Text)
+    lowered = sa.func.lower(sa.collate(expr, ICU_ROOT_COLLATION), type_=sa.Text)
+    return sa.type_coerce(sa.collate(lowered, "C"), sa.Text)
+
+
 def insert_ignore(dialect_name: str, table: sa.Table, index_elements: Sequence[str]) -> sa.Insert:
     """``INSERT … ON CONFLICT (index_elements) DO NOTHING``."""
     insert = postgresql.insert if dialect_name == "postgresql" else sqlite.insert
@@ -232,13 +251,6 @@ def has_substring(dialect_name: str, column: Any, value: str) -> sa.ColumnElemen
     if dialect_name == "sqlite":
         return sa.func.instr(column, value) > 0
     return sa.func.strpos(column, value) > 0
-
-
-def lower(dialect_name: str, column: Any) -> sa.ColumnElement[Any]:
-    """``lower(column)`` folding every letter (on SQLite, the on-connect ``sat_lower``)."""
-    if dialect_name == "sqlite":
-        return sa.func.sat_lower(column)
-    return sa.func.lower(column)
 
 
 def bulk_bind(dialect_name: str, column: str) -> Any:

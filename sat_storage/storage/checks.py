@@ -40,6 +40,13 @@ def check_text(name: str, value: object, optional: bool = False) -> None:
         raise ValueError(f"{name} must not contain NUL characters: {value!r}")
 
 
+def check_flag(name: str, value: object) -> bool:
+    """``value`` must be ``True`` or ``False`` (no other truthy value: flags widen access)."""
+    if value is not True and value is not False:
+        raise ValueError(f"{name} must be True or False, got {type(value).__name__}: {value!r}")
+    return value
+
+
 def check_strings(
     name: str,
     values: object,

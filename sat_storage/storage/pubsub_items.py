@@ -7,7 +7,6 @@ is what the purge with the same arguments would delete.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -20,7 +19,7 @@ from twisted.internet import defer
 from twisted.words.protocols.jabber import jid
 from twisted.words.xish import domish
 
-from sat_storage import engines
+from sat_storage import engines, json_text
 from sat_storage.exceptions import NotFound
 from sat_storage.fts import item_text
 from sat_storage.models import PubsubItem, PubsubNode, utcnow
@@ -51,7 +50,7 @@ def build_item_rows(
     :meth:`PubsubItemsStore.cache_pubsub_items_txn`.
     """
     rows: dict[str, dict[str, Any]] = {}
-    dumps = json.JSONEncoder(allow_nan=False, ensure_ascii=False).encode
+    dumps = json_text.dumps  # floats read back equal on both engines
     for index, (item, parsed) in enumerate(zip(items, parsed_items, strict=True)):
         try:
             data = to_xml(item)

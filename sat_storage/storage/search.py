@@ -57,19 +57,19 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session, contains_eager
 from twisted.internet import defer
 from twisted.words.protocols.jabber.jid import JID
 
 from sat_storage import fts
+from sat_storage.engines import unicode_lower
 from sat_storage.models import PubsubItem, PubsubNode
 from sat_storage.storage.base import StorageBase, as_deferred
-from sat_storage.storage.checks import INT64_MAX, check_count, check_strings
+from sat_storage.storage.checks import INT64_MAX, check_count, check_flag, check_strings
+from sat_storage.storage.search_sql import DIALECTS, JSONDialect, Scalar
 
 __all__ = ["DIRECTIONS", "ORDERS", "QUERY_KEYS", "SearchStore", "build_search"]
 
@@ -100,131 +100,6 @@ MAX_CLAUSES = 32  # parsed filters, order-by entries, steps of a path
 INT32_MAX = 2**31 - 1
 # Sort order of the JSON kinds of a parsed value (null and missing: last).
 KIND_ORDER = ("number", "string", "boolean", "array", "object")
-
-
-# --- reading JSON in SQL: the dialect differences ------------------------------------
-
-
-@dataclass(frozen=True)
-class _Scalar:
-    """A JSON value in SQL: its engine type name and its engine representation."""
-
-    kind: sa.ColumnElement[Any]
-    raw: sa.ColumnElement[Any]
-
-
-class _SQLiteJSON:
-    """JSON1 functions on the JSON text of ``parsed``."""
-
-    kinds = {
-        "number": ("integer", "real"), "string": ("text",), "boolean": ("true", "false"),
-        "null": ("null",), "array": ("array",), "object": ("object",),
-    }  # fmt: skip
-
-    @staticmethod
-    def _path(path: Sequence[str | int]) -> str:
-        parts = ["$"]
-        for step in path:
-            if isinstance(step, str):
-                parts.append(f'."{step}"')
-            else:
-                parts.append(f"[{step}]" if step >= 0 else f"[#{step}]")
-        return "".join(parts)
-
-    def at(self, path: Sequence[str | int]) -> _Scalar:
-        bound = sa.literal(self._path(path), sa.Text)
-        return _Scalar(
-            sa.func.json_type(PubsubItem.parsed, bound),
-            sa.func.json_extract(PubsubItem.parsed, bound),
-        )
-
-    def elements(self, path: Sequence[str | int]) -> tuple[sa.FromClause, _Scalar]:
-        each = sa.func.json_each(PubsubItem.parsed, sa.literal(self._path(path), sa.Text))
-        table = each.table_valued("value", "type")
-        return table, _Scalar(table.c.type, table.c.value)
-
-    def typed(self, scalar: _Scalar, kind: str) -> sa.ColumnElement[Any]:
-        """The value when its JSON kind is ``kind`` (number/string/boolean), else NULL."""
-        return sa.case((scalar.kind.in_(self.kinds[kind]), scalar.raw))
-
-    def sort_values(self, scalar: _Scalar) -> list[sa.ColumnElement[Any]]:
-        """Sort keys of values of one kind: SQL values sort as JSON scalars do."""
-        containers = self.kinds["array"] + self.kinds["object"]
-        return [sa.case((scalar.kind.in_(containers), None), else_=scalar.raw)]
-
-    @staticmethod
-    def like(expr: sa.ColumnElement[Any], pattern: str, icase: bool) -> sa.ColumnElement[bool]:
-        if icase:  # SQLite's LIKE ignores ASCII case
-            return expr.like(pattern, escape="\\")
-        return expr.op("GLOB")(_like_to_glob(pattern))
-
-
-class _PostgreSQLJSON:
-    """jsonb operators on ``parsed``."""
-
-    kinds = {
-        "number": ("number",), "string": ("string",), "boolean": ("boolean",),
-        "null": ("null",), "array": ("array",), "object": ("object",),
-    }  # fmt: skip
-    _casts = {"number": sa.Numeric(), "boolean": sa.Boolean()}
-
-    def at(self, path: Sequence[str | int]) -> _Scalar:
-        node: sa.ColumnElement[Any] = sa.type_coerce(PubsubItem.parsed, JSONB)
-        for step in path:
-            if isinstance(step, str):
-                node = node.op("->", return_type=JSONB)(sa.literal(step, sa.Text))
-                continue
-            # jsonb answers a scalar -> 0 with the scalar itself: index arrays only
-            element = node.op("->", return_type=JSONB)(sa.literal(step, sa.Integer))
-            node = sa.case((sa.func.jsonb_typeof(node) == "array", element), else_=None)
-        return _Scalar(sa.func.jsonb_typeof(node), node)
-
-    def elements(self, path: Sequence[str | int]) -> tuple[sa.FromClause, _Scalar]:
-        node = self.at(path)
-        array = sa.case(
-            (node.kind == "array", node.raw),
-            (node.raw.is_(None), sa.cast(sa.literal("[]"), JSONB)),
-            else_=sa.func.jsonb_build_array(node.raw),
-        )
-        table = sa.func.jsonb_array_elements(array).table_valued("value")
-        return table, _Scalar(sa.func.jsonb_typeof(table.c.value), table.c.value)
-
-    def typed(self, scalar: _Scalar, kind: str) -> sa.ColumnElement[Any]:
-        """The value when its JSON kind is ``kind`` (number/string/boolean), else NULL."""
-        text = scalar.raw.op("#>>", return_type=sa.Text)(sa.literal_column("'{}'"))
-        if kind != "string":
-            return sa.case((scalar.kind == self.kinds[kind][0], sa.cast(text, self._casts[kind])))
-        # code point order whatever the database's collation (plain Text: bare binds)
-        value = sa.collate(sa.case((scalar.kind == self.kinds[kind][0], text)), "C")
-        return sa.type_coerce(value, sa.Text)
-
-    def sort_values(self, scalar: _Scalar) -> list[sa.ColumnElement[Any]]:
-        """Sort keys of values of one kind: jsonb's order, strings by code point."""
-        containers = self.kinds["array"] + self.kinds["object"]
-        scalars = sa.case((scalar.kind.in_(containers), None), else_=scalar.raw)
-        return [self.typed(scalar, "string"), scalars]
-
-    @staticmethod
-    def like(expr: sa.ColumnElement[Any], pattern: str, icase: bool) -> sa.ColumnElement[bool]:
-        return expr.ilike(pattern, escape="\\") if icase else expr.like(pattern, escape="\\")
-
-
-def _like_to_glob(pattern: str) -> str:
-    """A LIKE pattern (``%``, ``_``, ``\\`` escape) as the equivalent GLOB pattern."""
-    out = []
-    chars = iter(pattern)
-    for char in chars:
-        if char == "\\":
-            char = next(chars, "")
-        elif char in "%_":
-            out.append("*" if char == "%" else "?")
-            continue
-        out.append(f"[{char}]" if char in "*?[" else char)
-    return "".join(out)
-
-
-_Json = _SQLiteJSON | _PostgreSQLJSON
-_JSON: dict[str, _Json] = {"sqlite": _SQLiteJSON(), "postgresql": _PostgreSQLJSON()}
 
 
 # --- validation and compilation --------------------------------------------------------
@@ -291,7 +166,7 @@ _SCALARS = ("number", "string", "boolean", "null")
 _ORDERED = ("number", "string")
 
 
-def _parsed_filter(name: str, spec: object, dialect: str) -> sa.ColumnElement[bool]:
+def _parsed_filter(name: str, spec: object, json: JSONDialect) -> sa.ColumnElement[bool]:
     if not isinstance(spec, Mapping):
         raise ValueError(f"{name} must be a dict with path, op and value, got {spec!r}")
     keys = {"path", "op", "value"}
@@ -304,18 +179,19 @@ def _parsed_filter(name: str, spec: object, dialect: str) -> sa.ColumnElement[bo
         raise ValueError(f"{name}.op: unknown operator {op!r} (one of {', '.join(OPERATORS)})")
     op = OPERATORS[op]
     base = NEGATIONS.get(op, op)
-    condition = _condition(f"{name}.value", base, spec["value"], path, _JSON[dialect])
+    condition = _condition(f"{name}.value", base, spec["value"], path, json)
     if op in NEGATIONS:
         return sa.not_(sa.func.coalesce(condition, sa.false()))
     return condition
 
 
 def _condition(
-    name: str, op: str, value: Any, path: Sequence[str | int], json: _Json
+    name: str, op: str, value: Any, path: Sequence[str | int], json: JSONDialect
 ) -> sa.ColumnElement[bool]:
     if op in ("overlap", "ioverlap"):
         values = list(_sequence(name, value))
-        kinds = [_kind(f"{name}[{i}]", v, _ORDERED) for i, v in enumerate(values)]
+        allowed = ("string",) if op == "ioverlap" else _ORDERED
+        kinds = [_kind(f"{name}[{i}]", v, allowed) for i, v in enumerate(values)]
         table, element = json.elements(path)
         return sa.exists().select_from(table).where(_one_of(json, element, values, kinds, op))
     scalar = json.at(path)
@@ -330,20 +206,31 @@ def _condition(
         kinds = {_kind(f"{name}[{i}]", v, _ORDERED) for i, v in enumerate(bounds)}
         if len(kinds) != 1:
             raise ValueError(f"{name}: both bounds must be numbers or both strings: {value!r}")
-        return json.typed(scalar, kinds.pop()).between(*bounds)
+        kind = kinds.pop()
+        return json.typed(scalar, kind).between(*(_bound(json, kind, v) for v in bounds))
     if op in ("like", "ilike"):
         _kind(name, value, ("string",))
         if value.replace("\\\\", "").endswith("\\"):
             raise ValueError(f"{name}: pattern ends with an escape character: {value!r}")
-        return json.like(json.typed(scalar, "string"), value, icase=op == "ilike")
+        text = json.typed(scalar, "string")
+        if op == "ilike":
+            return json.like(json.lower(text), unicode_lower(value))
+        return json.like(text, value)
     kind = _kind(name, value, _SCALARS if op == "eq" else _ORDERED)
     if kind == "null":
         return scalar.kind.in_(json.kinds["null"])
-    return COMPARISONS[op](json.typed(scalar, kind), value)
+    return COMPARISONS[op](json.typed(scalar, kind), _bound(json, kind, value))
+
+
+def _bound(json: JSONDialect, kind: str, value: Any) -> Any:
+    """A query value of ``kind`` as the SQL value it is compared with."""
+    if kind == "number":
+        return json.number(value)
+    return sa.literal(value, sa.Text if kind == "string" else sa.Boolean)
 
 
 def _one_of(
-    json: _Json, scalar: _Scalar, values: list[Any], kinds: list[str], op: str
+    json: JSONDialect, scalar: Scalar, values: list[Any], kinds: list[str], op: str
 ) -> sa.ColumnElement[bool]:
     """``scalar`` equals one of ``values`` (of the same kind; ``ioverlap``: any case)."""
     conditions = []
@@ -353,24 +240,33 @@ def _one_of(
             conditions.append(scalar.kind.in_(json.kinds["null"]))
             continue
         typed = json.typed(scalar, kind)
-        if op == "ioverlap" and kind == "string":
-            typed, same = sa.func.lower(typed), [v.lower() for v in same]
-        conditions.append(typed.in_(same))
+        if op == "ioverlap":
+            typed, same = json.lower(typed), [unicode_lower(v) for v in same]
+        conditions.append(typed.in_([_bound(json, kind, v) for v in same]))
     return sa.or_(*conditions) if conditions else sa.false()
 
 
-def _order_by(
-    name: str, spec: object, dialect: str, rank: sa.ColumnElement[Any] | None
+def _direction(name: str, spec: Mapping[str, Any]) -> bool:
+    """True for a descending ``order-by`` entry."""
+    direction = spec.get("direction", "asc")
+    if not isinstance(direction, str) or direction.lower() not in DIRECTIONS:
+        raise ValueError(f"{name}.direction must be 'asc' or 'desc', got {direction!r}")
+    return direction.lower() == "desc"
+
+
+def order_terms(
+    name: str, spec: object, json: JSONDialect, rank: sa.ColumnElement[Any] | None
 ) -> list[sa.ColumnElement[Any]]:
+    """The ORDER BY terms of one ``order-by`` entry (the one place that compiles them).
+
+    Ties are left to the next entry; :func:`build_search` ends with creation order.
+    """
     if not isinstance(spec, Mapping):
         raise ValueError(f"{name} must be a dict, got {spec!r}")
     unknown = set(spec) - {"order", "path", "direction"}
     if unknown:
         raise ValueError(f"{name}: unknown keys {sorted(map(str, unknown))}")
-    direction = spec.get("direction", "asc")
-    if not isinstance(direction, str) or direction.lower() not in DIRECTIONS:
-        raise ValueError(f"{name}.direction must be 'asc' or 'desc', got {direction!r}")
-    desc = direction.lower() == "desc"
+    desc = _direction(name, spec)
 
     def directed(expr: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
         return expr.desc() if desc else expr.asc()
@@ -379,7 +275,7 @@ def _order_by(
         raise ValueError(f"{name} must have either 'order' or 'path'")
     if "order" in spec:
         order = spec["order"]
-        if order not in ORDERS:
+        if not isinstance(order, str) or order not in ORDERS:
             raise ValueError(f"{name}.order: unknown order {order!r} (one of {', '.join(ORDERS)})")
         if order == "rank":
             if rank is None:
@@ -388,12 +284,11 @@ def _order_by(
         if order == "modification":
             return [directed(PubsubItem.updated)]
         if order == "item_id":
-            item_id = sa.collate(PubsubItem.name, "C") if dialect != "sqlite" else PubsubItem.name
-            return [directed(item_id)]
+            return [directed(json.code_points(PubsubItem.name))]
         return [directed(PubsubItem.id)]
-    json = _JSON[dialect]
     scalar = json.at(_path(f"{name}.path", spec["path"]))
-    # one key for the kind (null and missing: last in both directions), then the value
+    # the kind first (null and missing: last in both directions), then the value;
+    # values of one kind only are compared (arrays and objects: all equal)
     ranks = {name: i for i, kind in enumerate(KIND_ORDER) for name in json.kinds[kind]}
     kind_rank = sa.case(ranks, value=scalar.kind, else_=-1 if desc else len(KIND_ORDER))
     return [directed(kind_rank), *map(directed, json.sort_values(scalar))]
@@ -411,6 +306,7 @@ def build_search(
     unknown = [k for k in query if k not in QUERY_KEYS]
     if unknown:
         raise ValueError(f"unknown search keys {unknown} (known: {', '.join(QUERY_KEYS)})")
+    json = DIALECTS[dialect]
     stmt = sa.select(PubsubItem).join(PubsubItem.node).options(contains_eager(PubsubItem.node))
     if profile_ids is not None:
         stmt = stmt.where(PubsubNode.profile_id.in_(profile_ids))
@@ -426,7 +322,7 @@ def build_search(
             stmt = stmt.where(_in_list(column, values))
     if query.get("parsed") is not None:
         for i, spec in enumerate(_sequence("parsed", query["parsed"], MAX_CLAUSES)):
-            stmt = stmt.where(_parsed_filter(f"parsed[{i}]", spec, dialect))
+            stmt = stmt.where(_parsed_filter(f"parsed[{i}]", spec, json))
     rank = None
     if query.get("fts") is not None:
         stmt, rank = fts.match(stmt, fts.parse_query(query["fts"]), dialect)
@@ -434,7 +330,7 @@ def build_search(
     if order_by is None:
         order_by = [{"order": "rank" if rank is not None else "creation"}]
     for i, spec in enumerate(_sequence("order-by", order_by, MAX_CLAUSES)):
-        stmt = stmt.order_by(*_order_by(f"order-by[{i}]", spec, dialect, rank))
+        stmt = stmt.order_by(*order_terms(f"order-by[{i}]", spec, json, rank))
     stmt = stmt.order_by(PubsubItem.id)
     if query.get("index") is not None:
         stmt = stmt.offset(check_count("index", query["index"]))
@@ -457,6 +353,7 @@ class SearchStore(StorageBase):
         (still narrowed by ``profiles`` when given). Items come with ``.node``,
         ``.data`` (``domish.Element``) and ``.parsed`` loaded.
         """
+        check_flag("all_profiles", all_profiles)
         if not isinstance(query, Mapping):
             raise ValueError(f"the search query must be a dict, got {type(query).__name__}")
         profiles = query.get("profiles")

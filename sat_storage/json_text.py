@@ -1,0 +1,43 @@
+"""JSON text of stored values, read back equal on both engines.
+
+PostgreSQL's ``jsonb`` keeps a number as a decimal and writes it back without an
+exponent: the shortest text of a float from 1e16 on (``1e+16``,
+``2.730648000375673e+16``) would be read back as an *int*, and one whose shortest
+text is not its exact value (most of them) as a different number. :func:`dumps`
+writes those floats with their exact value and a ``.0`` (``27306480003756728.0``),
+which both engines read back as the same float; any other value is written as
+:mod:`json` writes it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+__all__ = ["EXACT_FROM", "dumps"]
+
+EXACT_FROM = 1e16  # floats from here on are integers, written by repr() with an exponent
+_encode = json.JSONEncoder(allow_nan=False, ensure_ascii=False).encode
+
+
+def dumps(value: Any) -> str:
+    """``value`` as JSON text (``ValueError``/``TypeError`` as :func:`json.dumps`)."""
+    text = _encode(value)
+    if "e+" not in text:  # no float written with a positive exponent
+        return text
+    return _exact(value)
+
+
+def _exact(value: Any) -> str:
+    if isinstance(value, float) and abs(value) >= EXACT_FROM:
+        return f"{int(value)}.0"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_key(k)}: {_exact(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(map(_exact, value)) + "]"
+    return _encode(value)
+
+
+def _key(key: Any) -> str:
+    """An object key as json writes it (non-str keys converted as json converts them)."""
+    return _encode(key if isinstance(key, str) else next(iter(json.loads(_encode({key: 0})))))
