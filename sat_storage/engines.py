@@ -26,6 +26,8 @@ from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.pool import StaticPool
 
+from sat_storage import json_text
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 POSTGRESQL_THREADS = 6
 SUPPORTED = ("sqlite", "postgresql")
@@ -132,6 +134,8 @@ def _configure_sqlite(engine: Engine) -> None:
 def create_engine(url: str | URL) -> Engine:
     """Engine for ``url``, with this package's settings for its dialect."""
     parsed = parse_url(url)
+    # JSON columns: text that both engines read back equal (big floats on jsonb)
+    json_args = {"json_serializer": json_text.dumps}
     if is_sqlite(parsed):
         path = sqlite_path(parsed)
         if path is None:
@@ -139,10 +143,11 @@ def create_engine(url: str | URL) -> Engine:
                 parsed,
                 poolclass=StaticPool,
                 connect_args={"check_same_thread": False},
+                **json_args,
             )
         else:
             _prepare_sqlite_file(path)
-            engine = sa.create_engine(parsed, pool_size=1, max_overflow=0)
+            engine = sa.create_engine(parsed, pool_size=1, max_overflow=0, **json_args)
         _configure_sqlite(engine)
         return engine
     return sa.create_engine(
@@ -151,6 +156,7 @@ def create_engine(url: str | URL) -> Engine:
         max_overflow=0,
         pool_pre_ping=True,
         connect_args={"connect_timeout": 10},
+        **json_args,
     )
 
 

@@ -26,30 +26,41 @@ A list filter matches the items whose value is in the list (an empty list matche
 nothing); a missing key (or None) does not filter. Lists hold at most 500 values;
 at most 32 parsed filters, order-by entries and steps per path are accepted.
 
-Parsed data. A path is a non-empty list of object keys (``str``) and array indexes
-(``int``, negative from the end). Filters are typed: a value is compared only with
-values of the same JSON type (numbers as numbers, strings by code point, booleans),
-so ``{"op": ">", "value": 3}`` never matches the string ``"5"``. Operators:
-``==``/``eq`` (``None`` matches JSON null), ``>``/``gt``, ``>=``/``ge``, ``<``/``lt``
+Parsed data. A path is a non-empty list of object keys (``str``, without ``"``,
+``\\`` or NUL) and array indexes (``int``, negative from the end; an index of
+something that is not an array, or a key of something that is not an object, leads
+to no value). Filters are typed: a value is compared only with values of the same
+JSON type (numbers as numbers, strings by code point, booleans), so ``{"op": ">",
+"value": 3}`` never matches the string ``"5"``. Operators: ``==``/``eq`` (``None``
+matches JSON null, not a missing key), ``>``/``gt``, ``>=``/``ge``, ``<``/``lt``
 (strictly less), ``<=``/``le``, ``between`` (``[low, high]``, inclusive), ``in``
 (list), ``like``/``ilike`` (SQL patterns: ``%``, ``_``, ``\\`` escapes), ``overlap``
 and ``ioverlap`` (the array at the path shares an element with the list; a scalar
-counts as a one-element array). The negated operators ``!=``/``ne``, ``not_in``,
+counts as a one-element array; an object, null or no value has no elements: its
+values are not looked into). The negated operators ``!=``/``ne``, ``not_in``,
 ``not_like``, ``not_ilike``, ``disjoint`` and ``idisjoint`` match exactly the items
 their positive twin does not match, items without a value at the path included.
-Case-insensitive operators fold ASCII letters only on SQLite, all letters on
-PostgreSQL.
+
+Numbers compare by their exact value, as Python compares them (``2**53 + 1`` is not
+the float ``2**53``; ``2.0 == 2``), the same on both engines; integers beyond 64 bits
+in parsed data compare as their nearest float (query numbers are limited to 64 bits).
+
+Case: the case-insensitive operators (``ilike``, ``not_ilike``, ``ioverlap``,
+``idisjoint``) compare both sides lower-cased with full Unicode lower-casing
+(Python's ``str.lower``, on both engines: ``CAFÉ`` is ``café``, ``ÑANDÚ`` is
+``ñandú``). It is lower-casing, not case folding: ``STRASSE`` is not ``straße``.
+``ilike`` is: the value lower-cased matches the pattern lower-cased.
 
 Sorting by a path: numbers (numerically), then strings (by code point), then
 booleans (false first), then arrays, then objects (arrays and objects are not
 compared with one another: the next key, else creation order, decides); items
-without a value (or JSON null) come last in both directions. ``desc`` reverses the
-rest.
+without a value and items with JSON null at the path are equal, and come last in
+both directions, in creation order. ``desc`` reverses the rest.
 
 Bad input (unknown key, operator, order or direction; malformed path; value of the
-wrong type; bad full-text syntax) raises ``ValueError`` naming the culprit before
-the database is touched; the caller's dict is never modified. Unknown profiles
-raise ``ProfileUnknownError``.
+wrong type; bad full-text syntax; an ``all_profiles`` flag that is not ``True`` or
+``False``) raises ``ValueError`` naming the culprit before the database is touched;
+the caller's dict is never modified. Unknown profiles raise ``ProfileUnknownError``.
 """
 
 from __future__ import annotations
