@@ -45,7 +45,7 @@ _common = {
     "report_multiple_bugs": False,  # trial shows one error, not an ExceptionGroup
     "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large],
 }
-settings.register_profile("ci", max_examples=25, database=None, **_common)
+settings.register_profile("ci", max_examples=50, database=None, **_common)
 # dev: quick feedback, the first failure as found (no shrinking)
 settings.register_profile("dev", max_examples=40, database=None, phases=[Phase.generate], **_common)
 settings.register_profile("long", max_examples=2000, **_common)
