@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 import math
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -28,16 +29,55 @@ IN_BATCH = 500
 INT64_MAX = 2**63 - 1  # the largest count or offset every engine can bind
 
 
-def check_text(name: str, value: object, optional: bool = False) -> None:
-    """``value`` must be a ``str`` (or None when ``optional``) without NUL characters.
+# What some engine cannot store in text, so every engine refuses it: NUL (PostgreSQL
+# refuses it in text and jsonb, SQLite stores it) and lone surrogates (no UTF-8 form).
+UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+# The same in JSON text written by json (NUL is escaped there as \u0000).
+_UNSTORABLE_JSON = re.compile("\\\\u0000|[\ud800-\udfff]")
 
-    PostgreSQL refuses NUL in text, so it is refused on every engine.
+
+def unstorable(text: str) -> str | None:
+    """What in ``text`` no engine may store ("a NUL character", "a lone surrogate"), or None."""
+    found = UNSTORABLE.search(text)
+    if found is None:
+        return None
+    return "a NUL character" if found.group() == "\x00" else "a lone surrogate"
+
+
+def check_storable(name: str, text: str) -> None:
+    """``text`` must hold nothing an engine cannot store: ``ValueError`` naming ``name``.
+
+    The one check of every write path (through :func:`check_text`,
+    :func:`check_strings`, :func:`check_json` and :func:`check_json_text`).
+    """
+    problem = unstorable(text)
+    if problem is not None:
+        shown = text if len(text) <= 80 else text[:77] + "..."
+        raise ValueError(f"{name} must not contain {problem} (no engine stores it): {shown!r}")
+
+
+def check_json_text(name: str, value: Any, text: str) -> None:
+    """``text``, the JSON of ``value``, must be storable by every engine.
+
+    A quick scan of the text first; only when it finds something is ``value`` walked
+    to name the place (a backslash followed by ``u0000`` in a string is fine).
+    """
+    if _UNSTORABLE_JSON.search(text) is not None:
+        problem = _json_problem(value, "")
+        if problem is not None:
+            raise ValueError(f"{name} cannot be stored: {problem}")
+
+
+def check_text(name: str, value: object, optional: bool = False) -> None:
+    """``value`` must be a ``str`` (or None when ``optional``) that every engine stores.
+
+    PostgreSQL refuses NUL in text, so it is refused on every engine (as are lone
+    surrogates, which have no UTF-8 form): :func:`check_storable`.
     """
     if optional and value is None:
         return
     check_type(name, value, str)
-    if "\x00" in value:  # type: ignore[operator]
-        raise ValueError(f"{name} must not contain NUL characters: {value!r}")
+    check_storable(name, value)  # type: ignore[arg-type]
 
 
 def check_flag(name: str, value: object) -> bool:
@@ -76,8 +116,7 @@ def check_strings(
             raise ArgumentTypeError(
                 f"{name}[{index}] must be {expected}, got {type(value).__name__}: {value!r}"
             )
-        if "\x00" in value:
-            raise ValueError(f"{name}[{index}] must not contain NUL characters: {value!r}")
+        check_storable(f"{name}[{index}]", value)
         if non_empty and not value:
             raise ValueError(f"{name}[{index}] must not be empty")
     return result
@@ -152,17 +191,18 @@ def check_number(name: str, value: object, optional: bool = False) -> None:
 
 
 def check_json(name: str, value: Any) -> None:
-    """``value`` must round-trip through JSON: ``TypeError`` naming ``name`` otherwise.
+    """``value`` must round-trip through JSON: ``ArgumentTypeError`` (a ``ValueError``
+    and a ``TypeError``) naming ``name`` otherwise.
 
-    Accepted: None, bool, int, finite float, str (without NUL), lists and tuples
-    (given back as lists) and dicts with ``str`` keys, nested.
+    Accepted: None, bool, int, finite float, str (storable: :func:`check_storable`),
+    lists and tuples (given back as lists) and dicts with such ``str`` keys, nested.
     """
     try:
         problem = _json_problem(value, "")
     except RecursionError:
         problem = "nested too deeply"
     if problem is not None:
-        raise TypeError(f"{name} is not JSON-serialisable: {problem}")
+        raise ArgumentTypeError(f"{name} is not JSON-serialisable: {problem}")
 
 
 def _json_problem(value: Any, path: str) -> str | None:
@@ -173,7 +213,8 @@ def _json_problem(value: Any, path: str) -> str | None:
     if isinstance(value, float):
         return None if math.isfinite(value) else f"non-finite float {value!r}{where}"
     if isinstance(value, str):
-        return None if "\x00" not in value else f"NUL character in string{where}"
+        problem = unstorable(value)
+        return None if problem is None else f"{problem} in a string{where}"
     if isinstance(value, list | tuple):
         for index, item in enumerate(value):
             problem = _json_problem(item, f"{path}[{index}]")
@@ -184,6 +225,9 @@ def _json_problem(value: Any, path: str) -> str | None:
         for key, item in value.items():
             if not isinstance(key, str):
                 return f"dict key {key!r} is not a str{where}"
+            problem = unstorable(key)
+            if problem is not None:
+                return f"{problem} in the dict key {key!r}{where}"
             problem = _json_problem(item, f"{path}[{key!r}]")
             if problem is not None:
                 return problem

@@ -24,7 +24,14 @@ from sat_storage.exceptions import NotFound
 from sat_storage.fts import item_text
 from sat_storage.models import PubsubItem, PubsubNode, utcnow
 from sat_storage.storage.base import StorageBase, as_deferred, check_type
-from sat_storage.storage.checks import batched, check_node, check_strings
+from sat_storage.storage.checks import (
+    batched,
+    check_json_text,
+    check_node,
+    check_storable,
+    check_strings,
+    check_text,
+)
 from sat_storage.storage.items_query import MAX_ITEMS_BATCH
 from sat_storage.storage.pubsub_filters import ItemFilters
 from sat_storage.xml_tools import to_xml
@@ -45,7 +52,8 @@ def build_item_rows(
 
     ``now`` is the database form of the time stamp of the call. When an id comes
     twice, the row takes the place of the first and the content of the last.
-    ``ValueError`` names the index of an item that cannot be serialised.
+    ``ValueError`` names the index of an item that cannot be serialised, or holds
+    what an engine cannot store (NUL, lone surrogates: :func:`checks.check_storable`).
     Extra keys added here are written, and updated on conflict, by
     :meth:`PubsubItemsStore.cache_pubsub_items_txn`.
     """
@@ -56,11 +64,14 @@ def build_item_rows(
             data = to_xml(item)
         except (TypeError, AttributeError) as e:
             raise ValueError(f"items[{index}] cannot be serialised as XML: {e}") from None
+        check_storable(f"items[{index}] (its XML)", data)
         if parsed is not None:
             try:
-                parsed = dumps(parsed)
+                text = dumps(parsed)
             except (TypeError, ValueError) as e:
                 raise ValueError(f"parsed_items[{index}] is not JSON-serialisable: {e}") from None
+            check_json_text(f"parsed_items[{index}]", parsed, text)
+            parsed = text
         name = item["id"]
         rows[name] = {
             "node_id": node_id,
@@ -158,6 +169,7 @@ class PubsubItemsStore(StorageBase):
             item_id = item.getAttribute("id")
             if not isinstance(item_id, str) or not item_id:
                 raise ValueError(f"items[{index}] has no id")
+            check_text(f"items[{index}] id", item_id)
         if parsed_items is None:
             return [None] * len(items)
         check_type("parsed_items", parsed_items, list, tuple)

@@ -13,7 +13,7 @@ from twisted.words.protocols.jabber import jid
 from sat_storage import engines
 from sat_storage.models import PubsubNode, PubsubSub, SubscriptionState, SyncState
 from sat_storage.storage.base import StorageBase, as_deferred, check_type
-from sat_storage.storage.checks import check_node, check_sync_states
+from sat_storage.storage.checks import check_node, check_sync_states, check_text
 from sat_storage.storage.pubsub_filters import Filters, in_filters, matches_nothing, node_filters
 
 NODE_SETTINGS = ("analyser", "type_", "subtype", "subscribed")
@@ -23,8 +23,7 @@ __all__ = ["NODE_SETTINGS", "PubsubNodesStore"]
 
 def _check_node_settings(settings: dict[str, Any]) -> None:
     for key in ("analyser", "type_", "subtype"):
-        if settings.get(key) is not None:
-            check_type(key, settings[key], str)
+        check_text(key, settings.get(key), optional=True)
     check_type("subscribed", settings.get("subscribed", False), bool)
 
 
@@ -65,7 +64,7 @@ class PubsubNodesStore(StorageBase):
         """Checked ``(profile id, service text)`` of a node of ``client``'s profile."""
         profile_id = self.client_profile_id(client)
         check_type("service", service, jid.JID)
-        check_type("name", name, str)
+        check_text("name", name)
         assert isinstance(service, jid.JID)
         return profile_id, service.full()
 

@@ -79,7 +79,13 @@ from sat_storage import fts
 from sat_storage.engines import unicode_lower
 from sat_storage.models import PubsubItem, PubsubNode
 from sat_storage.storage.base import StorageBase, as_deferred
-from sat_storage.storage.checks import INT64_MAX, check_count, check_flag, check_strings
+from sat_storage.storage.checks import (
+    INT64_MAX,
+    check_count,
+    check_flag,
+    check_storable,
+    check_strings,
+)
 from sat_storage.storage.search_sql import DIALECTS, JSONDialect, Scalar
 
 __all__ = ["DIRECTIONS", "ORDERS", "QUERY_KEYS", "SearchStore", "build_search"]
@@ -145,8 +151,9 @@ def _path(name: str, value: object) -> tuple[str | int, ...]:
         raise ValueError(f"{name} must not be empty")
     for i, step in enumerate(path):
         if isinstance(step, str):
-            if any(c in step for c in '"\\\x00'):
-                raise ValueError(f"{name}[{i}]: keys with '\"', '\\' or NUL are not supported")
+            check_storable(f"{name}[{i}]", step)
+            if any(c in step for c in '"\\'):
+                raise ValueError(f"{name}[{i}]: keys with '\"' or '\\' are not supported")
         elif isinstance(step, bool) or not isinstance(step, int) or abs(step) > INT32_MAX:
             raise ValueError(f"{name}[{i}] must be a str key or an int index, got {step!r}")
     return path
@@ -163,8 +170,7 @@ def _kind(name: str, value: object, allowed: Sequence[str]) -> str:
             raise ValueError(f"{name} must be a finite number (ints: 64 bits), got {value!r}")
         kind = "number"
     elif isinstance(value, str):
-        if "\x00" in value:
-            raise ValueError(f"{name} must not contain NUL characters: {value!r}")
+        check_storable(name, value)
         kind = "string"
     else:
         kind = type(value).__name__

@@ -176,3 +176,58 @@ class BigFloatTests(FixedItems):
         """Such a float equals the integer of its exact value, not of its short text."""
         self.assertEqual(await self.filtered(["f"], "eq", -27306480003756728), ["i0"])
         self.assertEqual(await self.filtered(["f"], "eq", -27306480003756730), [])
+
+
+class UnstorableTests(TestCase):
+    """Defect 7: NUL (and lone surrogates) give the same ValueError on both engines."""
+
+    async def setUp(self) -> None:
+        self.storage = await make_storage(self)
+        self.node = await search_data.node(self.storage, "alice")
+
+    async def assert_refused(self, culprit: str, items: list[Any], parsed: list[Any]) -> None:
+        """Caching is refused naming ``culprit``; nothing is stored."""
+        with self.assertRaises(ValueError) as caught:
+            await search_data.cache(self.storage, "alice", self.node, items, parsed)
+        self.assertIn(culprit, str(caught.exception))
+        self.assertEqual(await self.storage.search_pubsub_items({"profiles": ["alice"]}), [])
+
+    async def test_item_id(self) -> None:
+        """An item id with NUL is refused, naming the item."""
+        await self.assert_refused(
+            "items[1] id", [search_data.atom_item(n) for n in "a\x00"], [None] * 2
+        )
+
+    async def test_item_text(self) -> None:
+        """Item text with NUL (in its XML) is refused."""
+        await self.assert_refused("items[0]", [search_data.atom_item("a", "ti\x00tle")], [None])
+
+    async def test_parsed_string(self) -> None:
+        """A parsed string with NUL, or a lone surrogate, is refused."""
+        item = [search_data.atom_item("a")]
+        await self.assert_refused("parsed_items[0]", item, [{"t": ["ok", "a\x00"]}])
+        await self.assert_refused("lone surrogate", item, [{"t": "\ud800"}])
+
+    async def test_parsed_key(self) -> None:
+        """A parsed key with NUL is refused, naming the key."""
+        await self.assert_refused("dict key", [search_data.atom_item("a")], [{"k\x00": 1}])
+
+    async def test_backslash_u0000_stored(self) -> None:
+        """The six characters \\u0000 are text like any other: stored on both engines."""
+        await search_data.cache(
+            self.storage, "alice", self.node, [search_data.atom_item("a")], [{"t": "\\u0000"}]
+        )
+        [item] = await self.storage.search_pubsub_items({"profiles": ["alice"]})
+        self.assertEqual(item.parsed, {"t": "\\u0000"})
+
+    async def test_node_name(self) -> None:
+        """A node name or type with NUL is refused, on creation and on look-up."""
+        client = search_data.Client("alice")
+        for call in (
+            lambda: self.storage.set_pubsub_node(client, search_data.SERVICE, "n\x00"),
+            lambda: self.storage.set_pubsub_node(client, search_data.SERVICE, "n", type_="t\x00"),
+            lambda: self.storage.get_pubsub_node(client, search_data.SERVICE, "n\x00"),
+        ):
+            with self.assertRaises(ValueError) as caught:
+                await call()
+            self.assertIn("NUL", str(caught.exception))
