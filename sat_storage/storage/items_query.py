@@ -91,8 +91,6 @@ class ItemsQuery:
         ids = self.item_ids
         if ids is not None:
             ids = tuple(dict.fromkeys(check_strings("item_ids", ids, non_empty=True)))
-            if cursors:
-                raise ValueError(f"item_ids cannot be combined with {cursors[0]}")
             if len(ids) > MAX_ITEMS_BATCH:
                 raise ValueError(f"too many item_ids: {len(ids)} (at most {MAX_ITEMS_BATCH})")
         keys = order_keys(self.order_by)

@@ -83,12 +83,7 @@ class PubsubPagingStore(PubsubNodesStore):
         cursor = before or query.after
         cursor_key = None
         if cursor:
-            row = session.execute(
-                select(*key.clauses).where(node_filter, PubsubItem.name == cursor)
-            ).one_or_none()
-            if row is None:
-                raise NotFound(f"item {cursor!r} is not in the cache of node #{node_id}")
-            cursor_key = tuple(row)
+            cursor_key = cls._cursor_key(session, node_filter, key, cursor, node_id)
         items: list[PubsubItem] = []
         if max_items != 0:
             items = cls._page(session, node_filter, key, query, cursor_key)
@@ -148,24 +143,58 @@ class PubsubPagingStore(PubsubNodesStore):
         return items
 
     @staticmethod
-    def get_items_by_ids_txn(session: Session, node_id: int, query: ItemsQuery) -> Page:
-        """The items named ``query.item_ids`` (at most ``MAX_ITEMS_BATCH``), paged in memory."""
+    def _cursor_key(
+        session: Session, node_filter: ColumnElement[bool], keys: Any, cursor: str, node_id: int
+    ) -> tuple[Any, ...]:
+        """The keyset of the cached item ``cursor`` (``NotFound`` when not cached)."""
+        row = session.execute(
+            select(*keys.clauses).where(node_filter, PubsubItem.name == cursor)
+        ).one_or_none()
+        if row is None:
+            raise NotFound(f"item {cursor!r} is not in the cache of node #{node_id}")
+        return tuple(row)
+
+    @classmethod
+    def get_items_by_ids_txn(cls, session: Session, node_id: int, query: ItemsQuery) -> Page:
+        """The items named ``query.item_ids`` (at most ``MAX_ITEMS_BATCH``), paged in memory.
+
+        The page is taken within the named items, as a page of the node would be:
+        ``after``/``before`` (an item cached in the node, named or not), ``from_index``
+        (a position among the named items found), else the newest or oldest ones.
+        """
         assert query.item_ids is not None
+        node_filter = PubsubItem.node_id == node_id
         found: list[PubsubItem] = []
         for chunk in batched(query.item_ids):
-            stmt = select(PubsubItem).where(
-                PubsubItem.node_id == node_id, PubsubItem.name.in_(chunk)
+            found.extend(
+                session.scalars(select(PubsubItem).where(node_filter, PubsubItem.name.in_(chunk)))
             )
-            found.extend(session.scalars(stmt))
         found.sort(key=lambda item: _key_of(item, query.keys))
-        count, max_items = len(found), query.max_items
-        if max_items is None or max_items >= count:
-            items, index = found, 0
-        elif query.desc:
-            items, index = found[count - max_items :], count - max_items
+        count, most = len(found), query.max_items
+        cursor = query.before or query.after
+        if cursor:
+            key = tuple_(*(getattr(PubsubItem, k) for k in query.keys))
+            cursor_key = cls._cursor_key(session, node_filter, key, cursor, node_id)
+            keyed = [(_key_of(item, query.keys), item) for item in found]
+            if query.after is not None:
+                pool = [item for k, item in keyed if k > cursor_key]
+                items, index = pool[:most], count - len(pool)
+            else:
+                pool = [item for k, item in keyed if k < cursor_key]
+                items = pool[max(len(pool) - most, 0) :] if most is not None else pool
+                index = len(pool) - len(items)
+        elif query.from_index is not None:
+            index = query.from_index
+            items = found[index : None if most is None else index + most]
+        elif most is not None and (query.before == "" or query.desc):
+            index = max(count - most, 0)
+            items = found[index:]
         else:
-            items, index = found[:max_items], 0
-        complete = index + len(items) == count if items else count == 0
+            index, items = 0, found[:most]
+        if items:
+            complete = index + len(items) == count
+        else:  # as a page of the node: the end, except before the first or when max is 0
+            complete = count == 0 or (most != 0 and not query.before)
         return items, _metadata(items, index, count, complete)
 
     @as_deferred
@@ -193,7 +222,9 @@ class PubsubPagingStore(PubsubNodesStore):
         - ``from_index=I``: ``max_items`` items from position ``I``;
         - none of them: the newest ``max_items`` items (``desc=False``: the oldest);
         - ``item_ids``: only those items (unknown ones are skipped), paged as above
-          with ``max_items`` (they cannot be combined with a cursor).
+          within them: ``max_items`` and a cursor (Libervia-style callers pass the
+          RSM cursor of a request with its ids) give a page of the named items,
+          ``index`` and ``count`` counted among them.
 
         ``max_items`` None means no limit, 0 only counts. An unknown ``after`` or
         ``before`` id raises ``NotFound``. Metadata: ``{"rsm": {"first", "last",

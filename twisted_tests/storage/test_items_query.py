@@ -27,6 +27,7 @@ REQUESTS: list[dict[str, Any]] = [
     {"max_items": 3, "before": ""},
     {"max_items": 3, "from_index": 4},
     {"item_ids": ["i4", "i1", "i4", "nope"], "max_items": 1},
+    {"item_ids": ["i1", "i3", "i5"], "after": "i1", "max_items": 1},
     {"max_items": 4, "order_by": ["creation"], "force_rsm": True},
 ]
 # bad requests, each refused by get_items
@@ -38,7 +39,6 @@ BAD_REQUESTS: list[dict[str, Any]] = [
     {"max_items": "3"},
     {"max_items": True},
     {"after": ""},
-    {"item_ids": ["i1"], "after": "i0"},
     {"item_ids": [1]},
     {"item_ids": [""]},
     {"order_by": "creation"},
