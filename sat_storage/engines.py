@@ -29,6 +29,10 @@ from sqlalchemy.pool import StaticPool
 from sat_storage import json_text
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# ``[storage] sqlite_synchronous``: NORMAL (WAL) survives a crash of the process but may
+# lose the last commits on power loss; FULL and EXTRA fsync every commit.
+SQLITE_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
+SQLITE_SYNCHRONOUS_DEFAULT = "NORMAL"
 POSTGRESQL_THREADS = 6
 SUPPORTED = ("sqlite", "postgresql")
 # serialization_failure, deadlock_detected
@@ -108,7 +112,22 @@ def _prepare_sqlite_file(path: Path) -> None:
         os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def sqlite_synchronous(value: object) -> str:
+    """The checked ``sqlite_synchronous`` setting (case-insensitive), upper case.
+
+    ``None`` gives the default (``NORMAL``); anything else but one of
+    :data:`SQLITE_SYNCHRONOUS` is a ``ValueError`` naming the setting.
+    """
+    if value is None:
+        return SQLITE_SYNCHRONOUS_DEFAULT
+    if isinstance(value, str) and value.strip().upper() in SQLITE_SYNCHRONOUS:
+        return value.strip().upper()
+    raise ValueError(
+        f"sqlite_synchronous: {value!r} is not one of {', '.join(SQLITE_SYNCHRONOUS)}"
+    )
+
+
+def _configure_sqlite(engine: Engine, synchronous: str) -> None:
     """Per-connection pragmas and explicit ``BEGIN IMMEDIATE`` transactions."""
 
     @event.listens_for(engine, "connect")
@@ -119,7 +138,7 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.execute("PRAGMA journal_mode = WAL")
-        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.execute(f"PRAGMA synchronous = {synchronous}")  # a checked constant
         cursor.close()
         # lower(): Python's lower-casing (SQLite's own folds ASCII only)
         dbapi_connection.create_function(LOWER_FUNCTION, 1, unicode_lower, deterministic=True)
@@ -131,11 +150,16 @@ def _configure_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def create_engine(url: str | URL) -> Engine:
-    """Engine for ``url``, with this package's settings for its dialect."""
+def create_engine(url: str | URL, *, synchronous: str | None = None) -> Engine:
+    """Engine for ``url``, with this package's settings for its dialect.
+
+    ``synchronous``: SQLite's ``PRAGMA synchronous`` (see :func:`sqlite_synchronous`;
+    ignored for PostgreSQL).
+    """
     parsed = parse_url(url)
     # JSON columns: text that both engines read back equal (big floats on jsonb)
     json_args = {"json_serializer": json_text.dumps}
+    synchronous = sqlite_synchronous(synchronous)
     if is_sqlite(parsed):
         path = sqlite_path(parsed)
         if path is None:
@@ -148,7 +172,7 @@ def create_engine(url: str | URL) -> Engine:
         else:
             _prepare_sqlite_file(path)
             engine = sa.create_engine(parsed, pool_size=1, max_overflow=0, **json_args)
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, synchronous)
         return engine
     return sa.create_engine(
         parsed,

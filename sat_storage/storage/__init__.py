@@ -8,7 +8,7 @@ from typing import Any
 from twisted.internet import defer
 
 from sat_storage import branches, engines, libervia, migration, schemas
-from sat_storage.config import Config, resolve_db_url
+from sat_storage.config import STORAGE_SECTION, Config, resolve_db_url
 from sat_storage.gateway import Gateway, GatewayClosed
 from sat_storage.migration import SchemaState
 from sat_storage.storage.files import FilesStore
@@ -50,6 +50,8 @@ class Storage(
 
     ``Storage(db_url)``: the URL is the argument, else ``$SAT_STORAGE_DB_URL``, else
     the config file's ``[storage] db_url``, else SQLite in the XDG data directory.
+    ``sqlite_synchronous`` (else ``config``'s ``[storage] sqlite_synchronous``, else
+    ``NORMAL``): SQLite's durability, see :func:`sat_storage.engines.sqlite_synchronous`.
     Call :meth:`initialise` before use and :meth:`close` at the end. ``schema_path``:
     directories searched for plugin schema distributions (default ``sys.path``).
     """
@@ -61,10 +63,14 @@ class Storage(
         reactor: Any = None,
         *,
         schema_path: list[str] | None = None,
+        sqlite_synchronous: str | None = None,
     ) -> None:
         self.schema_path = schema_path
         self.plugin_schemas = {}
         self.db_url = engines.url_text(engines.parse_url(resolve_db_url(db_url, config)))
+        if sqlite_synchronous is None and config is not None:
+            sqlite_synchronous = config.get(STORAGE_SECTION, "sqlite_synchronous")
+        self.sqlite_synchronous = engines.sqlite_synchronous(sqlite_synchronous)
         self.reactor = reactor
         self.profiles = {}
         self.components = {}
@@ -89,7 +95,7 @@ class Storage(
             raise RuntimeError(f"{self!r} is already initialised")
         discovery = schemas.discover(self.schema_path)
         self.adoption = yield defer.ensureDeferred(libervia.adopt(self.db_url, self.reactor))
-        engine = engines.create_engine(self.db_url)
+        engine = engines.create_engine(self.db_url, synchronous=self.sqlite_synchronous)
         self.db = Gateway(engine, self.reactor)
         try:
             self.schema_state = yield self.db.run_with_connection(migration.initialise_schema)

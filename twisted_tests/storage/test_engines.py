@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from twisted.trial.unittest import TestCase
 
 from sat_storage import Storage, engines
-from sat_storage.config import ENV_CONFIG, ENV_DB_URL
+from sat_storage.config import ENV_CONFIG, ENV_DB_URL, Config
 from sat_storage.engines import UnsupportedDatabase
 from twisted_tests.environ import set_env
 from twisted_tests.locks import locked_database, real_locked_error
@@ -197,3 +197,38 @@ class TransientTests(TestCase):
         self.assertFalse(engines.is_transient(ValueError("database is locked")))
         self.assertFalse(engines.is_transient(sqlite3.OperationalError("no such table: t")))
 
+
+
+class SQLiteSynchronousTests(TestCase):
+    """``[storage] sqlite_synchronous``: SQLite's durability setting."""
+
+    async def synchronous_of(self, storage: Storage) -> object:
+        await storage.initialise()
+        self.addCleanup(storage.close)
+        return await storage.db.run_with_connection(pragma, "synchronous")
+
+    async def test_default_normal(self) -> None:
+        """Without a setting, SQLite runs with ``synchronous = NORMAL`` (1)."""
+        url = f"sqlite:///{Path(self.mktemp()).resolve()}"
+        self.assertEqual(await self.synchronous_of(Storage(url)), 1)
+
+    async def test_from_config(self) -> None:
+        """The config file's ``[storage] sqlite_synchronous = full`` gives FULL (2)."""
+        path = Path(self.mktemp())
+        path.write_text("[storage]\nsqlite_synchronous = full\n")
+        url = f"sqlite:///{Path(self.mktemp()).resolve()}"
+        storage = Storage(url, config=Config.from_path(path))
+        self.assertEqual(await self.synchronous_of(storage), 2)
+
+    async def test_argument_wins(self) -> None:
+        """``Storage(sqlite_synchronous=...)`` overrides the config file."""
+        path = Path(self.mktemp())
+        path.write_text("[storage]\nsqlite_synchronous = full\n")
+        url = f"sqlite:///{Path(self.mktemp()).resolve()}"
+        storage = Storage(url, config=Config.from_path(path), sqlite_synchronous="extra")
+        self.assertEqual(await self.synchronous_of(storage), 3)
+
+    def test_bad_value(self) -> None:
+        """An unknown value is a ValueError naming the setting and the value."""
+        with self.assertRaisesRegex(ValueError, r"sqlite_synchronous: 'sometimes'"):
+            Storage("sqlite://", sqlite_synchronous="sometimes")
