@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import random
+
 from sqlalchemy.dialects import postgresql, sqlite
 from twisted.trial.unittest import TestCase
 from twisted.words.xish import domish
 
 from sat_storage.models import XmlElement
-from sat_storage.xml_tools import parse_xml, to_xml
+from sat_storage.xml_tools import MAX_ELEMENTS, parse_xml, parse_xml_stream, to_xml
 
 SAMPLES = [
     "<a/>",
@@ -18,6 +20,63 @@ SAMPLES = [
     "<a xmlns:x='urn:x'><x:b x:c='1'>t</x:b></a>",
     "<a xml:lang='fr'>été ✓</a>",
 ]
+# what the reference parser must be matched on: namespaces declared, reset and
+# prefixed, qualified attributes, entities, CDATA, comments, processing instructions
+TRICKY = [
+    "<a xmlns='urn:x'><b xmlns=''><c/></b><d>t</d></a>",
+    "<a xmlns='urn:x' xmlns:p='urn:p'><p:b p:k='1' k='2'><c xmlns:q='urn:q'/></p:b></a>",
+    "<p:a xmlns:p='urn:p'><b/><p:c/></p:a>",
+    "<a>x<![CDATA[<not a tag> & ]]>y<!-- c -->z<?pi data?>w</a>",
+    "<a k='&lt;&amp;&#x263A;'>&#233;&gt;</a>",
+    "<a>\n  <b>  </b>\n</a>",
+    "<a xml:lang='fr'><xml:b/></a>",
+    "<?xml version='1.0' encoding='latin-1'?><a>é</a>",
+    "<!DOCTYPE a [<!ENTITY e 'v'>]><a>&e;</a>",
+    "  <a/>\n",
+]
+
+
+def shape(element: domish.Element) -> tuple:
+    """Every field a domish element has (children and parent links included)."""
+    children = []
+    for child in element.children:
+        if isinstance(child, str):
+            children.append((type(child), child))
+        else:
+            assert child.parent is element
+            children.append(shape(child))
+    return (
+        element.uri,
+        element.name,
+        element.defaultUri,
+        dict(element.attributes),
+        dict(element.localPrefixes),
+        children,
+        sorted(vars(element)),
+    )
+
+
+def random_xml(rng: random.Random, depth: int = 0) -> str:
+    """A random element: namespaces, prefixes, attributes, text with entities."""
+    prefix = rng.choice(["", "", "p:", "q:"])
+    name = prefix + rng.choice(["a", "item", "entry", "é"])
+    decls = ""
+    if rng.random() < 0.3:
+        decls += f" xmlns='urn:{rng.randint(0, 3)}'"
+    if rng.random() < 0.1:
+        decls += " xmlns=''"  if not decls else ""
+    if prefix or rng.random() < 0.2:
+        decls += f" xmlns:{(prefix or 'p:')[:-1]}='urn:p{rng.randint(0, 2)}'"
+    attrs = "".join(
+        f" {rng.choice(['k', 'id', 'xml:lang'])}{i}='{rng.choice(['v', '&amp;', 'é'])}'"
+        for i in range(rng.randint(0, 2))
+    )
+    body = ""
+    for _ in range(rng.randint(0, 3) if depth < 3 else 0):
+        body += rng.choice(["", "text", " &lt;x&gt; ", "<![CDATA[c&d]]>", "✓"])
+        body += random_xml(rng, depth + 1)
+    body += rng.choice(["", "tail", "&#x263A;"])
+    return f"<{name}{decls}{attrs}>{body}</{name}>" if body else f"<{name}{decls}{attrs}/>"
 
 
 class ToXmlTests(TestCase):
@@ -39,6 +98,39 @@ class ToXmlTests(TestCase):
 
 
 class ParseXmlTests(TestCase):
+    def test_same_elements_as_domish_stream(self) -> None:
+        """parse_xml builds the very elements of domish's ExpatElementStream."""
+        for text in SAMPLES + TRICKY:
+            self.assertEqual(shape(parse_xml(text)), shape(parse_xml_stream(text)), text)
+
+    def test_same_elements_generated(self) -> None:
+        """Same elements as the reference for 500 generated documents (fixed seed)."""
+        rng = random.Random(14)
+        for _ in range(500):
+            text = random_xml(rng)
+            try:
+                expected = shape(parse_xml_stream(text))
+            except ValueError:  # e.g. an undeclared prefix: both must refuse it
+                self.assertRaises(ValueError, parse_xml, text)
+                continue
+            self.assertEqual(shape(parse_xml(text)), expected, text)
+
+    def test_element_limit(self) -> None:
+        """More elements than domish's stanza limit are refused, as domish does."""
+        text = "<a>" + "<b/>" * (MAX_ELEMENTS + 1) + "</a>"
+        with self.assertRaisesRegex(ValueError, "element count"):
+            parse_xml(text)
+        with self.assertRaisesRegex(ValueError, "element count"):
+            parse_xml_stream(text)
+
+    def test_fresh_elements(self) -> None:
+        """Two parses of one text share no mutable state."""
+        first, second = parse_xml(SAMPLES[2]), parse_xml(SAMPLES[2])
+        first.children[0]["changed"] = "1"
+        first.localPrefixes["x"] = "urn:x"
+        self.assertEqual(second.toXml(), SAMPLES[2])
+        self.assertEqual(second.localPrefixes, {})
+
     def test_round_trip(self) -> None:
         """Parsing then serialising gives the text back, text and children included."""
         for text in SAMPLES[:3]:
@@ -52,9 +144,10 @@ class ParseXmlTests(TestCase):
 
     def test_malformed(self) -> None:
         """Malformed, unfinished, empty or multi-root text raises ValueError."""
-        for text in ("", "<a>", "<a/><b/>", "text", "<a></b>", "<a/>junk", "x<a/>"):
-            with self.assertRaises(ValueError, msg=text):
-                parse_xml(text)
+        for text in ("", "<a>", "<a/><b/>", "text", "<a></b>", "<a/>junk", "x<a/>", "<p:a/>"):
+            for parse in (parse_xml, parse_xml_stream):
+                with self.assertRaises(ValueError, msg=text):
+                    parse(text)
 
     def test_not_text(self) -> None:
         """Bytes are refused with TypeError."""
