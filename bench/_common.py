@@ -6,12 +6,15 @@ import argparse
 import json
 import os
 import shutil
+import sqlite3
 import statistics
 import sys
 import tempfile
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from sqlalchemy import event
 from twisted.internet import defer, task
 from twisted.words.protocols.jabber import jid
 from twisted.words.xish import domish
@@ -69,9 +72,20 @@ def atom_items(count: int) -> tuple[list[domish.Element], list[dict[str, Any]]]:
     return [p[0] for p in pairs], [p[1] for p in pairs]
 
 
+class _Parser(argparse.ArgumentParser):
+    """Arguments a benchmark does not know are skipped with a warning: ``bench/run``
+    hands the same ones (after ``--``) to every benchmark."""
+
+    def parse_args(self, args: Any = None, namespace: Any = None) -> Any:  # type: ignore[override]
+        known, unknown = self.parse_known_args(args, namespace)
+        if unknown:
+            print(f"{self.prog}: ignoring {' '.join(unknown)}", file=sys.stderr)
+        return known
+
+
 def parser(description: str) -> argparse.ArgumentParser:
     """Command line shared by the benchmarks."""
-    p = argparse.ArgumentParser(description=description)
+    p = _Parser(description=description)
     p.add_argument(
         "--db-url", help="database to measure (default: a new SQLite file in a temp dir)"
     )
@@ -80,14 +94,25 @@ def parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
+async def fill_node(storage: Storage, node: Any, count: int, batch: int = 1000) -> None:
+    """Cache ``count`` Atom-like items (``item-000000``...) into ``node``, ``batch`` a call."""
+    for start in range(0, count, batch):
+        items, parsed = atom_items(min(batch, count - start))
+        for offset, item in enumerate(items):
+            item["id"] = parsed[offset]["id"] = f"item-{start + offset:06d}"
+        await storage.cache_pubsub_items(Client, node, items, parsed)
+
+
 def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
-async def open_storage(db_url: str | None, workdir: str) -> Storage:
+async def open_storage(
+    db_url: str | None, workdir: str, sqlite_synchronous: str | None = None
+) -> Storage:
     """An initialised storage with the profile ``bench``."""
     url = db_url or f"sqlite:///{os.path.join(workdir, 'bench.sqlite')}"
-    storage = Storage(url)
+    storage = Storage(url, sqlite_synchronous=sqlite_synchronous)
     await storage.initialise()
     if not storage.has_profile(Client.profile):
         await storage.create_profile(Client.profile)
@@ -116,3 +141,62 @@ def main(run: Callable[[argparse.Namespace, str], Awaitable[dict[str, Any]]], ar
 
 def engine_name(db_url: str | None) -> str:
     return "sqlite" if db_url is None else engines.parse_url(db_url).get_backend_name()
+
+
+def capture_statements(engine: Any) -> tuple[list[tuple[str, Any]], Callable[[], None]]:
+    """Record every statement ``engine`` runs from now on; and the function that stops it."""
+    statements: list[tuple[str, Any]] = []
+
+    def capture(conn: Any, cursor: Any, statement: str, params: Any, *args: Any) -> None:
+        statements.append((statement, params))
+
+    event.listen(engine, "before_cursor_execute", capture)
+    return statements, lambda: event.remove(engine, "before_cursor_execute", capture)
+
+
+class RawDriver:
+    """A connection of the driver alone (``sqlite3``/psycopg) to the storage's database.
+
+    Used in the reactor thread for the baselines: the same SQL text, no SQLAlchemy,
+    no thread hop, rows fetched as tuples.
+    """
+
+    def __init__(self, storage: Storage) -> None:
+        engine = storage.db.engine
+        path = engines.sqlite_path(engine.url) if engines.is_sqlite(engine) else None
+        if path is not None:  # the storage's pool holds its only connection
+            self.connection: Any = sqlite3.connect(path)
+        else:
+            self.connection = engine.raw_connection()
+
+    def run(self, statements: list[tuple[str, Any]]) -> list[list[tuple[Any, ...]]]:
+        """Run ``statements`` (text, parameters) in one transaction; their rows."""
+        cursor = self.connection.cursor()
+        results = []
+        try:
+            for sql, params in statements:
+                cursor.execute(sql, params)
+                results.append(cursor.fetchall())
+        finally:
+            cursor.close()
+            self.connection.rollback()
+        return results
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+def time_call(call: Callable[[], Any], repeat: int) -> float:
+    """Mean seconds of ``repeat`` calls of ``call`` (synchronous)."""
+    start = time.perf_counter()
+    for _ in range(repeat):
+        call()
+    return (time.perf_counter() - start) / repeat
+
+
+async def time_async(call: Callable[[], Awaitable[Any]], repeat: int) -> float:
+    """Mean seconds of ``repeat`` sequential awaits of ``call()``."""
+    start = time.perf_counter()
+    for _ in range(repeat):
+        await call()
+    return (time.perf_counter() - start) / repeat

@@ -1,14 +1,14 @@
 """XEP-0060 ``get_items`` answered from the pubsub cache vs the same request to Prosody.
 
 A throwaway Prosody is started on loopback (the test suite's fixture), a host with the
-project's plugins connects a profile, a node gets ``--items`` Atom items and is
+project's plugins connects a profile, a node gets ``--node-items`` Atom items and is
 synchronised in the cache. Then the same ``get_items`` requests (the newest
 ``--max-items``, and every item) are timed ``--requests`` times in a row, once with
 ``extra={"use_cache": False}`` (network) and once from the cache; the median of
 ``--runs`` runs of the mean latency is reported, with the ratio cache / network.
 The answers are checked to be the same, and the cache to send no IQ.
 
-    python bench/cache_vs_network.py [--items 250] [--max-items 20] [--json]
+    python bench/cache_vs_network.py [--node-items 250] [--max-items 20] [--json]
 """
 
 from __future__ import annotations
@@ -136,7 +136,7 @@ async def measure(args: Any, host: Host, server: Any) -> dict[str, Any]:
 
 if __name__ == "__main__":
     p = parser(__doc__.splitlines()[0])
-    p.add_argument("--items", type=int, default=250, help="items in the node")
+    p.add_argument("--node-items", dest="items", type=int, default=250, help="items in the node")
     p.add_argument("--max-items", type=int, default=20, help="size of the 'newest' request")
     p.add_argument("--requests", type=int, default=100, help="requests per run")
     main(run, p.parse_args())

@@ -13,7 +13,10 @@ Each benchmark is a script in ``bench/`` with a ``__main__`` block that accepts
      ]}
 
 ``baseline`` names another result of the same run; the table shows
-``value / baseline value``. A result may give its own ``ratio`` instead. The keys
+``value / baseline value``. A benchmark that reads ``--db-url`` (its text names
+``db_url``) runs once per engine of ``--engines`` (default: SQLite, then PostgreSQL
+on a throwaway server on 127.0.0.1 started for the run, a new database per
+benchmark); the others run once. A result may give its own ``ratio`` instead. The keys
 ``label``/``metric`` are accepted for ``name``, ``median_ms``/``ms`` for ``value``
 (unit ms); a bare list of results, or a flat ``{name: number}`` object, is accepted
 too.
@@ -48,6 +51,7 @@ class Figure:
     baseline: str | None = None
     ratio: float | None = None
     error: str | None = None
+    engine: str | None = None
 
 
 def discover(directory: Path = BENCH_DIR) -> list[Path]:
@@ -116,20 +120,61 @@ def parse(benchmark: str, document: Any) -> list[Figure]:
     return figures
 
 
-def run_benchmark(path: Path, extra: list[str], python: str) -> list[Figure]:
+def run_benchmark(
+    path: Path, extra: list[str], python: str, engine: str | None = None
+) -> list[Figure]:
     """Run one benchmark with ``--json``; failures become one figure with an error."""
     started = time.monotonic()
     proc = subprocess.run(
         [python, str(path), "--json", *extra], stdout=subprocess.PIPE, text=True, check=False
     )
     elapsed = time.monotonic() - started
-    print(f"bench/run: {path.name}: exit {proc.returncode} in {elapsed:.1f}s", file=sys.stderr)
+    on = f" ({engine})" if engine else ""
+    print(
+        f"bench/run: {path.name}{on}: exit {proc.returncode} in {elapsed:.1f}s", file=sys.stderr
+    )
     if proc.returncode != 0:
-        return [Figure(path.stem, "-", None, "", error=f"exit code {proc.returncode}")]
-    try:
-        return parse(path.stem, json.loads(proc.stdout))
-    except ValueError as e:  # JSONDecodeError included
-        return [Figure(path.stem, "-", None, "", error=f"bad --json output: {e}")]
+        figures = [Figure(path.stem, "-", None, "", error=f"exit code {proc.returncode}")]
+    else:
+        try:
+            figures = parse(path.stem, json.loads(proc.stdout))
+        except ValueError as e:  # JSONDecodeError included
+            figures = [Figure(path.stem, "-", None, "", error=f"bad --json output: {e}")]
+    for figure in figures:
+        figure.engine = engine
+    return figures
+
+
+def uses_database(path: Path) -> bool:
+    """Whether a benchmark measures a database (reads ``--db-url``)."""
+    return "db_url" in path.read_text(encoding="utf-8")
+
+
+class Databases:
+    """Database URLs per engine: SQLite is each benchmark's own file (no URL); PostgreSQL
+    a new database per benchmark on one throwaway server, started when first asked."""
+
+    def __init__(self) -> None:
+        self.server: Any = None
+
+    def url(self, engine: str, name: str) -> str | None:
+        if engine == "sqlite":
+            return None
+        if self.server is None:
+            sys.path.insert(0, str(BENCH_DIR.parent))
+            from twisted_tests.pg_server import start_postgresql
+
+            self.server = start_postgresql()
+        import psycopg
+
+        database = f"bench_{name}_{time.time_ns()}"
+        with psycopg.connect(self.server.url.replace("+psycopg", ""), autocommit=True) as c:
+            c.execute(f'CREATE DATABASE "{database}"')  # our own constant name
+        return self.server.url.rsplit("/", 1)[0] + "/" + database
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.stop()
 
 
 def _format_value(value: float | None) -> str:
@@ -142,10 +187,11 @@ def _format_value(value: float | None) -> str:
 
 def render(figures: list[Figure]) -> str:
     """The table: benchmark, figure, value, unit, baseline, ratio."""
-    header = ("benchmark", "figure", "value", "unit", "baseline", "ratio")
+    header = ("benchmark", "engine", "figure", "value", "unit", "baseline", "ratio")
     rows = [
         (
             f.benchmark,
+            f.engine or "",
             f.name if f.error is None else f"FAILED: {f.error}",
             _format_value(f.value),
             f.unit,
@@ -173,6 +219,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     parser.add_argument("--python", default=sys.executable, help="interpreter for the benchmarks")
+    parser.add_argument(
+        "--engines",
+        default="sqlite,postgresql",
+        help="engines for the database benchmarks, comma-separated (default: both)",
+    )
     parser.add_argument("--dir", type=Path, default=BENCH_DIR, help=argparse.SUPPRESS)
     argv = list(sys.argv[1:] if argv is None else argv)
     extra = argv[argv.index("--") + 1 :] if "--" in argv else []
@@ -189,7 +240,23 @@ def main(argv: list[str] | None = None) -> int:
     if not benchmarks:
         print("bench/run: no benchmark found in bench/", file=sys.stderr)
         return 1
-    figures = [f for path in benchmarks for f in run_benchmark(path, extra, args.python)]
+    engines = [e for e in args.engines.split(",") if e]
+    unknown_engines = set(engines) - {"sqlite", "postgresql"}
+    if unknown_engines or not engines:
+        parser.error(f"--engines: use sqlite and/or postgresql, got {args.engines!r}")
+    databases = Databases()
+    figures: list[Figure] = []
+    try:
+        for path in benchmarks:
+            if not uses_database(path) or "--db-url" in extra:
+                figures += run_benchmark(path, extra, args.python)
+                continue
+            for engine in engines:
+                url = databases.url(engine, path.stem)
+                given = [] if url is None else ["--db-url", url]
+                figures += run_benchmark(path, [*given, *extra], args.python, engine)
+    finally:
+        databases.close()
     if args.json:
         print(json.dumps([asdict(f) for f in figures], indent=2))
     else:

@@ -1,0 +1,120 @@
+"""Benchmark: ``Storage.get_items`` newest 20 of a 5,000-item node, beside raw SQL.
+
+Caches ``--items`` Atom-like items into one node, then times, median of ``--runs``
+runs of ``--requests`` sequential reads each:
+
+- ``Storage.get_items``: the public read (checks, thread hop, SQL, rows into items,
+  XML parsed into domish, RSM metadata);
+- ``raw SQL + fetch``: the very statements that read runs (captured once), replayed
+  with the driver alone (``sqlite3``/psycopg) in the calling thread, rows fetched as
+  tuples: the baseline (target: the storage read within 1.5x of it);
+- ``raw SQL + fetch + parse``: the same, plus the items' XML parsed into domish and
+  their JSON decoded (what any reader must pay at least).
+
+    python bench/reads.py [--json] [--db-url URL] [--items 5000] [--max-items 20]
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from _common import (
+    SERVICE,
+    Client,
+    RawDriver,
+    capture_statements,
+    engine_name,
+    fill_node,
+    main,
+    median,
+    open_storage,
+    parser,
+    time_async,
+    time_call,
+)
+
+from sat_storage.storage.pubsub import MAX_ITEMS_BATCH
+from sat_storage.xml_tools import parse_xml
+
+
+def parse_rows(results: list[list[tuple[Any, ...]]]) -> int:
+    """Parse every XML text and JSON text of the rows; how many items."""
+    parsed = 0
+    for rows in results:
+        for row in rows:
+            for value in row:
+                if isinstance(value, str) and value.startswith("<"):
+                    parse_xml(value)
+                    parsed += 1
+                elif isinstance(value, str) and value.startswith("{"):
+                    json.loads(value)
+    return parsed
+
+
+async def run(args: Any, workdir: str) -> dict[str, Any]:
+    storage = await open_storage(args.db_url, workdir)
+    raw = RawDriver(storage)
+    try:
+        node = await storage.set_pubsub_node(Client, SERVICE, f"reads-{time.time_ns()}")
+        await fill_node(storage, node, args.items, MAX_ITEMS_BATCH)
+        statements, stop = capture_statements(storage.db.engine)
+        try:
+            items, _metadata = await storage.get_items(node, max_items=args.max_items)
+        finally:
+            stop()
+        assert len(items) == args.max_items, len(items)
+        statements[:] = [s for s in statements if s[0].lstrip().upper().startswith("SELECT")]
+        assert parse_rows(raw.run(statements)) == args.max_items
+
+        def read() -> Any:
+            return storage.get_items(node, max_items=args.max_items)
+
+        times: dict[str, list[float]] = {"storage": [], "raw": [], "raw_parse": []}
+        for _ in range(args.runs):  # interleaved: background load hits every figure alike
+            times["storage"].append(await time_async(read, args.requests))
+            times["raw"].append(time_call(lambda: raw.run(statements), args.requests))
+            times["raw_parse"].append(
+                time_call(lambda: parse_rows(raw.run(statements)), args.requests)
+            )
+    finally:
+        raw.close()
+        await storage.close()
+    ms = {name: round(median(values) * 1000, 3) for name, values in times.items()}
+    label = f"newest {args.max_items} of {args.items}"
+    names = {
+        "storage": f"Storage.get_items {label}",
+        "raw": f"raw SQL + fetch, {label}",
+        "raw_parse": f"raw SQL + fetch + parse, {label}",
+    }
+    result = {
+        "benchmark": "reads",
+        "engine": engine_name(args.db_url),
+        "items": args.items,
+        "runs": args.runs,
+        "requests": args.requests,
+        "statements": [sql for sql, _ in statements],
+        "median_ms": ms,
+        "target": {"storage_to_raw_max": 1.5, "met": ms["storage"] <= 1.5 * ms["raw"]},
+        "results": [
+            {"name": names["raw"], "value": ms["raw"], "unit": "ms"},
+            {"name": names["raw_parse"], "value": ms["raw_parse"], "unit": "ms",
+             "baseline": names["raw"]},
+            {"name": names["storage"], "value": ms["storage"], "unit": "ms",
+             "baseline": names["raw"]},
+        ],  # fmt: skip
+    }
+    if not args.json:
+        for name, value in ms.items():
+            print(f"  {names[name]:45} {value:8.3f} ms  ({value / ms['raw']:.2f} x raw)")
+    return result
+
+
+if __name__ == "__main__":
+    p = parser(__doc__.split("\n")[0])
+    p.add_argument("--items", type=int, default=5000, help="items in the node")
+    p.add_argument("--max-items", type=int, default=20, help="size of the page")
+    p.add_argument("--requests", type=int, default=50, help="reads per run")
+    p.set_defaults(runs=7)
+    main(run, p.parse_args())
