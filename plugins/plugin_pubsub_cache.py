@@ -87,6 +87,7 @@ class PubsubCache:
         settings = self.settings
         storage = host.memory.storage
         self.xep_0060 = host.plugins["XEP-0060"]
+        self.sort_keys_declared: list[defer.Deferred[Any]] = []  # declare_sort_key calls
         self.analysers = AnalyserRegistry()
         self.syncs = SyncManager(
             clock,  # type: ignore[arg-type]
@@ -187,6 +188,11 @@ class PubsubCache:
         """
         checked = self.analysers.register(analyser)
         log.info("pubsub cache: analyser %r registered (type %r)", checked["name"], checked["type"])
+        for key in checked.get("sort_keys", ()):  # indexed by the storage (background)
+            storage = self.host.memory.storage
+            d = storage.declare_sort_key(key["path"], key["direction"], key["type"])
+            d.addErrback(lambda f, k=key: log.error("sort key %r not declared: %s", k, f.value))
+            self.sort_keys_declared.append(d)
 
     async def analyse_node(
         self,

@@ -196,6 +196,11 @@ class XEP_0277:
                 "type": "blog",
                 "to_sync": True,
                 "parser": self.parse_item,
+                # searches of blogs order by these (seconds since the epoch), newest first
+                "sort_keys": [
+                    {"path": ["published"], "type": "number", "direction": "desc"},
+                    {"path": ["updated"], "type": "number", "direction": "desc"},
+                ],
             }
         )
 

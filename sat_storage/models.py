@@ -21,7 +21,10 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
+    Numeric,
+    SmallInteger,
     Text,
     TypeDecorator,
     UniqueConstraint,
@@ -439,6 +442,52 @@ class PubsubItem(Base):
     node: Mapped[PubsubNode] = relationship(back_populates="items", lazy="raise")
 
 
+class PubsubSortKey(Base):
+    """A path of items' parsed data declared a sort key (by an analyser): its values
+    are kept in :class:`PubsubItemSortValue`, for every cached item, so that ordering
+    and range filters on the path read an index (see ``storage/sort_keys.py``)."""
+
+    __tablename__ = "pubsub_sort_keys"
+    __table_args__ = (UniqueConstraint("path", "direction"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    path: Mapped[str] = mapped_column(Text)  # the JSON list of the path's steps
+    direction: Mapped[str] = mapped_column(Text)  # "asc" or "desc"
+    type_: Mapped[str] = mapped_column("type", Text)  # "number" or "string"
+
+
+class PubsubItemSortValue(Base):
+    """The sort value of one item for one declared key, as the search orders it:
+    the rank of the value's JSON kind (missing and null last in the key's direction),
+    then the value: ``num`` (SQLite: any value, as its JSON functions give it;
+    PostgreSQL: numbers, exact), ``txt`` and ``flag`` (PostgreSQL: strings in code
+    point order, booleans)."""
+
+    __tablename__ = "pubsub_item_sort_values"
+    # the primary key (item_id, key_id) serves deletions; the order index the searches
+    __table_args__ = (
+        Index(
+            "pubsub_item_sort_values__order", "key_id", "rank", "num", "txt", "flag", "item_id"
+        ),
+    )
+
+    item_id: Mapped[int] = mapped_column(
+        ForeignKey("pubsub_items.id", ondelete="CASCADE"), primary_key=True
+    )
+    key_id: Mapped[int] = mapped_column(
+        ForeignKey("pubsub_sort_keys.id", ondelete="CASCADE"), primary_key=True
+    )
+    rank: Mapped[int] = mapped_column(SmallInteger)
+    # no type affinity on SQLite (BLOB): numbers, text and 0/1 kept as json_extract gives them
+    num: Mapped[Any | None] = mapped_column(
+        LargeBinary().with_variant(Numeric(), "postgresql"), nullable=True
+    )
+    txt: Mapped[str | None] = mapped_column(
+        Text().with_variant(Text(collation="C"), "postgresql")
+    )
+    flag: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+
+
 __all__ = [
     "Base",
     "Component",
@@ -456,7 +505,9 @@ __all__ = [
     "PrivateIndBin",
     "Profile",
     "PubsubItem",
+    "PubsubItemSortValue",
     "PubsubNode",
+    "PubsubSortKey",
     "PubsubSub",
     "SubscriptionState",
     "Subject",

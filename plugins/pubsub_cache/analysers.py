@@ -11,7 +11,11 @@ An analyser is a dict registered by a plugin (``register_analyser``):
 - ``parser`` (callable ``parser(client, item_elt, service, node) -> dict``, sync,
   coroutine or Deferred): turns an ``<item/>`` into JSON-serialisable data;
 - ``match_cb`` (callable ``match_cb(client, analyse) -> None``, same kinds): called
-  when the analyser matches; it may edit the analyse in place.
+  when the analyser matches; it may edit the analyse in place;
+- ``sort_keys`` (list of dicts ``{"path": [...], "type": "number"|"string",
+  "direction": "asc"|"desc"}``): paths of the parser's data to index, so that searches
+  ordered by them (in that direction) or filtering ranges of them read an index
+  (``Storage.declare_sort_key``; same results as without).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from sat_storage.exceptions import ConflictError
 
 #: Keys an analyser may have.
 ANALYSER_KEYS = frozenset(
-    {"name", "type", "subtype", "node", "namespace", "to_sync", "parser", "match_cb"}
+    {"name", "type", "subtype", "node", "namespace", "to_sync", "parser", "match_cb", "sort_keys"}
 )
 #: Keys copied from the matching analyser into the analyse.
 ANALYSER_KEYS_TO_COPY = ("name", "type", "subtype", "to_sync", "parser")
@@ -43,6 +47,35 @@ def _check_str(analyser: dict[str, Any], key: str, mandatory: bool) -> None:
     value = analyser[key]
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"analyser key {key!r} must be a non-empty string, got {value!r}")
+
+
+def _sort_keys(value: object) -> list[dict[str, Any]]:
+    """Checked copies of an analyser's ``sort_keys`` (the storage checks the paths)."""
+    if not isinstance(value, list | tuple):
+        raise ValueError(f"analyser key 'sort_keys' must be a list, got {value!r}")
+    checked = []
+    for i, key in enumerate(value):
+        if (
+            not isinstance(key, dict)
+            or set(key) - {"path", "type", "direction"}
+            or "path" not in key
+        ):
+            raise ValueError(
+                f"analyser key 'sort_keys'[{i}] must be a dict with path, type and direction,"
+                f" got {key!r}"
+            )
+        where = f"analyser key 'sort_keys'[{i}]"
+        if key.get("type", "number") not in ("number", "string"):
+            raise ValueError(
+                f"{where}.type: 'number' or 'string', got {key['type']!r}"
+            )
+        if key.get("direction", "asc") not in ("asc", "desc"):
+            raise ValueError(
+                f"{where}.direction: 'asc' or 'desc', got {key['direction']!r}"
+            )
+        checked.append({"path": list(key["path"]), "type": key.get("type", "number"),
+                        "direction": key.get("direction", "asc")})  # fmt: skip
+    return checked
 
 
 def validate(analyser: dict[str, Any]) -> dict[str, Any]:
@@ -66,6 +99,8 @@ def validate(analyser: dict[str, Any]) -> dict[str, Any]:
         if key in analyser and not callable(analyser[key]):
             raise ValueError(f"analyser key {key!r} must be callable, got {analyser[key]!r}")
     checked = dict(analyser)
+    if "sort_keys" in analyser:
+        checked["sort_keys"] = _sort_keys(analyser["sort_keys"])
     checked["name"] = normalise_name(analyser["name"])
     checked.setdefault("to_sync", False)
     return checked

@@ -25,6 +25,7 @@ from sat_storage.storage.pubsub_nodes import PubsubNodesStore
 from sat_storage.storage.pubsub_paging import PubsubPagingStore
 from sat_storage.storage.pubsub_stats import PubsubStatsStore
 from sat_storage.storage.search import SearchStore
+from sat_storage.storage.sort_keys import SortKeyStore
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ class Storage(
     PubsubItemsStore,
     PubsubStatsStore,
     SearchStore,
+    SortKeyStore,
     GenericStore,
     PluginTablesStore,
 ):
@@ -103,6 +105,7 @@ class Storage(
                 branches.initialise_plugin_schemas, discovery
             )
             self.profiles, self.components = yield self.db.run(self.load_profiles_txn)
+            yield self.load_sort_keys()
         except BaseException:
             yield self.db.close()
             raise

@@ -34,6 +34,7 @@ from sat_storage.storage.checks import (
 )
 from sat_storage.storage.items_query import MAX_ITEMS_BATCH
 from sat_storage.storage.pubsub_filters import ItemFilters
+from sat_storage.storage.sort_keys import write_sort_values_txn
 from sat_storage.xml_tools import to_xml
 
 ITEM_KEY = ("node_id", "name")
@@ -118,6 +119,7 @@ class PubsubItemsStore(StorageBase):
         try:
             with session.begin_nested():  # a savepoint: the transaction stays usable
                 session.execute(self._items_upsert(tuple(rows[0])), rows)
+                write_sort_values_txn(session, node_id, [row["name"] for row in rows])
         except IntegrityError:
             # the conflict on (node_id, name) is handled: only node_id's foreign key is left
             if session.get(PubsubNode, node_id) is not None:

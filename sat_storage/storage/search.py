@@ -68,7 +68,7 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, contains_eager
@@ -87,6 +87,9 @@ from sat_storage.storage.checks import (
     check_strings,
 )
 from sat_storage.storage.search_sql import DIALECTS, JSONDialect, Scalar
+
+if TYPE_CHECKING:
+    from sat_storage.storage.sort_keys import SortKeyIndex
 
 __all__ = ["DIRECTIONS", "ORDERS", "QUERY_KEYS", "SearchStore", "build_search"]
 
@@ -303,20 +306,35 @@ def order_terms(
         if order == "item_id":
             return [directed(json.code_points(PubsubItem.name))]
         return [directed(PubsubItem.id)]
-    scalar = json.at(_path(f"{name}.path", spec["path"]))
-    # the kind first (null and missing: last in both directions), then the value;
-    # values of one kind only are compared (arrays and objects: all equal)
+    return [directed(e) for e in path_sort_keys(_path(f"{name}.path", spec["path"]), desc, json)]
+
+
+def path_sort_keys(
+    path: Sequence[str | int], desc: bool, json: JSONDialect
+) -> list[sa.ColumnElement[Any]]:
+    """The undirected ORDER BY terms of an order by ``path``.
+
+    The kind first (null and missing: last in both directions), then the value;
+    values of one kind only are compared (arrays and objects: all equal). Also what
+    :mod:`.sort_keys` stores for a declared key, so both orders are one.
+    """
+    scalar = json.at(path)
     ranks = {name: i for i, kind in enumerate(KIND_ORDER) for name in json.kinds[kind]}
     kind_rank = sa.case(ranks, value=scalar.kind, else_=-1 if desc else len(KIND_ORDER))
-    return [directed(kind_rank), *map(directed, json.sort_values(scalar))]
+    return [kind_rank, *json.sort_values(scalar)]
 
 
 def build_search(
-    query: Mapping[str, Any], profile_ids: Sequence[int] | None, dialect: str
+    query: Mapping[str, Any],
+    profile_ids: Sequence[int] | None,
+    dialect: str,
+    sort_keys: SortKeyIndex | None = None,
 ) -> sa.Select[tuple[PubsubItem]]:
     """The statement of a search; ``profile_ids`` None: every profile.
 
     Validates ``query`` (``ValueError`` naming the culprit) without touching it.
+    ``sort_keys``: the declared sort keys (:mod:`.sort_keys`); an order by, or a range
+    filter on, a declared path then reads their index (same results).
     """
     if not isinstance(query, Mapping):
         raise ValueError(f"the search query must be a dict, got {type(query).__name__}")
@@ -339,7 +357,10 @@ def build_search(
             stmt = stmt.where(_in_list(column, values))
     if query.get("parsed") is not None:
         for i, spec in enumerate(_sequence("parsed", query["parsed"], MAX_CLAUSES)):
-            stmt = stmt.where(_parsed_filter(f"parsed[{i}]", spec, json))
+            condition = _parsed_filter(f"parsed[{i}]", spec, json)  # checks the spec
+            if sort_keys is not None:
+                condition = sort_keys.condition(spec, json, condition)
+            stmt = stmt.where(condition)
     rank = None
     if query.get("fts") is not None:
         stmt, rank = fts.match(stmt, fts.parse_query(query["fts"]), dialect)
@@ -347,7 +368,10 @@ def build_search(
     if order_by is None:
         order_by = [{"order": "rank" if rank is not None else "creation"}]
     for i, spec in enumerate(_sequence("order-by", order_by, MAX_CLAUSES)):
-        stmt = stmt.order_by(*order_terms(f"order-by[{i}]", spec, json, rank))
+        terms = order_terms(f"order-by[{i}]", spec, json, rank)  # checks the spec
+        if sort_keys is not None:
+            stmt, terms = sort_keys.order(stmt, spec, terms)
+        stmt = stmt.order_by(*terms)
     stmt = stmt.order_by(PubsubItem.id)
     if query.get("index") is not None:
         stmt = stmt.offset(check_count("index", query["index"]))
@@ -383,7 +407,7 @@ class SearchStore(StorageBase):
             profile_ids = None
         else:
             profile_ids = [self.get_profile_id(p) for p in _texts("profiles", profiles)]
-        stmt = build_search(query, profile_ids, self.dialect)
+        stmt = build_search(query, profile_ids, self.dialect, self.sort_key_index)
         return self.db.run(self.search_pubsub_items_txn, stmt)
 
     @staticmethod

@@ -162,3 +162,26 @@ class RegistryTests(TestCase):
                 "parser": parser,
             },
         )
+
+
+class SortKeyValidationTests(TestCase):
+    """The ``sort_keys`` of an analyser."""
+
+    def test_defaults(self) -> None:
+        """A key with a path only is a number key in ascending order."""
+        checked = validate(blog(sort_keys=[{"path": ["published"]}]))
+        self.assertEqual(
+            checked["sort_keys"], [{"path": ["published"], "type": "number", "direction": "asc"}]
+        )
+
+    def test_bad_keys(self) -> None:
+        """A bad list, entry, type or direction is a ValueError naming it."""
+        for value, culprit in (
+            ({"path": ["a"]}, "must be a list"),
+            ([{"path": ["a"], "order": "asc"}], r"'sort_keys'\[0\] must be a dict"),
+            ([{"type": "number"}], r"'sort_keys'\[0\] must be a dict"),
+            ([{"path": ["a"], "type": "date"}], r"\[0\]\.type"),
+            ([{"path": ["a"]}, {"path": ["b"], "direction": "up"}], r"\[1\]\.direction"),
+        ):
+            with self.assertRaisesRegex(ValueError, culprit):
+                validate(blog(sort_keys=value))

@@ -367,6 +367,16 @@ class AnalyseTests(CacheTestCase):
             self.cache.register_analyser({"name": "XEP-0277", "type": "blog", "node": "x"})
 
 
+class SortKeyTests(CacheTestCase):
+    async def test_microblog_sort_keys_declared(self) -> None:
+        """XEP-0277's analyser declares published and updated (newest first) sort keys."""
+        await defer.gatherResults(self.cache.sort_keys_declared)
+        declared = set(self.storage.sort_key_index.keys)
+        self.assertEqual(declared, {(("published",), "desc"), (("updated",), "desc")})
+        stored = await self.storage.db.run(self.storage.sort_keys_txn)
+        self.assertEqual({(k.path, k.direction) for k in stored}, declared)
+
+
 class EventTests(CacheTestCase):
     async def setUp(self) -> None:
         await super().setUp()

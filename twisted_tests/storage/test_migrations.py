@@ -463,6 +463,33 @@ class MigrationStepTests(TestCase):
         check_step(self, "0004", before_upgrade=interrupted_node, after_upgrade=leased,
                    after_downgrade=dropped)  # fmt: skip
 
+    def test_step_0005(self) -> None:
+        """0005 adds the empty sort key tables (values cascade with items); downgrade drops them."""
+        keys = sa.table("pubsub_sort_keys", sa.column("id"), sa.column("path"),
+                        sa.column("direction"), sa.column("type"))  # fmt: skip
+        values = sa.table("pubsub_item_sort_values", sa.column("key_id"), sa.column("item_id"),
+                          sa.column("rank"), sa.column("num"))  # fmt: skip
+
+        def added(connection: Connection) -> None:
+            self.assertEqual((count(connection, "pubsub_sort_keys"),
+                              count(connection, "pubsub_item_sort_values")), (0, 0))  # fmt: skip
+            connection.execute(sa.insert(keys).values(id=1, path='["published"]',
+                                                      direction="desc", type="number"))  # fmt: skip
+            connection.execute(sa.insert(values).values(key_id=1, item_id=1, rank=0, num=None))
+            connection.execute(sa.text("DELETE FROM pubsub_items"))
+            self.assertEqual(count(connection, "pubsub_item_sort_values"), 0)  # cascaded
+            connection.execute(sa.insert(items_0001).values(
+                id=1, node_id=1, name="first", data=ITEM_XML, created=WHEN, updated=WHEN
+            ))  # fmt: skip
+
+        def dropped(connection: Connection) -> None:
+            names = set(inspect(connection).get_table_names())
+            self.assertFalse(names & {"pubsub_sort_keys", "pubsub_item_sort_values"})
+            self.assertEqual(count(connection, "pubsub_items"), 1)
+
+        check_step(self, "0005", before_upgrade=add_item, after_upgrade=added,
+                   after_downgrade=dropped)  # fmt: skip
+
     def test_downgrade_0003_refuses_big_sizes(self) -> None:
         """A size that does not fit 32 bits stops the downgrade, naming it; nothing changes."""
         connection = connect(self, empty_database(self))
