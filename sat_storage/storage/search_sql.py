@@ -194,6 +194,7 @@ class PostgreSQLJSON:
 
     def sort_values(self, scalar: Scalar) -> list[sa.ColumnElement[Any]]:
         # one kind at a time (the kind is the previous key): one of them is not NULL
+        # (sort_keys.py stores these three as num, txt and flag)
         return [self.typed(scalar, kind) for kind in ("number", "string", "boolean")]
 
     @staticmethod
@@ -206,12 +207,18 @@ def _exact_number(text: sa.ColumnElement[str]) -> sa.ColumnElement[Any]:
 
     Within 64 bits, the decimal itself: exact, as :mod:`sat_storage.json_text` writes
     floats from 1e16 on with their exact value (below, a float's shortest text is
-    close enough that no integer lies between them). Beyond, the nearest float.
+    close enough that no integer lies between them). Beyond, the nearest float. A
+    text shorter than 19 characters is within 64 bits (``json_text`` writes no
+    ``e+`` exponent): the common case costs one cast.
     """
     value = sa.cast(text, sa.Numeric)
     int64 = sa.literal_column(str(INT64), sa.Numeric)
     nearest_float = sa.cast(sa.cast(sa.cast(text, sa.Float(53)), sa.Text), sa.Numeric)
-    return sa.case((sa.and_(value >= -int64, value < int64), value), else_=nearest_float)
+    return sa.case(
+        (sa.func.length(text) < 19, value),
+        (sa.and_(value >= -int64, value < int64), value),
+        else_=nearest_float,
+    )
 
 
 def _like_to_glob(pattern: str) -> str:
