@@ -116,7 +116,7 @@ def read_current(connection: Connection) -> dict[str, Any]:
 
 @click.group()
 def db() -> None:
-    """Database schema: status, upgrade, downgrade, history."""
+    """Database schema: status, upgrade, downgrade, history; port to PostgreSQL."""
 
 
 @db.command()

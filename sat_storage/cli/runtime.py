@@ -45,6 +45,23 @@ class RuntimeFailure(click.ClickException):
     exit_code = 2
 
 
+class NoAnswer(click.ClickException):
+    """A confirmation got no answer (standard input ended: no terminal): exit code 1."""
+
+    exit_code = 1
+
+    def __init__(self) -> None:
+        super().__init__(
+            "aborted: no answer (standard input is not a terminal); "
+            "pass --yes to confirm without asking"
+        )
+
+
+def _no_answer(error: click.Abort) -> bool:
+    """Whether click aborted a prompt because its input ended (EOF), not on a refusal."""
+    return isinstance(error.__context__, EOFError)
+
+
 class Interrupted(click.ClickException):
     """SIGINT/SIGTERM stopped a command before it finished: exit code 1."""
 
@@ -223,11 +240,17 @@ class Runtime:
 
         def ask() -> None:
             try:
-                click.confirm(question, abort=True, err=True)
+                confirmed = click.confirm(question, err=True)
+            except click.Abort as e:  # the input ended (or Ctrl-C) before an answer
+                error = NoAnswer() if _no_answer(e) else e
+                self.reactor.callFromThread(answer.errback, error)
             except BaseException as e:
                 self.reactor.callFromThread(answer.errback, e)
             else:
-                self.reactor.callFromThread(answer.callback, None)
+                if confirmed:
+                    self.reactor.callFromThread(answer.callback, None)
+                else:
+                    self.reactor.callFromThread(answer.errback, click.Abort())
 
         threading.Thread(target=ask, name="sat-storage-confirm", daemon=True).start()
         await answer

@@ -1,0 +1,119 @@
+"""What a port copies: every table of every schema known to this installation.
+
+A table is described by its columns and, for each column, a *kind* that says how a
+raw SQLite value goes to PostgreSQL (``COPY`` text input takes the raw text of JSON,
+dates and booleans as they are) and how both sides' values are compared by the
+checksum of :mod:`sat_storage.port.verify`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from sat_storage import models
+
+#: kinds of column values
+JSON, DATETIME, BOOL, FLOAT, INT32, INT, TEXT, BYTES = (
+    "json", "datetime", "bool", "float", "int32", "int", "text", "bytes",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class PortTable:
+    """One table to copy: its columns (with their kinds) and its primary key."""
+
+    name: str
+    columns: tuple[str, ...]
+    kinds: tuple[str, ...]
+    key: tuple[str, ...]
+    #: the integer primary key column backed by a PostgreSQL sequence, if any
+    serial: str | None = None
+
+    def key_of(self, row: tuple[Any, ...]) -> list[Any]:
+        """The primary key values of ``row`` (a full row in column order)."""
+        return [row[self.columns.index(name)] for name in self.key]
+
+
+def column_kind(type_: sa.types.TypeEngine[Any]) -> str:
+    """The kind of a column type (decorated types by what they store)."""
+    if isinstance(type_, models.JSONValue | sa.JSON):
+        return JSON
+    if isinstance(type_, models.UTCDateTime | sa.DateTime):
+        return DATETIME
+    if isinstance(type_, sa.Boolean):
+        return BOOL
+    if isinstance(type_, sa.Float):
+        return FLOAT
+    if isinstance(type_, sa.BigInteger):
+        return INT
+    if isinstance(type_, sa.Integer):
+        return INT32
+    if isinstance(type_, sa.LargeBinary):
+        return BYTES
+    return TEXT  # Text, String, Enum (stored as its value), XmlElement (XML text)
+
+
+def describe(table: sa.Table) -> PortTable:
+    """The :class:`PortTable` of a SQLAlchemy table."""
+    key = tuple(column.name for column in table.primary_key.columns)
+    pk = list(table.primary_key.columns)
+    serial = None
+    if len(pk) == 1 and isinstance(pk[0].type, sa.Integer) and pk[0].autoincrement is not False:
+        serial = pk[0].name
+    return PortTable(
+        name=table.name,
+        columns=tuple(column.name for column in table.columns),
+        kinds=tuple(column_kind(column.type) for column in table.columns),
+        key=key,
+        serial=serial,
+    )
+
+
+def metadatas() -> list[sa.MetaData]:
+    """The schemas of this installation: the core's, then each installed plugin's."""
+    return [models.Base.metadata]
+
+
+def port_tables() -> list[PortTable]:
+    """Every table to copy, parents before the tables referring to them."""
+    return [describe(table) for metadata in metadatas() for table in metadata.sorted_tables]
+
+
+# --- comparing values --------------------------------------------------------------
+
+
+def _json_canonical(value: Any) -> Any:
+    """JSON data as PostgreSQL's jsonb keeps it: integral floats are numbers like 1."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, list):
+        return [_json_canonical(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _json_canonical(v) for k, v in value.items()}
+    return value
+
+
+def canonical(kind: str, value: Any) -> Any:
+    """One engine-independent form of a value (SQLite raw value or psycopg's)."""
+    if value is None:
+        return None
+    if kind == JSON:
+        data = json.loads(value) if isinstance(value, str | bytes) else value
+        return json.dumps(_json_canonical(data), sort_keys=True, ensure_ascii=False)
+    if kind == DATETIME:
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return value.isoformat()
+    if kind == BOOL:
+        return bool(value)
+    if kind == FLOAT:
+        return repr(float(value))
+    if kind == BYTES:
+        return bytes(value)
+    return value

@@ -1,0 +1,1 @@
+"""Tests of ``sat-storage db port`` (SQLite -> PostgreSQL)."""
