@@ -114,6 +114,18 @@ def tls_options(
     return ssl.optionsForClientTLS(domain, trustRoot=trust_root)
 
 
+#: Added to a TLS failure on a loopback server (test servers seldom have a trusted TLS).
+PLAINTEXT_HINT = (
+    "for a local test server without a trusted certificate, set [xmpp] tls = plaintext "
+    "(or [xmpp] ca_file) in the configuration"
+)
+
+
+def _is_tls_failure(message: str) -> bool:
+    """Whether a failure description (this module's) is about TLS/STARTTLS."""
+    return "STARTTLS" in message or message.startswith("TLS handshake failed")
+
+
 #: Why a connection could not be set up, by failure type.
 FAILURE_REASONS: tuple[tuple[tuple[type[BaseException], ...], str], ...] = (
     ((error.ConnectionRefusedError,), "connection refused"),
@@ -316,6 +328,8 @@ class SatXMPPClient(XMPPClient):
         return self._describe(reason)
 
     def _error(self, message: str, reason: Failure | None = None) -> XMPPConnectionError:
+        if self.tls_mode == TLS_REQUIRED and is_loopback(self.host) and _is_tls_failure(message):
+            message += f"; {PLAINTEXT_HINT}"
         if reason is not None and reason.check(sasl.SASLError):
             return XMPPAuthError(self.jid, self.host, self.port, message)
         return XMPPConnectionError(self.jid, self.host, self.port, message)

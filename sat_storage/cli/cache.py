@@ -35,7 +35,7 @@ from sat_storage.cli.runtime import (
     yes_option,
 )
 from sat_storage.cli.search_flags import search_query
-from sat_storage.exceptions import SyncOwnedElsewhere
+from sat_storage.exceptions import NotFound, SyncOwnedElsewhere
 from sat_storage.models import SyncState
 
 
@@ -130,6 +130,22 @@ def stats(options: Options, profiles: tuple[str, ...]) -> None:
     options.output.emit(result, render)
 
 
+def sync_state_name(state: SyncState | None) -> str:
+    """A node's sync state for people ("never synchronised" for none)."""
+    return state.value if state is not None else "none (never synchronised)"
+
+
+def incomplete_warning(state: SyncState | None, service: jid.JID, node: str) -> str | None:
+    """What to tell about a node whose cached items may be incomplete (not COMPLETED)."""
+    if state is SyncState.COMPLETED:
+        return None
+    return (
+        f"{node!r} at {service.full()} is not fully synchronised (sync state "
+        f"{sync_state_name(state)}): the cache may miss items of the node; "
+        f"run 'sat-storage cache sync {service.full()} {node}' to complete it"
+    )
+
+
 @cache.command()
 @click.argument("service", type=JID)
 @click.argument("node")
@@ -161,7 +177,11 @@ def get(
     order: str,
     oldest: bool,
 ) -> None:
-    """Cached items of NODE on SERVICE, paged as XEP-0059 (RSM) does."""
+    """Cached items of NODE on SERVICE, paged as XEP-0059 (RSM) does.
+
+    Shows the node's sync state, and warns (on stderr) when it is not completed: a
+    node left half-synchronised may miss items.
+    """
 
     async def work(runtime: Runtime) -> dict[str, Any]:
         storage = await runtime.storage()
@@ -200,6 +220,8 @@ def get(
             (item["name"], item["updated"].isoformat(timespec="seconds"), summary)
             for item, summary in zip(result["items"], summaries, strict=True)
         ]
+        state = result["sync_state"]
+        out.message(f"{node} at {service.full()}: sync state {sync_state_name(state)}")
         out.table(["item", "updated", "summary"], rows)
         rsm = result["metadata"]["rsm"]
         out.message(
@@ -208,6 +230,9 @@ def get(
         )
 
     options.output.emit(result, render)
+    warning = incomplete_warning(result["sync_state"], service, node)
+    if warning:
+        click.echo(f"warning: {warning}", err=True)
 
 
 filter_options = [
@@ -368,6 +393,26 @@ def search(options: Options, limit: int, no_limit: bool, **flags: Any) -> None:
     options.output.emit([r for r, _ in results], render)
 
 
+async def check_node_exists(host: Any, client: Any, service: jid.JID, node: str) -> None:
+    """BadInput when SERVICE says NODE does not exist (asked directly, not the cache).
+
+    Checked before synchronising, so that nothing is recorded for a node that is not
+    there (a typo, a node not created yet).
+    """
+    from twisted.words.protocols.jabber import error as jabber_error
+
+    from sat_storage.plugins.pubsub_cache.analysis import KEY_USE_CACHE
+
+    try:
+        await host.plugins["XEP-0060"].get_items(
+            client, service, node, 1, extra={KEY_USE_CACHE: False}
+        )
+    except (NotFound, jabber_error.StanzaError) as e:
+        if isinstance(e, NotFound) or e.condition == "item-not-found":
+            raise BadInput(f"node {node!r} not found at {service.full()}") from None
+        raise
+
+
 def busy_message(description: str) -> str:
     """The error of ``cache sync`` on a node another process is synchronising."""
     return f"{description}: not synchronised here, try again later"
@@ -396,6 +441,7 @@ def sync(options: Options, service: jid.JID, node: str, profile: str | None, kee
         if holder is not None:
             raise RuntimeFailure(busy_message(holder["description"]))
         client = await connect(host, offline.profile)
+        await check_node_exists(host, client, service, node)
         label = f"{node} at {service.full()}"
         with SyncProgress(options, label) as bar:
 

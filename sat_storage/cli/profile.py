@@ -28,9 +28,22 @@ def connection_params() -> dict[str, tuple[str, str]]:
     }
 
 
+PROMPT = "\0prompt"  # --password without a value: ask for it
+
 connection_options = [
     click.option("--jid", help="Jabber ID the profile connects as."),
-    click.option("--password", help="Its password (stored in the database)."),
+    click.option(
+        "--password",
+        is_flag=False,
+        flag_value=PROMPT,
+        help="Its password; alone (no value), asked at a prompt that does not echo, "
+        "so it stays out of the shell history.",
+    ),
+    click.option(
+        "--password-stdin",
+        is_flag=True,
+        help="Read the password from the first line of standard input.",
+    ),
     click.option("--server", help="Server host to connect to (default: the JID's domain)."),
     click.option("--port", type=click.IntRange(1, 65535), help="Server port (default: 5222)."),
 ]
@@ -41,6 +54,30 @@ def with_connection_options(fn: Any) -> Any:
     for option in reversed(connection_options):
         fn = option(fn)
     return fn
+
+
+def read_password(connection: dict[str, Any]) -> None:
+    """Replace ``--password``/``--password-stdin`` by the password itself (or None)."""
+    from_stdin = connection.pop("password_stdin")
+    password = connection["password"]
+    if from_stdin:
+        if password is not None:
+            raise BadInput("give either --password or --password-stdin, not both")
+        line = click.get_text_stream("stdin").readline()
+        password = line.rstrip("\r\n")
+        if not password:
+            raise BadInput("--password-stdin: standard input holds no password")
+    elif password == PROMPT:
+        try:
+            password = click.prompt(
+                "Password", hide_input=True, confirmation_prompt=True, err=True
+            )
+        except click.Abort:
+            raise BadInput(
+                "--password without a value asks for it, but there is no answer "
+                "(no terminal): use --password-stdin"
+            ) from None
+    connection["password"] = password
 
 
 def check_jid(value: str | None) -> None:
@@ -112,7 +149,15 @@ def list_(options: Options) -> None:
 @with_connection_options
 @pass_options
 def create(options: Options, name: str, component: str | None, **connection: Any) -> None:
-    """Create the profile NAME, with its XMPP connection settings."""
+    """Create the profile NAME, with its XMPP connection settings.
+
+    \b
+    The password: --password VALUE, --password alone (asked, not echoed) or
+    --password-stdin (first line of standard input, e.g. from a password manager).
+    It is stored as given in the database (table param_ind, category Connection,
+    name Password): protect the database file and its backups.
+    """
+    read_password(connection)
     check_jid(connection["jid"])
 
     async def work(runtime: Runtime) -> None:
@@ -132,10 +177,16 @@ def create(options: Options, name: str, component: str | None, **connection: Any
 @with_connection_options
 @pass_options
 def set_(options: Options, name: str, **connection: Any) -> None:
-    """Change the XMPP connection settings of the profile NAME."""
+    """Change the XMPP connection settings of the profile NAME.
+
+    The password is given as for 'profile create' (--password [VALUE], --password-stdin).
+    """
+    read_password(connection)
     check_jid(connection["jid"])
     if all(value is None for value in connection.values()):
-        raise BadInput("nothing to set: give --jid, --password, --server or --port")
+        raise BadInput(
+            "nothing to set: give --jid, --password, --password-stdin, --server or --port"
+        )
 
     async def work(runtime: Runtime) -> None:
         storage = await runtime.storage()

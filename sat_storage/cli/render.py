@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from twisted.words.xish import domish
+
 from sat_storage.cli.runtime import Options
 from sat_storage.models import PubsubItem
 from sat_storage.xml_tools import to_xml
@@ -31,12 +33,37 @@ def human_size(size: int) -> str:
     return f"{value:.1f} GiB"
 
 
+def first_text(element: domish.Element) -> str | None:
+    """The first non-blank character data inside ``element`` (depth first), trimmed."""
+    for child in element.children:
+        if isinstance(child, str):
+            if child.strip():
+                return child.strip()
+        else:
+            text = first_text(child)
+            if text:
+                return text
+    return None
+
+
+def payload_summary(data: domish.Element | None) -> str:
+    """An item's payload for people: its first text, else its element name."""
+    payload = next(data.elements(), None) if data is not None else None
+    if payload is None:
+        return "(no payload)"
+    text = first_text(payload)
+    if text:
+        return text
+    return f"<{payload.name}/> ({payload.uri})" if payload.uri else f"<{payload.name}/>"
+
+
 def item_summary(item: PubsubItem) -> str:
-    """One short line about an item: its parsed title or the start of its XML."""
+    """One short line about an item: its parsed title, else its payload's first text
+    (Atom or not), else the payload's element name; never raw XML."""
     parsed = item.parsed or {}
     text = parsed.get("title") or parsed.get("content") if isinstance(parsed, dict) else None
     if not text:
-        text = to_xml(item.data) if item.data is not None else ""
+        text = payload_summary(item.data)
     text = " ".join(str(text).split())
     return text if len(text) <= SUMMARY_WIDTH else text[: SUMMARY_WIDTH - 1] + "…"
 

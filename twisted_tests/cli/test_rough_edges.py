@@ -106,3 +106,106 @@ class PipeTests(TestCase):
         self.assertEqual(out.decode().strip(), "exit=0")
         self.assertEqual(err.decode(), "")
         self.assertEqual(code, 0)
+
+
+SERVICE = "pubsub.example.org"
+
+
+class CachedNodeTests(TestCase):
+    """``cache get`` and summaries on a database filled through the storage."""
+
+    async def setUp(self) -> None:
+        self.url = database_url(self)
+        storage = await make_storage(self, self.url)
+        await storage.create_profile("alice")
+        client = SimpleNamespace(profile="alice")
+        self.node = await storage.set_pubsub_node(client, jid.JID(SERVICE), "misc")
+        items = [
+            parse_xml(
+                "<item xmlns='http://jabber.org/protocol/pubsub' id='text'>"
+                "<note xmlns='urn:example:notes'><meta/><body>  Buy\n  milk  </body></note>"
+                "</item>"
+            ),
+            parse_xml(
+                "<item xmlns='http://jabber.org/protocol/pubsub' id='empty'>"
+                "<geoloc xmlns='http://jabber.org/protocol/geoloc'/></item>"
+            ),
+        ]
+        await storage.cache_pubsub_items(client, self.node, items)
+        self.storage = storage
+
+    async def get(self, *args: str) -> object:
+        """``cache get SERVICE misc ARGS`` on this database."""
+        await self.storage.close()
+        return await run_cli(self, "cache", "get", SERVICE, "misc", *args, db_url=self.url)
+
+    async def test_summaries_of_other_payloads(self) -> None:
+        """A non-Atom item shows its first text, one without text its element name."""
+        result = await self.get("--order", "creation")
+        self.assertIn("Buy milk", result.out)
+        self.assertIn("<geoloc/> (http://jabber.org/protocol/geoloc)", result.out)
+        self.assertNotIn("<item", result.out)
+
+    async def test_incomplete_node_warns(self) -> None:
+        """A node left IN_PROGRESS shows its state and a warning on stderr."""
+        from sat_storage.models import SyncState
+
+        await self.storage.update_pubsub_node_sync_state(self.node, SyncState.IN_PROGRESS)
+        result = await self.get()
+        self.assertEqual(result.code, 0, str(result))
+        self.assertIn("sync state in_progress", result.out)
+        self.assertIn("warning: 'misc' at pubsub.example.org is not fully synchronised", result.err)
+        self.assertIn("cache sync pubsub.example.org misc", result.err)
+
+    async def test_completed_node_quiet(self) -> None:
+        """A COMPLETED node shows its state and no warning; --json carries the state."""
+        from sat_storage.models import SyncState
+
+        await self.storage.update_pubsub_node_sync_state(self.node, SyncState.COMPLETED)
+        result = await self.get("--json")
+        self.assertEqual(result.json()["sync_state"], "completed")
+        self.assertEqual(result.err, "")
+
+
+class PasswordTests(TestCase):
+    """Passwords that stay out of the shell history."""
+
+    async def stored_password(self, url: str) -> str | None:
+        """The password the profile ``alice`` connects with."""
+        storage = await make_storage(self, url)
+        try:
+            return await storage.get_ind_param("Connection", "Password", "alice")
+        finally:
+            await storage.close()
+
+    async def test_password_stdin(self) -> None:
+        """--password-stdin stores the first line of standard input."""
+        url = database_url(self)
+        result = await run_cli(
+            self, "profile", "create", "alice", "--password-stdin", db_url=url, stdin="s3cr et\nx\n"
+        )
+        self.assertEqual(result.code, 0, str(result))
+        self.assertEqual(await self.stored_password(url), "s3cr et")
+
+    async def test_password_prompt(self) -> None:
+        """--password without a value asks twice and stores the answer."""
+        url = database_url(self)
+        await run_cli(self, "profile", "create", "alice", db_url=url)
+        result = await run_cli(
+            self, "profile", "set", "alice", "--password", db_url=url, stdin="pw1\npw1\n"
+        )
+        self.assertEqual(result.code, 0, str(result))
+        self.assertIn("Password", result.err)
+        self.assertNotIn("pw1", result.out + result.err)
+        self.assertEqual(await self.stored_password(url), "pw1")
+
+    async def test_password_stdin_empty(self) -> None:
+        """--password-stdin with nothing to read is bad input; nothing is created."""
+        url = database_url(self)
+        result = await run_cli(
+            self, "profile", "create", "alice", "--password-stdin", db_url=url, stdin=""
+        )
+        self.assertEqual(result.code, 1, str(result))
+        self.assertIn("holds no password", result.err)
+        listed = await run_cli(self, "--json", "profile", "list", db_url=url)
+        self.assertEqual(listed.json(), [])
