@@ -94,7 +94,7 @@ def new_database(admin_url: str, migrated: bool) -> str:
 
 def raw_copy(snapshot: Path, url: str) -> tuple[int, float]:
     """The ceiling: every row read first, then one COPY per table; (rows, seconds)."""
-    tables = port_tables()
+    tables = port_tables()  # the benchmark has no plugin schema
     with source.open_read_only(snapshot) as db:
         data = {t.name: list(source.all_rows(db, t, 50_000)) for t in tables}
     with target.connect(url) as connection:

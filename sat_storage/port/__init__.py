@@ -24,7 +24,7 @@ import psycopg
 from sat_storage import engines, migration
 from sat_storage.port import source, target, verify
 from sat_storage.port.source import BadValue
-from sat_storage.port.tables import PortTable, port_tables
+from sat_storage.port.tables import PortTable, installed_schemas, port_tables
 
 __all__ = ["BadValue", "PortRefused", "PortUnverified", "plan", "port"]
 
@@ -78,6 +78,49 @@ def source_revision(connection: Any) -> str | None:
     return row[0] if row else None
 
 
+def source_branches(connection: Any) -> dict[str, str | None]:
+    """The plugin schemas recorded in a SQLite database: name -> revision."""
+    from sat_storage.branches import VERSION_PREFIX
+
+    found: dict[str, str | None] = {}
+    names = connection.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE ? ESCAPE '!'",
+        [VERSION_PREFIX.replace("_", "!_") + "%"],
+    ).fetchall()
+    for (table,) in names:
+        name = table[len(VERSION_PREFIX) :]
+        rows = connection.execute(f'SELECT version_num FROM "{table}"').fetchall()
+        found[name] = next((r[0] for r in rows if r[0].startswith(name + "_")), None)
+    return found
+
+
+def source_schemas(connection: Any) -> dict[str, Any]:
+    """The plugin schemas to port (name -> metadata): those of the source, all installed.
+
+    PortRefused when the source has a plugin schema this installation does not know.
+    """
+    installed = installed_schemas()
+    recorded = source_branches(connection)
+    unknown = sorted(set(recorded) - set(installed))
+    if unknown:
+        raise PortRefused(
+            "the source has tables of plugin schema(s) not installed here: "
+            f"{', '.join(unknown)}; install their plugins, then port"
+        )
+    return {name: installed[name] for name in recorded}
+
+
+def check_branches(source: dict[str, str | None], target: dict[str, str | None]) -> None:
+    """PortRefused unless each plugin schema of the source is at the target's revision."""
+    for name, revision in source.items():
+        if target.get(name) != revision:
+            raise PortRefused(
+                f"plugin schema {name!r} is at revision {revision} in the source and "
+                f"{target.get(name)} in the target: upgrade the source first "
+                "(sat-storage db upgrade, with the plugin installed)"
+            )
+
+
 def check_source_revision(revision: str | None, path: Path) -> None:
     """PortRefused unless the source is at this code's head revision."""
     head = migration.head_revision()
@@ -109,9 +152,9 @@ def plan(source_url: str, target_url: str) -> dict[str, Any]:
     """What :func:`port` would do, changing nothing (``--dry-run``)."""
     path = source_file(source_url)
     check_target_url(target_url)
-    tables = port_tables()
     with source.open_read_only(path) as connection:
         revision = source_revision(connection)
+        tables = port_tables(source_schemas(connection))
         counts = {t.name: source.count_rows(connection, t) for t in tables}
         found = source.bad_values(connection, tables)
     target_revision, has_tables = target.read_revision(target_url)
@@ -141,7 +184,7 @@ def plan(source_url: str, target_url: str) -> dict[str, Any]:
     }
 
 
-def _start(path: Path, target_url: str, tables: list[PortTable], emit: Event) -> Path:
+def _start(path: Path, target_url: str, emit: Event) -> Path:
     """A new port: snapshot, checks, target schema and progress table; the snapshot."""
     snapshot = source.snapshot_path(path)
     busy = in_use(path)
@@ -150,8 +193,11 @@ def _start(path: Path, target_url: str, tables: list[PortTable], emit: Event) ->
         with source.open_read_only(snapshot) as connection:
             revision = source_revision(connection)
             check_source_revision(revision, path)
+            branches = source_branches(connection)
+            tables = port_tables(source_schemas(connection))
             _refuse_bad_values(source.bad_values(connection, tables))
-        schema = target.upgrade_schema(target_url)
+        schema, target_branches = target.upgrade_schema(target_url)
+        check_branches(branches, target_branches)
         with target.connect(target_url) as connection:
             filled = target.non_empty(connection, tables)
             if filled:
@@ -232,14 +278,14 @@ def port(
     emit = on_event or (lambda event: None)
     path = source_file(source_url)
     check_target_url(target_url)
-    tables = port_tables()
     with target.connect(target_url) as connection:
         resumed = target.has_state(connection)
         if resumed:
             snapshot, progress = _resume(path, connection)
     if not resumed:
-        snapshot, progress = _start(path, target_url, tables, emit), {}
+        snapshot, progress = _start(path, target_url, emit), {}
     with source.open_read_only(snapshot) as snap, target.connect(target_url) as connection:
+        tables = port_tables(source_schemas(snap))
         totals = {t.name: source.count_rows(snap, t) for t in tables}
         total = sum(totals.values())
         done = sum(p["rows"] for p in progress.values())

@@ -1,5 +1,8 @@
 """What a port copies: every table of every schema known to this installation.
 
+That is the core schema and each plugin schema installed here (:mod:`sat_storage.schemas`,
+#12) that the source database has.
+
 A table is described by its columns and, for each column, a *kind* that says how a
 raw SQLite value goes to PostgreSQL (``COPY`` text input takes the raw text of JSON,
 dates and booleans as they are) and how both sides' values are compared by the
@@ -74,14 +77,22 @@ def describe(table: sa.Table) -> PortTable:
     )
 
 
-def metadatas() -> list[sa.MetaData]:
-    """The schemas of this installation: the core's, then each installed plugin's."""
-    return [models.Base.metadata]
+def installed_schemas() -> dict[str, sa.MetaData]:
+    """The plugin schemas installed here (``sat_storage.schema`` entry points), by name."""
+    from sat_storage import schemas
+
+    found = schemas.discover().schemas
+    return {name: found[name].metadata for name in sorted(found)}
 
 
-def port_tables() -> list[PortTable]:
-    """Every table to copy, parents before the tables referring to them."""
-    return [describe(table) for metadata in metadatas() for table in metadata.sorted_tables]
+def port_tables(plugin_schemas: dict[str, sa.MetaData] | None = None) -> list[PortTable]:
+    """Every table to copy, parents first: the core's, then each plugin schema's.
+
+    ``plugin_schemas``: the plugin schemas to include (name -> metadata; none by
+    default); a port passes those the source has (:func:`installed_schemas`).
+    """
+    metadatas = [models.Base.metadata, *(plugin_schemas or {}).values()]
+    return [describe(table) for metadata in metadatas for table in metadata.sorted_tables]
 
 
 # --- comparing values --------------------------------------------------------------

@@ -37,12 +37,22 @@ def connect(url: str) -> psycopg.Connection[Any]:
     return connection
 
 
-def upgrade_schema(url: str) -> migration.SchemaState:
-    """Create or upgrade the target's schema to this code's head, as the storage does."""
+def upgrade_schema(url: str) -> tuple[migration.SchemaState, dict[str, str | None]]:
+    """Create or upgrade the target to this code's head, as the storage does at start:
+    the core, then every installed plugin schema; the core state and each plugin
+    schema's revision (None when its schema could not be brought to its head)."""
+    from sat_storage import branches, schemas
+
     engine = engines.create_engine(url)
     try:
         with engine.connect() as connection:
-            return migration.initialise_schema(connection)
+            core = migration.initialise_schema(connection)
+            states = branches.initialise_plugin_schemas(connection, schemas.discover())
+            revisions = {
+                name: state.current if state.ready else None for name, state in states.items()
+            }
+            connection.rollback()
+            return core, revisions
     finally:
         engine.dispose()
 

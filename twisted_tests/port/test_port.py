@@ -152,3 +152,39 @@ class VerifyTests(TestCase):
         self.assertEqual(differing, ["history"])
         [history] = [row for row in report if row["table"] == "history"]
         self.assertEqual(history["rows"], history["target_rows"])
+
+
+class PluginSchemaTests(TestCase):
+    """Tables of an installed plugin schema (the documented example, ``notes``)."""
+
+    async def test_plugin_tables_ported(self) -> None:
+        """The notes of the example plugin are copied, read back through its store."""
+        from twisted_tests.schemas.helpers import install_example
+
+        install_example(self)
+        from sat_notes import store
+
+        source_url, storage = await populated_sqlite(self, items=2)
+        alice = storage.get_profile_id("alice")
+        note = await storage.run_txn("notes", store.add_note_txn, alice, "first", "body")
+        await storage.run_txn("notes", store.pin_note_txn, note)
+        await storage.run_txn("notes", store.add_note_txn, alice, "second")
+        target_url = empty_postgresql(self)
+        result = await threads.deferToThread(port.port, source_url, target_url)
+        self.assertIn("notes", [row["table"] for row in result["tables"]])
+        ported = await make_storage(self, target_url)
+        notes = await ported.run_txn("notes", store.get_notes_txn, alice)
+        self.assertEqual(notes, [("first", "body", True), ("second", "", False)])
+        self.assertEqual(notes, await storage.run_txn("notes", store.get_notes_txn, alice))
+
+    async def test_unknown_plugin_schema_refused(self) -> None:
+        """A source with tables of a plugin not installed here is refused, naming it."""
+        from twisted_tests.schemas.helpers import install_example
+
+        installed = install_example(self)
+        source_url, storage = await populated_sqlite(self, items=2)
+        await storage.close()
+        installed.uninstall()
+        with self.assertRaises(port.PortRefused) as caught:
+            await threads.deferToThread(port.port, source_url, empty_postgresql(self))
+        self.assertIn("plugin schema(s) not installed here: notes", str(caught.exception))
