@@ -108,6 +108,7 @@ def _problems(column: str, kind: str) -> list[tuple[str, str]]:
     checks: list[tuple[str, str]] = []
     if kind in (TEXT, JSON):
         checks.append((f"instr(CAST({col} AS BLOB), x'00') > 0", "contains a NUL character (0x00)"))
+    if kind == TEXT:  # JSON columns hold bare numbers as a BLOB of their JSON text
         checks.append((f"typeof({col}) = 'blob'", "holds bytes, not text"))
     if kind == JSON:
         checks.append((f"instr({col}, '\\u0000') > 0", "JSON with a \\u0000 escape"))

@@ -95,6 +95,35 @@ def port_tables(plugin_schemas: dict[str, sa.MetaData] | None = None) -> list[Po
     return [describe(table) for metadata in metadatas for table in metadata.sorted_tables]
 
 
+# --- values for COPY -----------------------------------------------------------------
+
+
+def json_text(value: Any) -> Any:
+    """A raw SQLite JSON value as JSON text: SQLite keeps a bare number as a BLOB of its
+    JSON text (or, written by older code, as the number itself)."""
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return json.dumps(value)
+    return value
+
+
+def copy_rows(table: PortTable, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """``rows`` as COPY takes them (JSON columns as text)."""
+    columns = [i for i, kind in enumerate(table.kinds) if kind == JSON]
+    if not columns:
+        return rows
+    fixed = []
+    for row in rows:
+        if any(not isinstance(row[i], str | None) for i in columns):
+            values = list(row)
+            for i in columns:
+                values[i] = json_text(values[i])
+            row = tuple(values)
+        fixed.append(row)
+    return fixed
+
+
 # --- comparing values --------------------------------------------------------------
 
 
@@ -114,7 +143,7 @@ def canonical(kind: str, value: Any) -> Any:
     if value is None:
         return None
     if kind == JSON:
-        data = json.loads(value) if isinstance(value, str | bytes) else value
+        data = json.loads(json_text(value))  # both sides give JSON text (or a number)
         return json.dumps(_json_canonical(data), sort_keys=True, ensure_ascii=False)
     if kind == DATETIME:
         if isinstance(value, str):

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from psycopg import sql
 
 from sat_storage import engines, fts, migration
-from sat_storage.port.tables import PortTable
+from sat_storage.port.tables import PortTable, copy_rows
 
 STATE_TABLE = "sat_storage_port"
 META = ""  # the state row describing the port itself (table_name '')
@@ -144,7 +144,7 @@ def copy_batch(
     with connection.transaction():
         if rows:
             with connection.cursor().copy(statement) as copy:
-                for row in rows:
+                for row in copy_rows(table, rows):
                     copy.write_row(row)
         connection.execute(
             sql.SQL(

@@ -15,6 +15,7 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.types.string import TextLoader
 
 from sat_storage.port import source
 from sat_storage.port.tables import PortTable, canonical
@@ -38,6 +39,8 @@ def target_rows(connection: psycopg.Connection[Any], table: PortTable) -> Iterab
     columns = sql.SQL(", ").join(sql.Identifier(c) for c in table.columns)
     query = sql.SQL("SELECT {} FROM {}").format(columns, sql.Identifier(table.name))
     with connection.transaction(), connection.cursor(name=f"verify_{table.name}") as cursor:
+        # jsonb as its text, like SQLite's: a JSON string is not mistaken for JSON text
+        cursor.adapters.register_loader("jsonb", TextLoader)
         cursor.itersize = 10_000
         cursor.execute(query)
         yield from cursor

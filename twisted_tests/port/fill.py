@@ -80,6 +80,8 @@ async def populate(storage: Storage, items: int = 40) -> None:
         other = await storage.set_pubsub_node(client, SERVICE, f"{name}-misc", subscribed=True)
         await storage.claim_pubsub_node_sync(other, f"host-{name}", 3600.0)
     await storage.set_private_value("ns", "general", "shared")
+    for key, value in {"big": 2**70, "float": 3.0, "text": "a JSON string", "t": True}.items():
+        await storage.set_private_value("bin", key, value, binary=True)
 
 
 def _node(node: Any) -> dict[str, Any]:
@@ -110,6 +112,7 @@ async def api_view(storage: Storage) -> dict[str, Any]:
         "component": storage.get_entry_point(COMPONENT[0]),
         "gen_params": {},
         "private_general": await storage.get_privates("ns"),
+        "private_general_bin": await storage.get_privates("bin", binary=True),
     }
     await storage.load_gen_params(view["gen_params"])
     for name in PROFILES:
