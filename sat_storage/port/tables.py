@@ -18,6 +18,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from sat_storage import json_text as json_text_module
 from sat_storage import models
 
 #: kinds of column values
@@ -104,7 +105,7 @@ def json_text(value: Any) -> Any:
     if isinstance(value, bytes):
         return value.decode()
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return json.dumps(value)
+        return json_text_module.dumps(value)
     return value
 
 
