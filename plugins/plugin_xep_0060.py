@@ -8,9 +8,11 @@ which it fails with ``twisted.internet.defer.TimeoutError``; errors from the
 service come back as Twisted ``StanzaError``, except ``item-not-found`` on
 ``get_items``, which becomes :class:`~sat_storage.exceptions.NotFound`.
 
-``get_items`` consults the ``XEP-0060_getItems`` async return point before any
-network request; a trigger returning ``(False, (items, metadata))`` answers in
-its place (the pubsub cache does that).
+``get_items`` checks its arguments once (:func:`~.pubsub_items.check_items_request`)
+and consults the ``XEP-0060_getItems`` async return point before any network
+request, with Libervia's arguments; their ``extra`` is a copy of the caller's that
+carries the checked request (:func:`~.pubsub_items.request_of`). A trigger returning
+``(False, (items, metadata))`` answers in its place (the pubsub cache does that).
 
 Managed nodes: :meth:`XEP_0060.add_managed_node` registers callbacks for the
 events of every node whose name starts with a prefix (``""`` = all nodes):
@@ -37,9 +39,15 @@ import sat_storage.wokkel_compat  # noqa: F401  (must run before any wokkel impo
 import logging
 from collections.abc import Callable, Iterable
 from typing import Any
-from urllib.parse import quote
 
 from sat_storage.plugins.plugin_xep_0059 import RSMRequest, RSMResponse, find_set
+from sat_storage.plugins.pubsub_items import (
+    RequestExtra,
+    check_items_request,
+    get_node_uri,  # noqa: F401  (this module's too)
+)
+from sat_storage.plugins.pubsub_items import check_jid as _check_jid
+from sat_storage.plugins.pubsub_items import check_node as _check_node
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
@@ -77,32 +85,6 @@ PLUGIN_INFO = {
 }
 
 EventCallback = Callable[[Any, pubsub.PubSubEvent], Any]
-
-
-def get_node_uri(service: jid.JID, node: str, item: str | None = None) -> str:
-    """The ``xmpp:`` URI (RFC 5122, XEP-0060 §12.22) of a node, or of one of its items."""
-    uri = f"xmpp:{quote(service.full(), safe='@/')}?;node={quote(node, safe='')}"
-    if item is not None:
-        uri += f";item={quote(item, safe='')}"
-    return uri
-
-
-def _check_jid(name: str, value: object, optional: bool = True) -> None:
-    """Raise TypeError unless ``value`` is a JID (or None when ``optional``)."""
-    if value is None and optional:
-        return
-    if not isinstance(value, jid.JID):
-        raise TypeError(
-            f"{name} must be a twisted JID{' or None' if optional else ''}, not {value!r}"
-        )
-
-
-def _check_node(node: object) -> None:
-    """Raise TypeError/ValueError unless ``node`` is a non-empty string."""
-    if not isinstance(node, str):
-        raise TypeError(f"node must be a str, not {node!r}")
-    if not node:
-        raise ValueError("node must not be empty")
 
 
 def _submit_form(form_type: str, options: dict[str, Any]) -> data_form.Form:
@@ -268,47 +250,31 @@ class XEP_0060:
         count is unknown). ``RSMResponse(**metadata["rsm"])`` rebuilds the
         response, e.g. for :func:`~sat_storage.plugins.plugin_xep_0059.next_request`.
         """
-        _check_jid("service", service)
-        _check_node(node)
-        if max_items is not None and (not isinstance(max_items, int) or max_items < 0):
-            raise ValueError(f"max_items must be a non-negative int or None, not {max_items!r}")
-        if rsm_request is not None and not isinstance(rsm_request, RSMRequest):
-            raise TypeError(f"rsm_request must be an RSMRequest, not {rsm_request!r}")
-        if item_ids and rsm_request is not None:
-            raise ValueError("item_ids and rsm_request can't be used together")
-        if item_ids:
-            max_items = None
-        if extra is None:
-            extra = {}
+        request = check_items_request(
+            service, node, max_items, item_ids, sub_id, rsm_request, extra
+        )
         cont, result = await self.host.trigger.async_return_point(
             "XEP-0060_getItems",
             client,
             service,
             node,
-            max_items,
+            request.max_items,
             item_ids,
             sub_id,
             rsm_request,
-            extra,
+            RequestExtra(request),
         )
         if not cont:
             return result
         items, rsm_response = await self._request_items(
-            client, service, node, max_items, item_ids, sub_id, rsm_request
+            client, service, node, request.max_items, item_ids, sub_id, rsm_request
         )
         service_jid = service if service is not None else client.jid.userhostJID()
-        metadata: dict[str, Any] = {
-            "service": service_jid,
-            "node": node,
-            "uri": get_node_uri(service_jid, node),
-        }
-        if rsm_response is not None:
-            metadata["rsm"] = rsm_response.to_dict()
-            index, count = rsm_response.index, rsm_response.count
-            metadata["complete"] = (
-                None if index is None or count is None else index + len(items) >= count
-            )
-        return items, metadata
+        if rsm_response is None:
+            return items, request.metadata(service_jid, None, None)
+        index, count = rsm_response.index, rsm_response.count
+        complete = None if index is None or count is None else index + len(items) >= count
+        return items, request.metadata(service_jid, rsm_response.to_dict(), complete)
 
     async def _request_items(
         self,

@@ -10,11 +10,11 @@
   :mod:`.runner`: one synchronisation of a node (subscribe, page, complete);
   :mod:`.recovery`: synchronisations interrupted (crash, lost connection) and resumed;
 - :mod:`.writes`: items parsed and written, pubsub events applied in order;
-- :mod:`.reads`: XEP-0059 requests mapped onto the storage's ``get_items``;
-  :mod:`.read_path`: the ``XEP-0060_getItems`` trigger and answers from the cache;
+- :mod:`.read_path`: the ``XEP-0060_getItems`` trigger and answers from the cache
+  (the request comes checked, as a value: :mod:`sat_storage.plugins.pubsub_items`);
 - :mod:`.admin`: purge, reset and search.
 
-:mod:`.settings`, :mod:`.keys`, :mod:`.analysers`, :mod:`.sync` and :mod:`.reads` are
+:mod:`.settings`, :mod:`.keys`, :mod:`.analysers` and :mod:`.sync` are
 independent of the network and of the database, so they are tested on their own.
 The other parts take their collaborators (storage, clock, locks, other parts) in
 their constructor.

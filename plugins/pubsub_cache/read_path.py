@@ -11,17 +11,16 @@ import logging
 from typing import Any
 
 from sat_storage.plugins.plugin_xep_0059 import RSMRequest
-from sat_storage.plugins.plugin_xep_0060 import get_node_uri
-from sat_storage.plugins.pubsub_cache import LOGGER, reads
+from sat_storage.plugins.pubsub_cache import LOGGER
 from sat_storage.plugins.pubsub_cache.analysis import KEY_USE_CACHE, NodeAnalysis
 from sat_storage.plugins.pubsub_cache.keys import NodeKey
 from sat_storage.plugins.pubsub_cache.lease import SyncOwnedElsewhere
 from sat_storage.plugins.pubsub_cache.runner import SYNC_WANTED, SyncRunner
 from sat_storage.plugins.pubsub_cache.settings import CacheSettings
+from sat_storage.plugins.pubsub_items import ItemsRequest, request_of
 from twisted.internet import defer
 from twisted.python.failure import Failure
 from twisted.words.protocols.jabber import jid
-from twisted.words.xish import domish
 
 from sat_storage.deferreds import SingleFlight
 from sat_storage.exceptions import NotFound
@@ -60,39 +59,12 @@ class CacheReader:
         extra: dict[str, Any] | None = None,
     ) -> tuple[list[PubsubItem], dict[str, Any]]:
         """Cached items of ``node`` (see ``PubsubCache.get_items_from_cache``)."""
-        if reads.network_only(extra):
-            raise ValueError(f"extra[{reads.network_only(extra)!r}] can't be answered from cache")
-        args = reads.get_items_args(max_items, item_ids, rsm_request, extra)
-        return await self.storage.get_items(node, **args)
-
-    async def _answer_from_cache(
-        self,
-        client: Any,
-        service: jid.JID,
-        node: PubsubNode,
-        max_items: int | None,
-        item_ids: list[str] | None,
-        sub_id: str | None,
-        rsm_request: RSMRequest | None,
-        extra: dict[str, Any],
-    ) -> tuple[list[domish.Element], dict[str, Any]]:
-        """The answer of XEP-0060 ``get_items``, in the shape of the network's.
-
-        Metadata: ``service``, ``node``, ``uri``, and always ``rsm`` and ``complete``
-        (what a service paging with RSM gives; Prosody, without RSM, gives neither).
-        """
-        items, cache_metadata = await self.get_items_from_cache(
-            client, node, max_items, item_ids, sub_id, rsm_request, extra
+        request = ItemsRequest(
+            None, node.name, max_items, item_ids, sub_id, rsm_request, extra or {}
         )
-        metadata = {
-            "service": service,
-            "node": node.name,
-            "uri": get_node_uri(service, node.name),
-            # as from a service answering with <set/> (cursors are item ids)
-            "rsm": cache_metadata["rsm"],
-            "complete": cache_metadata["complete"],
-        }
-        return [item.data for item in items], metadata
+        if request.network_only:
+            raise ValueError(f"extra[{request.network_only!r}] can't be answered from cache")
+        return await self.storage.get_items(node, request.query)
 
     async def get_items_trigger(
         self,
@@ -105,39 +77,63 @@ class CacheReader:
         rsm_request: RSMRequest | None,
         extra: dict[str, Any],
     ) -> tuple[bool, Any]:
-        """Answer from the cache when the node is synchronised; else prepare it."""
-        if not self.settings.use_cache or (extra or {}).get(KEY_USE_CACHE) is False:
+        """Answer from the cache when the node is synchronised; else prepare it.
+
+        The request checked by ``XEP_0060.get_items`` comes with ``extra``
+        (:func:`~sat_storage.plugins.pubsub_items.request_of`); a caller firing the
+        trigger point itself gets its arguments read here.
+        """
+        request = request_of(extra)
+        if request is None:
+            request = ItemsRequest(
+                service, node, max_items, item_ids, sub_id, rsm_request, extra or {}
+            )
+        if not self.settings.use_cache or request.extra.get(KEY_USE_CACHE) is False:
             return True, None
-        if reads.network_only(extra):
-            log.debug("%r requests are not cached: network", reads.network_only(extra))
+        if request.network_only:
+            log.debug("%r requests are not cached: network", request.network_only)
             return True, None
-        reads.get_items_args(max_items, item_ids, rsm_request, extra)  # bad input: raise
+        request.check()  # bad input: raise
         if service is None:
             service = client.jid.userhostJID()
         key = NodeKey.of(client.profile, service, node)
         try:
             await self.initialised
-            pubsub_node = await self.storage.get_pubsub_node(client, service, node)
-            if pubsub_node is not None and pubsub_node.sync_state is SyncState.COMPLETED:
-                try:
-                    return False, await self._answer_from_cache(
-                        client,
-                        service,
-                        pubsub_node,
-                        max_items,
-                        item_ids,
-                        sub_id,
-                        rsm_request,
-                        extra,
-                    )
-                except NotFound as e:  # e.g. a cursor given by the service before the sync
-                    log.debug("%s: not answerable from cache (%s): network", key.label, e)
-                    return True, None
+            try:
+                # one transaction: the node, and its page when it is synchronised
+                pubsub_node, page = await self._synced_items(client, service, request)
+            except NotFound as e:  # e.g. a cursor given by the service before the sync
+                log.debug("%s: not answerable from cache (%s): network", key.label, e)
+                return True, None
+            if page is not None:
+                items, page_metadata = page
+                # as from a service answering with <set/> (cursors are item ids)
+                metadata = request.metadata(
+                    service, page_metadata["rsm"], page_metadata["complete"]
+                )
+                return False, ([item.data for item in items], metadata)
             if pubsub_node is None or self.runner.wants_sync(key, pubsub_node):
                 await self._preparing.run(key, self._prepare, client, service, node)
         except Exception:
             log.exception("pubsub cache failed on %s: the request goes to the network", key.label)
         return True, None
+
+    async def _synced_items(
+        self, client: Any, service: jid.JID, request: ItemsRequest
+    ) -> tuple[PubsubNode | None, Any]:
+        """(the cached node, its page when COMPLETED) in one transaction.
+
+        A query the storage refuses (e.g. too many item ids) costs a node look-up,
+        and raises only for a node that the cache would answer.
+        """
+        try:
+            query = request.query
+        except (TypeError, ValueError):
+            pubsub_node = await self.storage.get_pubsub_node(client, service, request.node)
+            if pubsub_node is not None and pubsub_node.sync_state is SyncState.COMPLETED:
+                raise
+            return pubsub_node, None
+        return await self.storage.get_synced_items(client, service, request.node, query)
 
     async def _prepare(self, client: Any, service: jid.JID, node: str) -> PubsubNode:
         """Analyse and record an unknown node; start its synchronisation when wanted."""

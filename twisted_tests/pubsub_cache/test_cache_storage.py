@@ -15,6 +15,7 @@ from typing import Any
 
 from sat_storage.plugins.plugin_xep_0059 import RSMRequest
 from sat_storage.plugins.plugin_xep_0277 import NS_MICROBLOG
+from sat_storage.plugins.pubsub_items import get_node_uri
 from twisted.internet import defer
 from twisted.trial.unittest import TestCase
 from twisted.words.protocols.jabber.jid import JID
@@ -24,6 +25,7 @@ from sat_storage.exceptions import ConflictError
 from sat_storage.models import SyncState
 from twisted_tests.pubsub_cache.harness import completed_node, make_host, offline_client
 from twisted_tests.pubsub_cache.helpers import atom_item, parse
+from twisted_tests.pubsub_cache.read_cost import count_read_cost, counting
 
 SERVICE = JID("pubsub.example.org")
 NOT_CONNECTED = "not connected"
@@ -569,3 +571,54 @@ class SearchTests(CacheTestCase):
         """A bad query is a ValueError naming the culprit."""
         with self.assertRaisesRegex(ValueError, "bogus"):
             await self.cache.serialisable_search({"profiles": ["alice"], "bogus": 1})
+
+
+class ReadCostTests(CacheTestCase):
+    """What one cached read costs (see twisted_tests.pubsub_cache.read_cost)."""
+
+    async def test_hit_checked_once_one_transaction(self) -> None:
+        """A cached get_items checks its arguments once and is one transaction."""
+        await self.blog(30)
+        cost, (items, _) = await count_read_cost(
+            lambda: self.xep_0060.get_items(self.alice, SERVICE, NS_MICROBLOG, max_items=10)
+        )
+        self.assertEqual(ids(items), [f"item-{i:02d}" for i in range(20, 30)])
+        self.assertEqual(
+            cost.as_dict(),
+            {
+                "argument_checks": 1,
+                "checks_by_layer": {"XEP-0060 get_items": 1},
+                "gateway_runs": 1,
+            },
+        )
+
+    async def test_rsm_page_one_transaction(self) -> None:
+        """An RSM page from the cache is one transaction too (node look-up + page)."""
+        await self.blog(30)
+        cost, (items, metadata) = await count_read_cost(
+            lambda: self.xep_0060.get_items(
+                self.alice, SERVICE, NS_MICROBLOG, rsm_request=RSMRequest(5, after="item-09")
+            )
+        )
+        self.assertEqual(ids(items), [f"item-{i:02d}" for i in range(10, 15)])
+        self.assertEqual((metadata["rsm"]["index"], cost.transactions), (10, 1))
+
+    async def test_trigger_fired_by_a_caller(self) -> None:
+        """A caller firing the trigger point itself (Libervia's arguments, a plain
+        extra) is answered from the cache as well."""
+        await self.blog(3)
+        cont, (items, metadata) = await self.host.trigger.async_return_point(
+            "XEP-0060_getItems", self.alice, SERVICE, NS_MICROBLOG, 2, None, None, None, {}
+        )
+        self.assertEqual((cont, ids(items)), (False, ["item-01", "item-02"]))
+        self.assertEqual(metadata["uri"], get_node_uri(SERVICE, NS_MICROBLOG))
+
+    async def test_bad_order_refused_before_the_database(self) -> None:
+        """An unknown extra["order_by"] is refused, naming it, with no transaction."""
+        await self.blog(3)
+        with counting() as cost:
+            with self.assertRaisesRegex(ValueError, "unknown order 'rank'"):
+                await self.xep_0060.get_items(
+                    self.alice, SERVICE, NS_MICROBLOG, extra={"order_by": "rank"}
+                )
+        self.assertEqual(cost.transactions, 0)
