@@ -50,8 +50,10 @@ from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 from twisted.words.protocols.jabber import jid
 from twisted.words.xish import domish
+from zope.interface import implementer
 
 from sat_storage.deferreds import KeyedLock
+from sat_storage.interfaces import IPubsubCache
 from sat_storage.models import PubsubItem, PubsubNode, SyncState
 
 log = logging.getLogger(__name__)
@@ -69,6 +71,7 @@ PLUGIN_INFO = {
 }
 
 
+@implementer(IPubsubCache)
 class PubsubCache:
     """Plugin object (``host.plugins["PUBSUB_CACHE"]``).
 

@@ -6,10 +6,12 @@ import logging
 from typing import Any
 
 from twisted.internet import defer
+from zope.interface import implementer
 
 from sat_storage import branches, engines, libervia, migration, schemas
 from sat_storage.config import STORAGE_SECTION, Config, resolve_db_url
 from sat_storage.gateway import Gateway, GatewayClosed
+from sat_storage.interfaces import IStorage
 from sat_storage.migration import SchemaState
 from sat_storage.storage.files import FilesStore
 from sat_storage.storage.generic import GenericStore
@@ -32,6 +34,7 @@ log = logging.getLogger(__name__)
 __all__ = ["GatewayClosed", "ItemsQuery", "Storage"]
 
 
+@implementer(IStorage)
 class Storage(
     ProfilesStore,
     ParamsStore,

@@ -233,3 +233,37 @@ class ParseExtraTests(TestCase):
     def test_bad_number(self) -> None:
         """A non-numeric rsm_max raises RSMError."""
         self.assertRaises(RSMError, rsm.XEP_0059.parse_extra, {"rsm_max": "lots"})
+
+
+class GetNextRequestTests(TestCase):
+    """XEP_0059.get_next_request(): Libervia's name of next_request, on the plugin."""
+
+    def test_forward_page(self) -> None:
+        """The next forward page starts after the last cursor, with the same max."""
+        nxt = rsm.XEP_0059.get_next_request(
+            RSMRequest(max_=20), RSMResponse("c0", "c19", 0, 250), 20
+        )
+        self.assertEqual(nxt, RSMRequest(max_=20, after="c19"))
+
+    def test_backward_page(self) -> None:
+        """A backward request goes on before the first cursor."""
+        nxt = rsm.XEP_0059.get_next_request(
+            RSMRequest(max_=10, before=""), RSMResponse("c240", "c249", 240, 250)
+        )
+        self.assertEqual(nxt, RSMRequest(max_=10, before="c240"))
+
+    def test_end(self) -> None:
+        """None once index + received reaches count."""
+        request = RSMRequest(max_=20, after="c229")
+        response = RSMResponse("c230", "c249", 230, 250)
+        self.assertIsNone(rsm.XEP_0059.get_next_request(request, response, 20))
+
+    def test_no_rsm_answer(self) -> None:
+        """None when the service answered without <set/>."""
+        self.assertIsNone(rsm.XEP_0059.get_next_request(RSMRequest(max_=5), None, 5))
+
+    def test_on_the_host(self) -> None:
+        """The loaded plugin object answers as the static method does."""
+        plugin = rsm.XEP_0059(host=None)
+        nxt = plugin.get_next_request(RSMRequest(max_=3), RSMResponse("a", "b", 0, 9), 3)
+        self.assertEqual(nxt, RSMRequest(max_=3, after="b"))

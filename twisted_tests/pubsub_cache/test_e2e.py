@@ -18,7 +18,7 @@ from sat_storage.models import SyncState
 from twisted_tests.db import database_url
 from twisted_tests.pubsub_cache.e2e import ServerTestCase, ids, xml
 from twisted_tests.pubsub_cache.harness import make_host
-from twisted_tests.pubsub_cache.helpers import parse
+from twisted_tests.pubsub_cache.helpers import parse, record_calls
 from twisted_tests.xmpp_servers import ejabberd, prosody, unique_name
 
 COUNT = 250  # items of the main scenario
@@ -183,6 +183,20 @@ class CacheE2EMixin:
         nodes = await self.host.memory.storage.get_pubsub_nodes(names=[self.node])
         self.assertEqual(len(nodes), 1)
         self.assertEqual(sorted(i.name for i in (await self.cached_node()).items), ALL_IDS)
+
+    async def test_cache_node(self) -> None:
+        """cache_node() synchronises a recorded node in the background; a second call
+        joins it (one attempt), both fire with COMPLETED, every item is cached."""
+        await self.create_node(count=SMALL)
+        node = await self.host.memory.storage.set_pubsub_node(
+            self.reader, self.service, self.node, analyser="xep-0277", type_="blog"
+        )
+        attempts = record_calls(self, self.cache.runner, "attempt")
+        first = self.cache.cache_node(self.reader, node)
+        second = self.cache.cache_node(self.reader, node)
+        self.assertEqual(await defer.gatherResults([first, second]), [SyncState.COMPLETED] * 2)
+        self.assertEqual(len(attempts), 1)
+        self.assertEqual(sorted(i.name for i in (await self.cached_node()).items), SMALL_IDS)
 
     async def test_crash_resync(self) -> None:
         """A node left IN_PROGRESS by a crash is reset at start and synced again."""
