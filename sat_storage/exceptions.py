@@ -43,10 +43,6 @@ class UnknownDatabaseError(StorageError):
     """The database holds tables but no revision this package knows how to handle."""
 
 
-class CancelError(Exception):
-    """A trigger or an operation cancelled the action."""
-
-
 class FeatureNotFound(Exception):
     """A service lacks features the caller needs (``host.check_features``)."""
 
