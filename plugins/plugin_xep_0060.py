@@ -14,21 +14,7 @@ request, with Libervia's arguments; their ``extra`` is a copy of the caller's th
 carries the checked request (:func:`~.pubsub_items.request_of`). A trigger returning
 ``(False, (items, metadata))`` answers in its place (the pubsub cache does that).
 
-Managed nodes: :meth:`XEP_0060.add_managed_node` registers callbacks for the
-events of every node whose name starts with a prefix (``""`` = all nodes):
-``items_cb(client, event)`` gets a :class:`wokkel.pubsub.ItemsEvent` whose
-``items`` are the ``<item/>`` and ``<retract/>`` elements of the notification,
-``delete_cb(client, event)`` a :class:`wokkel.pubsub.DeleteEvent`,
-``purge_cb(client, event)`` a :class:`wokkel.pubsub.PurgeEvent`. Callbacks may
-be plain functions, coroutine functions or return Deferreds; for one client,
-events are dispatched one at a time in arrival order, and the callbacks of an
-event run one after the other by priority (highest first, then registration
-order); a failing callback is logged and does not stop the others.
-
-Malformed notifications (no ``from``, an ``<event/>`` without a known action, an
-action without ``node``, an ``<item/>``/``<retract/>`` without ``id``, an
-unknown child in ``<items/>``) are logged as warnings and ignored as a whole,
-so that a half-understood event is never half-applied.
+Managed nodes and notifications: :mod:`.pubsub_events` (:meth:`XEP_0060.add_managed_node`).
 """
 
 from __future__ import annotations
@@ -37,10 +23,17 @@ import sat_storage.wokkel_compat  # noqa: F401  (must run before any wokkel impo
 
 # isort: split
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from sat_storage.plugins.plugin_xep_0059 import RSMRequest, RSMResponse, find_set
+from sat_storage.plugins.pubsub_events import (  # EVENT_KINDS, IGNORED_EVENTS: this module's too
+    EVENT_KINDS,  # noqa: F401
+    IGNORED_EVENTS,  # noqa: F401
+    EventCallback,
+    ManagedNodes,
+    PubSubClientHandler,
+)
 from sat_storage.plugins.pubsub_items import (
     RequestExtra,
     check_items_request,
@@ -54,9 +47,8 @@ from twisted.python.failure import Failure
 from twisted.words.protocols.jabber import error, jid
 from twisted.words.protocols.jabber.xmlstream import IQ
 from twisted.words.xish import domish
-from wokkel import data_form, pubsub, shim
+from wokkel import data_form, pubsub
 
-from sat_storage.deferreds import as_deferred
 from sat_storage.exceptions import NotFound
 
 log = logging.getLogger(__name__)
@@ -67,10 +59,6 @@ NS_PUBSUB_EVENT = pubsub.NS_PUBSUB_EVENT
 NS_PUBSUB_NODE_CONFIG = pubsub.NS_PUBSUB_NODE_CONFIG
 NS_PUBSUB_PUBLISH_OPTIONS = NS_PUBSUB + "#publish-options"
 
-#: Event kinds of managed nodes, and the keyword of their callback.
-EVENT_KINDS = ("items", "delete", "purge")
-#: Notifications that are valid but not dispatched (logged at debug level).
-IGNORED_EVENTS = ("configuration", "subscription", "collection")
 
 PLUGIN_INFO = {
     "name": "Publish-Subscribe",
@@ -83,8 +71,6 @@ PLUGIN_INFO = {
     "handler": "yes",
     "description": "XEP-0060 Publish-Subscribe: items (with RSM), publishing, nodes, events",
 }
-
-EventCallback = Callable[[Any, pubsub.PubSubEvent], Any]
 
 
 def _submit_form(form_type: str, options: dict[str, Any]) -> data_form.Form:
@@ -105,9 +91,8 @@ class XEP_0060:
 
     def __init__(self, host: Any) -> None:
         self.host = host
-        # prefix -> kind -> [(priority, sequence, callback)]
-        self._node_cb: dict[str, dict[str, list[tuple[int, int, EventCallback]]]] = {}
-        self._sequence = 0
+        #: callbacks of the managed nodes (``add_managed_node``)
+        self.managed_nodes = ManagedNodes()
 
     def get_handler(self, client: Any) -> PubSubClientHandler:
         """The wokkel handler for ``client``; also kept as ``client.pubsub_client``."""
@@ -115,7 +100,7 @@ class XEP_0060:
         client.pubsub_client = handler
         return handler
 
-    # ---- managed nodes
+    # ---- managed nodes (pubsub_events.ManagedNodes)
 
     def add_managed_node(
         self,
@@ -129,55 +114,19 @@ class XEP_0060:
 
         ``""`` matches every node; several callbacks may be registered per prefix.
         """
-        if not isinstance(node, str):
-            raise TypeError(f"node prefix must be a str, not {node!r}")
-        given = {"items": items_cb, "delete": delete_cb, "purge": purge_cb}
-        if all(cb is None for cb in given.values()):
-            raise ValueError("add_managed_node needs at least one of items_cb, delete_cb, purge_cb")
-        for kind, cb in given.items():
-            if cb is None:
-                continue
-            if not callable(cb):
-                raise TypeError(f"{kind}_cb must be callable, not {cb!r}")
-            self._sequence += 1
-            self._node_cb.setdefault(node, {}).setdefault(kind, []).append(
-                (priority, self._sequence, cb)
-            )
+        self.managed_nodes.add(node, items_cb, delete_cb, purge_cb, priority)
 
     def remove_managed_node(self, node: str, *callbacks: EventCallback) -> None:
         """Remove ``callbacks`` (every kind) from prefix ``node``; all of them if none given."""
-        kinds = self._node_cb.get(node, {})
-        for kind in list(kinds):
-            kinds[kind] = [e for e in kinds[kind] if callbacks and e[2] not in callbacks]
-            if not kinds[kind]:
-                del kinds[kind]
-        if not kinds:
-            self._node_cb.pop(node, None)
+        self.managed_nodes.remove(node, *callbacks)
 
     def get_node_callbacks(self, node: str, kind: str) -> list[EventCallback]:
         """Callbacks of ``kind`` whose prefix matches ``node``, in calling order."""
-        entries = [
-            entry
-            for prefix, kinds in self._node_cb.items()
-            if node.startswith(prefix)
-            for entry in kinds.get(kind, ())
-        ]
-        entries.sort(key=lambda e: (-e[0], e[1]))
-        return [e[2] for e in entries]
+        return self.managed_nodes.callbacks(node, kind)
 
     async def dispatch_event(self, client: Any, kind: str, event: pubsub.PubSubEvent) -> None:
         """Run the managed-node callbacks of ``kind`` for ``event``, one after the other."""
-        for cb in self.get_node_callbacks(event.nodeIdentifier, kind):
-            try:
-                await as_deferred(cb, client, event)
-            except Exception:
-                log.exception(
-                    "%s callback %r failed on node %r of %s",
-                    kind,
-                    cb,
-                    event.nodeIdentifier,
-                    event.sender.full(),
-                )
+        await self.managed_nodes.dispatch(client, kind, event)
 
     # ---- requests
 
@@ -557,91 +506,3 @@ class XEP_0060:
                     except (KeyError, jid.InvalidFormat) as e:
                         log.warning("ignoring malformed subscription %s: %r", sub.toXml(), e)
         return subscriptions
-
-
-class PubSubClientHandler(pubsub.PubSubClient):
-    """Per-client wokkel handler: validates notifications and dispatches them.
-
-    Events of one client are dispatched one at a time, in arrival order
-    (:attr:`last_dispatch` is their chain: it fires once all received so far are done).
-    """
-
-    def __init__(self, plugin: XEP_0060, client: Any) -> None:
-        super().__init__()
-        self.plugin = plugin
-        self.client = client
-        self.last_dispatch: defer.Deferred[None] = defer.succeed(None)
-
-    def connectionInitialized(self) -> None:
-        """Observe event messages with our own validating parser (not wokkel's)."""
-        self.xmlstream.addObserver(
-            f'/message/event[@xmlns="{NS_PUBSUB_EVENT}"]', self.on_event_message
-        )
-
-    def on_event_message(self, message: domish.Element) -> None:
-        """Parse a notification; dispatch it, or log and ignore it when malformed."""
-        if message.getAttribute("type") == "error":
-            return
-        try:
-            event = self._parse_event(message)
-        except ValueError as e:
-            log.warning("ignoring malformed pubsub event (%s): %s", e, message.toXml())
-            return
-        message.handled = True
-        if event is None:
-            return
-        kind, parsed = event
-
-        def run(_: object) -> defer.Deferred[None]:
-            return defer.ensureDeferred(self.plugin.dispatch_event(self.client, kind, parsed))
-
-        def failed(failure: Failure) -> None:  # dispatch_event logs callback errors itself
-            log.error("dispatch of a pubsub %s event failed: %s", kind, failure.getTraceback())
-
-        self.last_dispatch.addCallback(run).addErrback(failed)
-
-    def _parse_event(self, message: domish.Element) -> tuple[str, pubsub.PubSubEvent] | None:
-        """``(kind, event)`` of a notification; None if valid but not dispatched.
-
-        Raises ValueError naming what is malformed.
-        """
-        try:
-            sender = jid.JID(message["from"])
-        except KeyError:
-            raise ValueError("no 'from'") from None
-        except jid.InvalidFormat as e:
-            raise ValueError(f"invalid 'from' ({e})") from None
-        try:
-            recipient = jid.JID(message["to"]) if message.hasAttribute("to") else self.client.jid
-        except jid.InvalidFormat as e:
-            raise ValueError(f"invalid 'to' ({e})") from None
-        event_elt = next(message.elements(NS_PUBSUB_EVENT, "event"))
-        actions = [c for c in event_elt.elements() if c.uri == NS_PUBSUB_EVENT]
-        if len(actions) != 1:
-            names = [f"<{c.name}/>" for c in event_elt.elements()]
-            raise ValueError(f"<event/> must hold exactly one action, got {names or 'none'}")
-        action = actions[0]
-        if action.name in IGNORED_EVENTS:
-            log.debug("pubsub %s notification from %s not handled", action.name, sender.full())
-            return None
-        if action.name not in EVENT_KINDS:
-            raise ValueError(f"unknown event child <{action.name}/>")
-        node = action.getAttribute("node")
-        if not node:
-            raise ValueError(f"<{action.name}/> without node")
-        headers = shim.extractHeaders(message)
-        if action.name == "items":
-            items = list(action.elements())
-            for item in items:
-                if item.uri != NS_PUBSUB_EVENT or item.name not in ("item", "retract"):
-                    raise ValueError(f"unknown child <{item.name}/> in <items/> of node {node!r}")
-                if not item.getAttribute("id"):
-                    raise ValueError(f"<{item.name}/> without id in node {node!r}")
-            return "items", pubsub.ItemsEvent(sender, recipient, node, items, headers)
-        if action.name == "delete":
-            event = pubsub.DeleteEvent(sender, recipient, node, headers)
-            redirect = next(action.elements(NS_PUBSUB_EVENT, "redirect"), None)
-            if redirect is not None:
-                event.redirectURI = redirect.getAttribute("uri")
-            return "delete", event
-        return "purge", pubsub.PurgeEvent(sender, recipient, node, headers)
