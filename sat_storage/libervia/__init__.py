@@ -8,10 +8,10 @@ package's head, every row kept with its ids (:mod:`.upgrade` says what is conver
 password Libervia stored for a profile, so the host can connect adopted profiles.
 
 Modules: :mod:`.detect` (which database is it), :mod:`.backup`, :mod:`.values`,
-:mod:`.upgrade`, :mod:`.adopt` (the start-up entry point), :mod:`.credentials`.
+:mod:`.upgrade`, :mod:`.adoption` (the start-up entry point), :mod:`.credentials`.
 """
 
-from sat_storage.libervia.adopt import Adoption, adopt, libervia_file
+from sat_storage.libervia.adoption import Adoption, adopt, libervia_file
 from sat_storage.libervia.errors import (
     AdoptionError,
     BackupError,
