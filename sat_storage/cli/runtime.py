@@ -209,6 +209,7 @@ class Runtime:
         storage = Storage(self.options.db_url, self.options.config, reactor=self.reactor)
         await storage.initialise()
         self.on_close(storage.close)
+        report_adoption(storage)
         return storage
 
     async def host(self) -> Any:
@@ -219,6 +220,7 @@ class Runtime:
         host = Host(config_path=self.options.config_path, db_url=self.options.db_url)
         await host.start()
         self.on_close(host.stop)
+        report_adoption(host.memory.storage)
         return host
 
     async def cache_plugin(self) -> tuple[Any, Any]:
@@ -400,6 +402,18 @@ class JidParam(click.ParamType):
 
 
 JID = JidParam()
+
+
+def report_adoption(storage: Any) -> None:
+    """On stderr: the Libervia 0.9 database adopted at this start, and its backup."""
+    adoption = getattr(storage, "adoption", None)
+    if adoption is not None:
+        click.echo(
+            f"sat-storage: adopted the Libervia 0.9 database {adoption.path} "
+            f"(revision {adoption.revision}, {adoption.row_count} rows); "
+            f"backup: {adoption.backup}",
+            err=True,
+        )
 
 
 async def connect(host: Any, profile: str) -> Any:

@@ -44,3 +44,13 @@ class LiberviaCliTests(TestCase):
         self.assertEqual(result.code, 1, str(result))
         self.assertIn("history row uid='uid-1'", result.err)
         self.assertEqual(digest(path), before)
+
+    async def test_any_command_reports_the_adoption(self) -> None:
+        """A command that opens the storage adopts the file and names the backup on stderr."""
+        path = fixture_copy(self)
+        result = await run_cli(self, "--json", "profile", "list", db_url=url_of(path))
+        self.assertEqual(result.code, 0, str(result))
+        self.assertIn("adopted the Libervia 0.9 database", result.err)
+        self.assertIn(f"backup: {path}.libervia-0.9.bak", result.err.replace("\n", ""))
+        self.assertEqual(sorted(p["name"] for p in result.json()),
+                         ["adopted", "gateway", "guarded"])  # fmt: skip
