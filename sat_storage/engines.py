@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -219,16 +219,20 @@ def upsert(
     table: sa.Table,
     index_elements: Sequence[str],
     update_columns: Iterable[str],
+    where: Callable[[Any], sa.ColumnElement[bool]] | None = None,
 ) -> sa.Insert:
     """``INSERT … ON CONFLICT (index_elements) DO UPDATE`` of ``update_columns``.
 
-    Execute it with a list of parameter dicts for a bulk upsert.
+    ``where(excluded)``: the condition for updating a row that exists (``excluded``
+    holds the proposed values). Execute it with a list of parameter dicts for a bulk
+    upsert.
     """
     insert = postgresql.insert if dialect_name == "postgresql" else sqlite.insert
     stmt = insert(table)
     return stmt.on_conflict_do_update(
         index_elements=list(index_elements),
         set_={name: stmt.excluded[name] for name in update_columns},
+        where=None if where is None else where(stmt.excluded),
     )
 
 

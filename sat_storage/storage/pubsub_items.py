@@ -91,13 +91,23 @@ class PubsubItemsStore(StorageBase):
 
     _items_upserts: dict[tuple[str, tuple[str, ...]], sa.Insert] = {}
 
-    def _items_upsert(self, columns: tuple[str, ...]) -> sa.Insert:
-        """The bulk upsert of item rows with ``columns`` (built once per shape)."""
-        key = (self.dialect, columns)
+    def _items_upsert(self, columns: tuple[str, ...], payload: bool = True) -> sa.Insert:
+        """The bulk upsert of item rows with ``columns`` (built once per shape).
+
+        A known item is updated only when its XML changed (a notification of an
+        unchanged item changes nothing, not even ``updated``); ``payload=False`` (items
+        without payload) only inserts new items: an empty item never replaces one.
+        """
+        key = (self.dialect, columns, payload)
         stmt = self._items_upserts.get(key)
         if stmt is None:
-            updated = [c for c in columns if c not in ITEM_KEPT_ON_UPDATE]
-            stmt = engines.upsert(self.dialect, PubsubItem.__table__, ITEM_KEY, updated)
+            table = PubsubItem.__table__
+            if payload:
+                updated = [c for c in columns if c not in ITEM_KEPT_ON_UPDATE]
+                changed = lambda excluded: table.c.data.is_distinct_from(excluded.data)  # noqa: E731
+                stmt = engines.upsert(self.dialect, table, ITEM_KEY, updated, where=changed)
+            else:
+                stmt = engines.insert_ignore(self.dialect, table, ITEM_KEY)
             stmt = stmt.values({c: engines.bulk_bind(self.dialect, c) for c in columns})
             self._items_upserts[key] = stmt
         return stmt
@@ -116,9 +126,16 @@ class PubsubItemsStore(StorageBase):
         table = PubsubItem.__table__
         now = engines.db_value(session.get_bind().dialect, table.c.created, utcnow())
         rows = build_item_rows(node_id, items, parsed_items, now)
+        empty = {item["id"] for item in items if item.firstChildElement() is None}
+        batches = [
+            (payload, batch)
+            for payload in (True, False)
+            if (batch := [row for row in rows if (row["name"] not in empty) is payload])
+        ]
         try:
             with session.begin_nested():  # a savepoint: the transaction stays usable
-                session.execute(self._items_upsert(tuple(rows[0])), rows)
+                for payload, batch in batches:
+                    session.execute(self._items_upsert(tuple(batch[0]), payload), batch)
                 write_sort_values_txn(session, node_id, [row["name"] for row in rows])
         except IntegrityError:
             # the conflict on (node_id, name) is handled: only node_id's foreign key is left
@@ -140,8 +157,10 @@ class PubsubItemsStore(StorageBase):
         ``MAX_ITEMS_BATCH``); ``parsed_items`` is None or a list aligned with them,
         of JSON-serialisable dicts or None. A new item is created (its creation
         order is the order it was first cached); a known one gets the new XML,
-        parsed data and modification time. When an id comes twice in one call, the
-        last one wins. One bulk statement per call.
+        parsed data and modification time when its XML changed, and is left
+        untouched otherwise. An item without payload (no child element) never
+        replaces a known item. When an id comes twice in one call, the last one
+        wins. One bulk statement per call (two when some items have no payload).
         """
         checked = self.checked_items(client, node, items, parsed_items)
         if not items:
@@ -212,6 +231,47 @@ class PubsubItemsStore(StorageBase):
             if not names:
                 return defer.succeed(0)
         return self.db.run(self.delete_pubsub_items_txn, node.id, names)
+
+    def catch_up_pubsub_items_txn(
+        self,
+        session: Session,
+        node_id: int,
+        changed: tuple[Sequence[domish.Element], Sequence[dict[str, Any] | None]],
+        removed: list[str],
+        appended: tuple[Sequence[domish.Element], Sequence[dict[str, Any] | None]],
+    ) -> None:
+        if changed[0]:
+            self.cache_pubsub_items_txn(session, node_id, *changed)
+        if removed:
+            self.delete_pubsub_items_txn(session, node_id, removed)
+        if appended[0]:
+            self.cache_pubsub_items_txn(session, node_id, *appended)
+
+    @as_deferred
+    def catch_up_pubsub_items(
+        self,
+        client: Any,
+        node: PubsubNode,
+        changed: Sequence[domish.Element],
+        changed_parsed: Sequence[dict[str, Any] | None] | None,
+        removed: list[str],
+        appended: Sequence[domish.Element],
+        appended_parsed: Sequence[dict[str, Any] | None] | None,
+    ) -> defer.Deferred[None]:
+        """Bring the items of ``node`` in step with its service, in one transaction:
+        ``changed`` items are rewritten in place, ``removed`` ones deleted, then the
+        ``appended`` ones written after every other item, in their order (an
+        appended id also in ``removed`` is written anew, at the end)."""
+        changed_parsed = self.checked_items(client, node, changed, changed_parsed)
+        appended_parsed = self.checked_items(client, node, appended, appended_parsed)
+        names = list(dict.fromkeys(check_strings("removed", removed)))
+        return self.db.run(
+            self.catch_up_pubsub_items_txn,
+            node.id,
+            (changed, changed_parsed),
+            names,
+            (appended, appended_parsed),
+        )
 
     @staticmethod
     def purge_pubsub_items_txn(session: Session, filters: ItemFilters) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -11,6 +12,7 @@ from twisted.internet import defer
 from twisted.words.protocols.jabber import jid
 
 from sat_storage import engines
+from sat_storage.exceptions import NotFound
 from sat_storage.models import PubsubNode, PubsubSub, SubscriptionState, SyncState
 from sat_storage.storage.base import StorageBase, as_deferred, check_type
 from sat_storage.storage.checks import check_node, check_sync_states, check_text
@@ -155,6 +157,41 @@ class PubsubNodesStore(StorageBase):
         )
         session.execute(stmt)
         return session.scalars(select_node(profile_id, service, name)).one()
+
+    @staticmethod
+    def update_pubsub_node_extra_txn(
+        session: Session, node_id: int, values: dict[str, Any]
+    ) -> dict[str, Any]:
+        node = session.get(PubsubNode, node_id)
+        if node is None:
+            raise NotFound(f"pubsub node #{node_id} does not exist (any more)")
+        extra = dict(node.extra or {})
+        for key, value in values.items():
+            if value is None:
+                extra.pop(key, None)
+            else:
+                extra[key] = value
+        node.extra = extra or None
+        return extra
+
+    @as_deferred
+    async def update_pubsub_node_extra(
+        self, node: PubsubNode, values: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Merge ``values`` into the node's ``extra`` (a None value removes its key),
+        also on ``node``; returns the new ``extra``. ``NotFound`` when the node is gone.
+
+        What the cache knows of a node besides its items lives there (when it was
+        last known in step with its service, how the service orders items...).
+        """
+        node = check_node(node)
+        check_type("values", values, dict)
+        if not all(isinstance(key, str) for key in values):
+            raise ValueError(f"values keys must be strings, got {list(values)!r}")
+        json.dumps(values, allow_nan=False)  # ValueError/TypeError before the database
+        extra = await self.db.run(self.update_pubsub_node_extra_txn, node.id, values)
+        node.extra = extra or None
+        return extra
 
     @as_deferred
     def set_pubsub_node(

@@ -13,6 +13,7 @@ from twisted_tests.db import only_on, storage_with_profiles
 from twisted_tests.storage.pubsub_helpers import (
     SERVICE,
     Client,
+    make_item,
     make_items,
 )
 
@@ -200,8 +201,10 @@ class GetItemsTests(TestCase):
         self.assertEqual(metadata["rsm"]["count"], len(many) + 1)
 
     async def test_modification_order(self) -> None:
-        """Re-caching an item moves it to the end of modification order, not creation."""
-        await self.storage.cache_pubsub_items(self.alice, self.node, make_items(["i2"]))
+        """Re-caching an edited item moves it to the end of modification order, not
+        creation (an unchanged one changes nothing: see test_pubsub_items)."""
+        edited = make_item("i2", "edited")
+        await self.storage.cache_pubsub_items(self.alice, self.node, [edited])
         by_modification, _ = await self.page(max_items=2, order_by=["modification"])
         by_creation, _ = await self.page(max_items=2, order_by=["creation"])
         default, _ = await self.page(max_items=2)
@@ -211,7 +214,8 @@ class GetItemsTests(TestCase):
 
     async def test_after_in_modification_order(self) -> None:
         """Cursors follow the requested order."""
-        await self.storage.cache_pubsub_items(self.alice, self.node, make_items(["i2"]))
+        edited = make_item("i2", "edited")
+        await self.storage.cache_pubsub_items(self.alice, self.node, [edited])
         names, metadata = await self.page(max_items=3, after="i8", order_by=["modification"])
         self.assertEqual(names, ["i9", "i2"])
         self.assertEqual(metadata["rsm"], rsm("i9", "i2", 8, 10))

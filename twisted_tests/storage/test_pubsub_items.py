@@ -19,6 +19,7 @@ from sat_storage.storage.pubsub import MAX_ITEMS_BATCH
 from sat_storage.xml_tools import parse_xml
 from twisted_tests.db import storage_with_profiles
 from twisted_tests.storage.pubsub_helpers import (
+    NS_PUBSUB,
     OTHER_SERVICE,
     SERVICE,
     Client,
@@ -62,6 +63,28 @@ class CacheItemsTests(TestCase):
         self.assertEqual(new["a"].data.toXml(), new_a.toXml())
         self.assertEqual(new["a"].parsed, {"v": 2})
         self.assertEqual(await item_names(self.storage, self.node), ["a", "b"])
+
+    async def test_unchanged_item_changes_nothing(self) -> None:
+        """Caching a known item again with the same XML leaves its row as it was
+        (updated, parsed data): a notification of an unchanged item changes nothing."""
+        await self.storage.cache_pubsub_items(self.alice, self.node, make_items(["a", "b"]))
+        before = await snapshot(self.storage)
+        await self.storage.cache_pubsub_items(self.alice, self.node, make_items(["a"]), [{"v": 2}])
+        self.assertEqual(await snapshot(self.storage), before)
+
+    async def test_empty_item_keeps_payload(self) -> None:
+        """An item without payload never replaces a cached one; a new one is stored."""
+        await self.storage.cache_pubsub_items(self.alice, self.node, make_items(["a"]))
+        before = await snapshot(self.storage)
+        empty = [domish.Element((NS_PUBSUB, "item")) for _ in range(2)]
+        empty[0]["id"], empty[1]["id"] = "a", "b"
+        await self.storage.cache_pubsub_items(self.alice, self.node, empty)
+        cached = await self.cached()
+        self.assertEqual(cached["a"].data.toXml(), make_item("a").toXml())
+        self.assertEqual(cached["b"].data.toXml(), empty[1].toXml())
+        self.assertEqual(
+            (await snapshot(self.storage))["pubsub_items"][0], before["pubsub_items"][0]
+        )
 
     async def test_duplicate_ids_last_wins(self) -> None:
         """An id given twice in one call is stored once, at its first place, last content."""

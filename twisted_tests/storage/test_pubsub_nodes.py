@@ -162,6 +162,34 @@ class SyncStateTests(TestCase):
         self.assertIsNone(stored.sync_state)
 
 
+class NodeExtraTests(TestCase):
+    async def setUp(self) -> None:
+        self.storage = await storage_with_profiles(self, "alice")
+        self.alice = Client("alice")
+        self.node = await self.storage.set_pubsub_node(self.alice, SERVICE, "blog")
+
+    async def test_merge(self) -> None:
+        """Values are merged into extra (None removes a key), stored and set on the node."""
+        await self.storage.update_pubsub_node_extra(self.node, {"a": 1, "b": [2]})
+        extra = await self.storage.update_pubsub_node_extra(self.node, {"a": None, "c": "x"})
+        self.assertEqual((extra, self.node.extra), ({"b": [2], "c": "x"}, extra))
+        stored = await self.storage.get_pubsub_node(self.alice, SERVICE, "blog")
+        self.assertEqual(stored.extra, {"b": [2], "c": "x"})
+
+    async def test_not_json(self) -> None:
+        """A value that JSON can't hold is refused before the database; nothing changes."""
+        with self.assertRaises(TypeError):
+            await self.storage.update_pubsub_node_extra(self.node, {"a": object()})
+        stored = await self.storage.get_pubsub_node(self.alice, SERVICE, "blog")
+        self.assertIsNone(stored.extra)
+
+    async def test_deleted_node(self) -> None:
+        """Updating a node deleted meanwhile raises NotFound."""
+        await self.storage.delete_pubsub_node(None, None, ["blog"])
+        with self.assertRaises(NotFound):
+            await self.storage.update_pubsub_node_extra(self.node, {"a": 1})
+
+
 class DeleteNodeTests(TestCase):
     async def setUp(self) -> None:
         self.storage = await storage_with_profiles(self, "alice", "bob")
