@@ -22,7 +22,11 @@ How it works (DESIGN.md §7):
   that cannot claim a node does not synchronise it (its requests go to the network);
   at start, only nodes whose lease has expired, or whose owner is a process of this
   host that no longer runs, are reset;
-- pubsub events keep the cache in step (new items, retractions, purge, deletion).
+- pubsub events keep the cache in step (new items, retractions, purge, deletion);
+- answers are the service's (DESIGN §7a): its order, payloads completed for
+  notifications without, nothing recorded for a missing node, XEP-0460 hints
+  (:mod:`.pubsub_cache.transparency`); a node is answered only while known in step,
+  caught up after each (re)connection (:mod:`.pubsub_cache.freshness`).
 
 Configuration: the ``[pubsub_cache]`` section (:mod:`.pubsub_cache.settings`).
 
@@ -39,12 +43,15 @@ from sat_storage.plugins.plugin_xep_0059 import RSMRequest
 from sat_storage.plugins.pubsub_cache.admin import CacheAdmin, check_purge_filters
 from sat_storage.plugins.pubsub_cache.analysers import AnalyserRegistry
 from sat_storage.plugins.pubsub_cache.analysis import NodeAnalysis
+from sat_storage.plugins.pubsub_cache.existence import MissingNodes
+from sat_storage.plugins.pubsub_cache.freshness import Freshness
 from sat_storage.plugins.pubsub_cache.lease import SyncLease, SyncOwnedElsewhere
 from sat_storage.plugins.pubsub_cache.read_path import CacheReader
 from sat_storage.plugins.pubsub_cache.recovery import Recovery
 from sat_storage.plugins.pubsub_cache.runner import Interruptions, SyncRunner
 from sat_storage.plugins.pubsub_cache.settings import NO_CACHE, CacheSettings
 from sat_storage.plugins.pubsub_cache.sync import SyncManager
+from sat_storage.plugins.pubsub_cache.transparency import Transparency
 from sat_storage.plugins.pubsub_cache.writes import ItemWriter, as_pubsub_item
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
@@ -122,6 +129,23 @@ class PubsubCache:
             interruptions,
         )
         self.recovery = Recovery(storage, self.sync_lease, self.syncs, self.runner, interruptions)
+        # transparency and freshness (DESIGN §7a)
+        self.missing = MissingNodes(clock, settings.missing_node_delay)  # type: ignore[arg-type]
+        self.freshness = Freshness(
+            storage,
+            self.xep_0060,
+            self.writer.parse,
+            self.locks,
+            clock,  # type: ignore[arg-type]
+            settings.page_size,
+            settings.cache_limit,
+            settings.max_staleness,
+        )
+        self.transparency = Transparency(storage, self.xep_0060, self.locks, settings.cache_limit)
+        self.writer.transparency = self.transparency
+        self.runner.freshness, self.runner.missing = self.freshness, self.missing
+        #: profile -> its revalidation, started at each connection (fires when done)
+        self.revalidating: dict[str, defer.Deferred[Any]] = {}
         self.admin = CacheAdmin(storage, self.syncs, self.locks, self.runner)
         if not settings.use_cache:
             log.info("pubsub cache disabled by the configuration (strategy = %s)", NO_CACHE)
@@ -131,6 +155,8 @@ class PubsubCache:
         )
         self.initialised.addErrback(self._init_failed)
         self.reader = CacheReader(storage, settings, self.runner, self.analysis, self.initialised)
+        self.reader.freshness, self.reader.missing = self.freshness, self.missing
+        self.reader.transparency = self.transparency
         host.trigger.add("XEP-0060_getItems", self.reader.get_items_trigger)
         self.xep_0060.add_managed_node(
             "",
@@ -148,6 +174,7 @@ class PubsubCache:
     @clock.setter
     def clock(self, clock: IReactorTime) -> None:
         self.runner.clock = self.syncs.clock = self.sync_lease.clock = clock
+        self.freshness.clock = self.missing.clock = clock
 
     # --- start and stop ---
 
@@ -164,12 +191,19 @@ class PubsubCache:
         failed for want of a connection, is resumed). Returns once they have started.
         """
         await self.initialised
+        self.freshness.session_started(client.profile)
+        revalidation = defer.ensureDeferred(self.freshness.revalidate_profile(client))
+        revalidation.addErrback(lambda f: log.error("revalidation of %s: %s", client.profile, f))
+        self.revalidating[client.profile] = revalidation
         await self.recovery.resume(client)
 
     def profile_disconnected(self, client: Any) -> defer.Deferred[Any]:
         """Stop the synchronisations of a profile that lost its connection; they are
-        resumed at its next connection (:meth:`profile_connected`)."""
-        return self.recovery.interrupt_profile(client)
+        resumed at its next connection (:meth:`profile_connected`). Its nodes are
+        recorded as in step until now, and no longer answered until revalidated."""
+        ended = defer.ensureDeferred(self.freshness.session_ended(client.profile))
+        stopping = self.recovery.interrupt_profile(client)
+        return defer.gatherResults([ended, stopping], consumeErrors=True)
 
     async def stop(self) -> None:
         """Stop every synchronisation (host shutdown)."""
@@ -178,6 +212,8 @@ class PubsubCache:
             "", self.on_items_event, self.on_delete_event, self.on_purge_event
         )
         await self.syncs.stop_all()
+        for profile in sorted(self.freshness.sessions):
+            await self.freshness.session_ended(profile)
         self.sync_lease.stop()
 
     # --- analysers ---

@@ -33,6 +33,7 @@ NS_RSM = "http://jabber.org/protocol/rsm"
 NS_DATA = "jabber:x:data"
 NODE_CONFIG = "http://jabber.org/protocol/pubsub#node_config"
 TIMEOUT = 30
+LINE_LIMIT = 16 * 1024 * 1024  # one request line (a ~200 KB payload fits)
 
 
 def _form(fields: dict[str, Any]) -> Form:
@@ -63,8 +64,8 @@ class Peer(slixmpp.ClientXMPP):
         self.enable_plaintext = True  # loopback test servers only
         for plugin in ("xep_0004", "xep_0030", "xep_0059", "xep_0060"):
             self.register_plugin(plugin)
-        self["feature_mechanisms"].unencrypted_plain = True
-        self["feature_mechanisms"].unencrypted_scram = True
+        self.plugin["feature_mechanisms"].unencrypted_plain = True
+        self.plugin["feature_mechanisms"].unencrypted_scram = True
         register_stanza_plugin(Pubsub, Set)  # <set/> beside <items/> (XEP-0060 §6.5.4)
         self.ready = asyncio.get_event_loop().create_future()
         self.add_event_handler("session_start", self._started)
@@ -86,29 +87,29 @@ class Peer(slixmpp.ClientXMPP):
         self, service: str, node: str, config: dict[str, Any] | None = None
     ) -> None:
         form = None if config is None else _form(config)
-        await self["xep_0060"].create_node(service, node, config=form, timeout=TIMEOUT)
+        await self.plugin["xep_0060"].create_node(service, node, config=form, timeout=TIMEOUT)
 
     async def op_configure(self, service: str, node: str, config: dict[str, Any]) -> None:
-        await self["xep_0060"].set_node_config(service, node, _form(config), timeout=TIMEOUT)
+        await self.plugin["xep_0060"].set_node_config(service, node, _form(config), timeout=TIMEOUT)
 
     async def op_config(self, service: str, node: str) -> dict[str, Any]:
-        iq = await self["xep_0060"].get_node_config(service, node, timeout=TIMEOUT)
+        iq = await self.plugin["xep_0060"].get_node_config(service, node, timeout=TIMEOUT)
         return _form_values(iq["pubsub_owner"]["configure"]["form"])
 
     async def op_publish(self, service: str, node: str, item: str, payload: str) -> str | None:
-        iq = await self["xep_0060"].publish(
+        iq = await self.plugin["xep_0060"].publish(
             service, node, id=item, payload=ET.fromstring(payload), timeout=TIMEOUT
         )
         return iq["pubsub"]["publish"]["item"]["id"] or item
 
     async def op_retract(self, service: str, node: str, item: str, notify: bool = True) -> None:
-        await self["xep_0060"].retract(service, node, item, notify=notify, timeout=TIMEOUT)
+        await self.plugin["xep_0060"].retract(service, node, item, notify=notify, timeout=TIMEOUT)
 
     async def op_purge(self, service: str, node: str) -> None:
-        await self["xep_0060"].purge(service, node, timeout=TIMEOUT)
+        await self.plugin["xep_0060"].purge(service, node, timeout=TIMEOUT)
 
     async def op_delete(self, service: str, node: str) -> None:
-        await self["xep_0060"].delete_node(service, node, timeout=TIMEOUT)
+        await self.plugin["xep_0060"].delete_node(service, node, timeout=TIMEOUT)
 
     async def op_items(
         self,
@@ -150,11 +151,11 @@ class Peer(slixmpp.ClientXMPP):
         }
 
     async def op_disco_items(self, service: str, node: str) -> list[str | None]:
-        iq = await self["xep_0030"].get_items(jid=service, node=node, timeout=TIMEOUT)
+        iq = await self.plugin["xep_0030"].get_items(jid=service, node=node, timeout=TIMEOUT)
         return [name for _, _, name in iq["disco_items"]["items"]]
 
     async def op_disco_info(self, service: str, node: str | None = None) -> dict[str, Any]:
-        iq = await self["xep_0030"].get_info(jid=service, node=node, timeout=TIMEOUT)
+        iq = await self.plugin["xep_0030"].get_info(jid=service, node=node, timeout=TIMEOUT)
         info = iq["disco_info"]
         forms = [
             {
@@ -208,7 +209,7 @@ async def main(jid: str, password: str, host: str, port: int) -> None:
     await asyncio.wait_for(peer.ready, TIMEOUT)
     _write({"ready": True})
     loop = asyncio.get_event_loop()
-    reader = asyncio.StreamReader()
+    reader = asyncio.StreamReader(limit=LINE_LIMIT)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     while line := await reader.readline():
         request = json.loads(line)

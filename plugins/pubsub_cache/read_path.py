@@ -11,8 +11,9 @@ import logging
 from typing import Any
 
 from sat_storage.plugins.plugin_xep_0059 import RSMRequest
-from sat_storage.plugins.pubsub_cache import LOGGER
+from sat_storage.plugins.pubsub_cache import LOGGER, hints
 from sat_storage.plugins.pubsub_cache.analysis import KEY_USE_CACHE, NodeAnalysis
+from sat_storage.plugins.pubsub_cache.freshness import KEY_CACHE
 from sat_storage.plugins.pubsub_cache.keys import NodeKey
 from sat_storage.plugins.pubsub_cache.lease import SyncOwnedElsewhere
 from sat_storage.plugins.pubsub_cache.runner import SYNC_WANTED, SyncRunner
@@ -47,6 +48,11 @@ class CacheReader:
         #: fires once the cache is ready (interrupted synchronisations reset)
         self.initialised = initialised
         self._preparing = SingleFlight()
+        #: set by the plugin: nodes known in step, nodes found missing, the service's
+        #: behaviours (:mod:`.freshness`, :mod:`.existence`, :mod:`.transparency`)
+        self.freshness: Any = None
+        self.missing: Any = None
+        self.transparency: Any = None
 
     async def get_items_from_cache(
         self,
@@ -64,7 +70,11 @@ class CacheReader:
         )
         if request.network_only:
             raise ValueError(f"extra[{request.network_only!r}] can't be answered from cache")
-        return await self.storage.get_items(node, request.query)
+        if self.transparency is None:
+            return await self.storage.get_items(node, request.query)
+        args = self.transparency.storage_args(node, max_items, item_ids, rsm_request, extra)
+        items, metadata = await self.storage.get_items(node, **args)
+        return self.transparency.reorder(node, items, metadata, item_ids, extra), metadata
 
     async def get_items_trigger(
         self,
@@ -99,12 +109,18 @@ class CacheReader:
         key = NodeKey.of(client.profile, service, node)
         try:
             await self.initialised
+            if self.missing is not None and key in self.missing:
+                return True, None  # found missing a moment ago: the network says more
             try:
                 # one transaction: the node, and its page when it is synchronised
                 pubsub_node, page = await self._synced_items(client, service, request)
             except NotFound as e:  # e.g. a cursor given by the service before the sync
                 log.debug("%s: not answerable from cache (%s): network", key.label, e)
                 return True, None
+            if page is not None and self._stale(client, key, pubsub_node):
+                return True, None
+            if page is not None and self.transparency is not None:
+                return False, await self._transparent_answer(client, service, pubsub_node, request)
             if page is not None:
                 items, page_metadata = page
                 # as from a service answering with <set/> (cursors are item ids)
@@ -117,6 +133,40 @@ class CacheReader:
         except Exception:
             log.exception("pubsub cache failed on %s: the request goes to the network", key.label)
         return True, None
+
+    async def _transparent_answer(
+        self, client: Any, service: jid.JID, node: PubsubNode, request: ItemsRequest
+    ) -> tuple[list[Any], dict[str, Any]]:
+        """The answer as the service gives it (its order, its RSM support, its order of
+        item_ids answers, learnt once from it), with when the node was last in step."""
+        args = (request.max_items, request.item_ids, request.sub_id, request.rsm_request)
+        items, page_metadata = await self.get_items_from_cache(
+            client, node, *args, extra=request.extra
+        )
+        names = [item.name for item in items]
+        answer = await self.transparency.item_ids_from_service(
+            client, service, node, names, args, request.extra
+        )
+        if answer is not None:
+            return answer
+        metadata = request.metadata(service, page_metadata["rsm"], page_metadata["complete"])
+        key = NodeKey.of(client.profile, service, node.name)
+        metadata[KEY_CACHE] = self.freshness.answer_metadata(key, node)
+        return [item.data for item in items], metadata
+
+    def _stale(self, client: Any, key: NodeKey, node: PubsubNode | None) -> bool:
+        """True for a COMPLETED node not known in step since its profile's session
+        began: its catch-up starts (in the background) and the request goes on to
+        the network."""
+        if node is None or node.sync_state is not SyncState.COMPLETED or self.freshness is None:
+            return False
+        if self.freshness.trusted(key, node):
+            return False
+        log.debug("%s: not revalidated yet: network", key.label)
+        self.freshness.revalidate(client, node).addErrback(
+            lambda f: log.warning("%s: catch-up failed: %s", key.label, f.value)
+        )
+        return True
 
     async def _synced_items(
         self, client: Any, service: jid.JID, request: ItemsRequest
@@ -135,13 +185,17 @@ class CacheReader:
             return pubsub_node, None
         return await self.storage.get_synced_items(client, service, request.node, query)
 
-    async def _prepare(self, client: Any, service: jid.JID, node: str) -> PubsubNode:
+    async def _prepare(self, client: Any, service: jid.JID, node: str) -> PubsubNode | None:
         """Analyse and record an unknown node; start its synchronisation when wanted."""
         key = NodeKey.of(client.profile, service, node)
         storage = self.storage
         pubsub_node = await storage.get_pubsub_node(client, service, node)
         if pubsub_node is None:
             analyse = await self.analysis.analyse_node(client, service, node)
+            if analyse.get("missing") and self.missing is not None:
+                log.debug("%s does not exist (yet): nothing recorded", key.label)
+                self.missing.add(key)
+                return None
             pubsub_node = await storage.get_pubsub_node(
                 client,
                 service,
@@ -153,6 +207,14 @@ class CacheReader:
                     "subtype": analyse.get("subtype"),
                 },
             )
+            node_hints = hints.read(analyse.get("meta"), analyse.get("conf"))
+            if node_hints.max_items is not None:
+                await storage.update_pubsub_node_extra(
+                    pubsub_node, {hints.EXTRA_MAX_ITEMS: node_hints.max_items}
+                )
+            if analyse.get("to_sync") and not node_hints.cacheable:
+                log.info("%s is not cached: %s", key.label, node_hints.why_not())
+                analyse["to_sync"] = False
             if not analyse.get("to_sync"):
                 log.debug("%s is not to be synchronised", key.label)
                 await storage.update_pubsub_node_sync_state(pubsub_node, SyncState.NO_SYNC)

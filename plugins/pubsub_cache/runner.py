@@ -11,8 +11,10 @@ import logging
 from typing import Any
 
 from sat_storage.plugins.plugin_xep_0059 import RSMRequest
-from sat_storage.plugins.pubsub_cache import LOGGER
+from sat_storage.plugins.pubsub_cache import LOGGER, hints
 from sat_storage.plugins.pubsub_cache.analysis import BYPASS_CACHE, NodeAnalysis
+from sat_storage.plugins.pubsub_cache.existence import MissingNodes, NodeMissing, is_missing
+from sat_storage.plugins.pubsub_cache.freshness import EXTRA_RSM, Freshness
 from sat_storage.plugins.pubsub_cache.keys import NodeKey
 from sat_storage.plugins.pubsub_cache.lease import SyncLease, SyncLeaseLost
 from sat_storage.plugins.pubsub_cache.settings import CacheSettings
@@ -92,6 +94,10 @@ class SyncRunner:
         self.interruptions = interruptions
         #: clock time of the last failed synchronisation of a node
         self.failed: dict[NodeKey, float] = {}
+        #: set by the plugin: nodes known in step (:mod:`.freshness`), nodes found
+        #: missing (:mod:`.existence`)
+        self.freshness: Freshness | None = None
+        self.missing: MissingNodes | None = None
 
     def start(
         self, client: Any, node: PubsubNode, states: list[SyncState | None] | None = None
@@ -191,7 +197,7 @@ class SyncRunner:
                 task,
                 lambda request: self.fetch(client, node, request),
                 lambda items: self.write_page(client, node, task, items),
-                self.settings.cache_limit,
+                hints.limit(node, self.settings.cache_limit),
                 self.settings.page_size,
                 label,
             )
@@ -203,6 +209,13 @@ class SyncRunner:
         except RepeatedItemsError as e:
             log.warning("%s can't be cached: %s (please report it to the service)", label, e)
             return await self.failed_with(key, node, SyncState.NO_SYNC)
+        except NodeMissing as e:  # not a refusal: nothing recorded, cached once it exists
+            log.info("%s: nothing recorded", e)
+            if self.missing is not None:
+                self.missing.add(key)
+            await self.failed_with(key, node, None)
+            await self.storage.delete_pubsub_node([key.profile], [key.service_jid], [key.node])
+            return None
         except SyncLeaseLost as e:
             log.warning("%s: stopped: %s", label, e)
             return None
@@ -262,6 +275,8 @@ class SyncRunner:
         if not await self.lease.release(node, SyncState.COMPLETED):
             raise SyncLeaseLost(f"{key.label} is no longer ours to complete")
         task.finished = True
+        if self.freshness is not None:  # in step now, and followed by events
+            await self.freshness.mark_live(key, node, **{EXTRA_RSM: task.rsm is not False})
 
     async def subscribe(self, client: Any, node: PubsubNode, label: str) -> bool:
         """Subscribe to the node (once); False when the service refuses."""
@@ -270,6 +285,8 @@ class SyncRunner:
         try:
             subscription = await self.xep_0060.subscribe(client, jid.JID(node.service), node.name)
         except jabber_error.StanzaError as e:
+            if is_missing(e):
+                raise NodeMissing(f"{label} does not exist") from e
             log.warning("%s: subscription refused (%s): it can't be kept in sync", label, e)
             return False
         if getattr(subscription, "state", "subscribed") != "subscribed":

@@ -6,7 +6,10 @@ node, default 5000), ``page_size`` (RSM page size, default 100), ``sync_deadline
 (seconds, default 3600), ``sync_attempts`` (default 3), ``error_retry_delay`` (seconds
 before a failed node is tried again, default 600), ``sync_lease`` (seconds a
 synchronisation is owned without renewal, default 300), ``sync_lease_renewal``
-(seconds between renewals, default 60; shorter than the lease).
+(seconds between renewals, default 60; shorter than the lease), ``max_staleness``
+(seconds a node may be answered after a (re)connection before it is revalidated;
+default none: revalidated at each connection), ``missing_node_delay`` (seconds a node
+found missing is not analysed again, default 60).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ SETTINGS: dict[str, tuple[float, type, float]] = {
     "error_retry_delay": (600.0, float, 0),
     "sync_lease": (300.0, float, 0.001),
     "sync_lease_renewal": (60.0, float, 0.001),
+    "missing_node_delay": (60.0, float, 0),
 }
 
 #: ``config_get(section, name, default)`` of the host's memory
@@ -45,6 +49,8 @@ class CacheSettings:
     error_retry_delay: float = 600.0
     sync_lease: float = 300.0
     sync_lease_renewal: float = 60.0
+    missing_node_delay: float = 60.0
+    max_staleness: float | None = None
 
     def __post_init__(self) -> None:
         if self.sync_lease_renewal >= self.sync_lease:
@@ -63,6 +69,8 @@ class CacheSettings:
         values["sync_attempts"] = int(values["sync_attempts"])
         for name in ("sync_deadline", "error_retry_delay", "sync_lease", "sync_lease_renewal"):
             values[name] = float(values[name])
+        values["missing_node_delay"] = float(values["missing_node_delay"])
+        values["max_staleness"] = _max_staleness(config_get)
         return cls(use_cache=use_cache, **values)
 
 
@@ -79,6 +87,22 @@ def _strategy(config_get: ConfigGet) -> bool:
     if strategy not in STRATEGIES:
         raise ValueError(f"{option} must be one of {STRATEGIES}, got {strategy!r}")
     return strategy != NO_CACHE
+
+
+def _max_staleness(config_get: ConfigGet) -> float | None:
+    """``max_staleness`` in seconds (None, the default: revalidate at each connection)."""
+    raw = config_get(CONFIG_SECTION, "max_staleness", None)
+    if raw is None or (isinstance(raw, str) and raw.strip().lower() in ("", "none")):
+        return None
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        value = -1.0
+    if not value >= 0:
+        raise ValueError(
+            f"[{CONFIG_SECTION}] max_staleness must be a number of seconds >= 0, got {raw!r}"
+        )
+    return value
 
 
 def _setting(config_get: ConfigGet, name: str) -> float:

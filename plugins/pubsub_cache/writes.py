@@ -71,6 +71,8 @@ class ItemWriter:
         self.analysers = analysers
         self.syncs = syncs
         self.locks = locks
+        #: set by the plugin: the service's behaviours (:mod:`.transparency`)
+        self.transparency: Any = None
 
     async def parse(
         self, client: Any, node: PubsubNode, items: list[domish.Element]
@@ -150,8 +152,16 @@ class ItemWriter:
         retracted = [e.getAttribute("id") for e in event.items if e.name == "retract"]
         retracted = [item_id for item_id in retracted if item_id]
         storage = self.storage
+        if self.transparency is not None:  # payload-less items: "changed", asked
+            completed = await self.transparency.complete_items(client, service, name, items, nodes)
+            if completed is None:
+                return
+            items, gone = completed
+            retracted += gone
         parsed: dict[str | None, list[dict[str, Any] | None]] = {}
         for key, pubsub_node in nodes:
+            if items and self.transparency is not None:
+                await self.transparency.learn_order(client, key, pubsub_node, items)
             if items:
                 if pubsub_node.analyser not in parsed:
                     parsed[pubsub_node.analyser] = await self.parse(client, pubsub_node, items)
@@ -160,6 +170,8 @@ class ItemWriter:
                 args = (owner, pubsub_node, items, parsed[pubsub_node.analyser])
                 try:
                     await self.change(key, write, *args)
+                    if self.transparency is not None:
+                        await self.transparency.evict(key, pubsub_node, self.change)
                 except NotFound:  # deleted meanwhile (e.g. another profile's event)
                     log.debug("%s: the node is gone", key.label)
             if retracted:

@@ -51,11 +51,16 @@ async def offline_client(host: Host, name: str = "alice") -> SimpleNamespace:
 async def completed_node(
     host: Host, client: Any, service: JID, name: str, items: list[Any], analyser: str | None
 ) -> PubsubNode:
-    """A cached node holding ``items`` (parsed by ``analyser``), synchronised."""
+    """A cached node holding ``items`` (parsed by ``analyser``), synchronised (and
+    known in step now, as after a synchronisation)."""
     storage = host.memory.storage
     node = await storage.set_pubsub_node(client, service, name, analyser=analyser, type_="blog")
     await host.plugins["PUBSUB_CACHE"].cache_items(client, node, items)
     await storage.update_pubsub_node_sync_state(node, SyncState.COMPLETED)
+    # in step now, as at the end of a synchronisation
+    await host.plugins["PUBSUB_CACHE"].freshness.mark_live(
+        (client.profile, service.full(), name), node
+    )
     return node
 
 

@@ -39,6 +39,8 @@ class ScriptedService:
         self.sync_requests: list[domish.Element] = []
         self.waiting: list[tuple[int, defer.Deferred[None]]] = []
         client.xmlstream.addObserver("/iq/pubsub", self.on_iq, priority=100)
+        # disco requests (the node's metadata) get an error, as from a real entity
+        client.xmlstream.addObserver("/iq[@type='get']/query", self.on_disco, priority=100)
 
     def request_number(self, number: int) -> defer.Deferred[None]:
         """Fires once ``number`` synchronisation requests arrived."""
@@ -80,6 +82,10 @@ class ScriptedService:
                 self.items_answer(iq, action["node"], *answer)
         else:
             self.send(xmlstream.toResponse(iq, "error"), "feature-not-implemented")
+
+    def on_disco(self, iq: domish.Element) -> None:
+        iq.handled = True
+        self.send(xmlstream.toResponse(iq, "error"), "service-unavailable")
 
     def send(self, response: domish.Element, condition: str) -> None:
         error = response.addElement("error")

@@ -157,7 +157,7 @@ class CacheItemsTests(CacheTestCase):
 class CacheReadTests(CacheTestCase):
     async def setUp(self) -> None:
         await super().setUp()
-        await self.blog(30)
+        self.node = await self.blog(30)
 
     async def get(self, **kwargs: Any) -> tuple[list[str], dict]:
         items, metadata = await self.xep_0060.get_items(self.alice, SERVICE, NS_MICROBLOG, **kwargs)
@@ -167,6 +167,10 @@ class CacheReadTests(CacheTestCase):
         """``max_items`` only: the newest items, oldest first; metadata as from RSM services."""
         names, metadata = await self.get(max_items=3)
         self.assertEqual(names, ["item-27", "item-28", "item-29"])
+        # and when the node was last known in step: now, for a node followed by events
+        freshness = metadata.pop("cache")
+        self.assertEqual(freshness["live"], True)
+        self.assertGreaterEqual(freshness["synced_at"], self.node.extra["synced_at"])
         self.assertEqual(
             metadata,
             {

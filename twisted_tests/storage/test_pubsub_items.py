@@ -86,6 +86,33 @@ class CacheItemsTests(TestCase):
             (await snapshot(self.storage))["pubsub_items"][0], before["pubsub_items"][0]
         )
 
+    async def test_catch_up(self) -> None:
+        """catch_up_pubsub_items: an edited item keeps its place, removed ones go, and
+        appended ones come after the rest in their order, in creation and modification
+        order alike."""
+        await self.storage.cache_pubsub_items(self.alice, self.node, make_items(list("abcd")))
+        edited = make_item("b", "edited")
+        appended = [make_item("new"), make_item("c")]
+        await self.storage.catch_up_pubsub_items(
+            self.alice, self.node, [edited], None, ["c", "d"], appended, [{"n": 1}, None]
+        )
+        self.assertEqual(await item_names(self.storage, self.node), ["a", "b", "new", "c"])
+        by_modification, _ = await self.storage.get_items(self.node, order_by=["modification"])
+        self.assertEqual([i.name for i in by_modification], ["a", "b", "new", "c"])
+        cached = await self.cached()
+        self.assertEqual(cached["b"].data.toXml(), edited.toXml())
+        self.assertEqual(cached["new"].parsed, {"n": 1})
+
+    async def test_catch_up_bad_items(self) -> None:
+        """Bad appended items are refused before anything changes."""
+        await self.storage.cache_pubsub_items(self.alice, self.node, make_items(["a"]))
+        before = await snapshot(self.storage)
+        with self.assertRaisesRegex(ValueError, "items\\[0\\]"):
+            await self.storage.catch_up_pubsub_items(
+                self.alice, self.node, [], None, ["a"], [domish.Element((None, "x"))], None
+            )
+        self.assertEqual(await snapshot(self.storage), before)
+
     async def test_duplicate_ids_last_wins(self) -> None:
         """An id given twice in one call is stored once, at its first place, last content."""
         items = [make_item("a", "one"), make_item("b"), make_item("a", "two")]
