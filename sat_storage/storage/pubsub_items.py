@@ -94,9 +94,10 @@ class PubsubItemsStore(StorageBase):
     def _items_upsert(self, columns: tuple[str, ...], payload: bool = True) -> sa.Insert:
         """The bulk upsert of item rows with ``columns`` (built once per shape).
 
-        A known item is updated only when its XML changed (a notification of an
-        unchanged item changes nothing, not even ``updated``); ``payload=False`` (items
-        without payload) only inserts new items: an empty item never replaces one.
+        A known item is updated only when its XML (or parsed data) changed (a
+        notification of an unchanged item changes nothing, not even ``updated``);
+        ``payload=False`` (items without payload) only inserts new items: an empty
+        item never replaces one.
         """
         key = (self.dialect, columns, payload)
         stmt = self._items_upserts.get(key)
@@ -104,7 +105,12 @@ class PubsubItemsStore(StorageBase):
             table = PubsubItem.__table__
             if payload:
                 updated = [c for c in columns if c not in ITEM_KEPT_ON_UPDATE]
-                changed = lambda excluded: table.c.data.is_distinct_from(excluded.data)  # noqa: E731
+                def changed(excluded: Any) -> Any:
+                    return sa.or_(
+                        table.c.data.is_distinct_from(excluded.data),
+                        table.c.parsed.is_distinct_from(excluded.parsed),
+                    )
+
                 stmt = engines.upsert(self.dialect, table, ITEM_KEY, updated, where=changed)
             else:
                 stmt = engines.insert_ignore(self.dialect, table, ITEM_KEY)
@@ -157,8 +163,8 @@ class PubsubItemsStore(StorageBase):
         ``MAX_ITEMS_BATCH``); ``parsed_items`` is None or a list aligned with them,
         of JSON-serialisable dicts or None. A new item is created (its creation
         order is the order it was first cached); a known one gets the new XML,
-        parsed data and modification time when its XML changed, and is left
-        untouched otherwise. An item without payload (no child element) never
+        parsed data and modification time when its XML or parsed data changed, and is
+        left untouched otherwise. An item without payload (no child element) never
         replaces a known item. When an id comes twice in one call, the last one
         wins. One bulk statement per call (two when some items have no payload).
         """

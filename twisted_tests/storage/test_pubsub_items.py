@@ -65,11 +65,12 @@ class CacheItemsTests(TestCase):
         self.assertEqual(await item_names(self.storage, self.node), ["a", "b"])
 
     async def test_unchanged_item_changes_nothing(self) -> None:
-        """Caching a known item again with the same XML leaves its row as it was
+        """Caching a known item again with the same XML and parsed data leaves its row as it was
         (updated, parsed data): a notification of an unchanged item changes nothing."""
-        await self.storage.cache_pubsub_items(self.alice, self.node, make_items(["a", "b"]))
+        items = make_items(["a", "b"])
+        await self.storage.cache_pubsub_items(self.alice, self.node, items, [{"v": 1}, None])
         before = await snapshot(self.storage)
-        await self.storage.cache_pubsub_items(self.alice, self.node, make_items(["a"]), [{"v": 2}])
+        await self.storage.cache_pubsub_items(self.alice, self.node, make_items(["a"]), [{"v": 1}])
         self.assertEqual(await snapshot(self.storage), before)
 
     async def test_empty_item_keeps_payload(self) -> None:
