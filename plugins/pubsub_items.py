@@ -12,6 +12,7 @@ whether the network or the cache answers it.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -197,6 +198,16 @@ class ItemsRequest:
             raise self._query_error
         assert self._query is not None
         return self._query
+
+    def in_order(self, orders: list[str]) -> ItemsRequest:
+        """This request asking for ``orders`` (``extra["order_by"]``): its checked
+        query is reused in that order, nothing is checked again."""
+        request = copy.copy(self)
+        set_field = object.__setattr__
+        set_field(request, "extra", dict(self.extra, **{KEY_ORDER_BY: list(orders)}))
+        if self._query is not None:
+            set_field(request, "_query", self._query.in_order(orders))
+        return request
 
     def metadata(
         self, service: jid.JID, rsm: dict[str, Any] | None, complete: bool | None

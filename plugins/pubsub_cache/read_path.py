@@ -113,14 +113,19 @@ class CacheReader:
                 return True, None  # found missing a moment ago: the network says more
             try:
                 # one transaction: the node, and its page when it is synchronised
-                pubsub_node, page = await self._synced_items(client, service, request)
+                read = request
+                if self.transparency is not None:  # the service's order, until known
+                    read = self.transparency.first_read(request)
+                pubsub_node, page = await self._synced_items(client, service, read)
             except NotFound as e:  # e.g. a cursor given by the service before the sync
                 log.debug("%s: not answerable from cache (%s): network", key.label, e)
                 return True, None
             if page is not None and self._stale(client, key, pubsub_node):
                 return True, None
             if page is not None and self.transparency is not None:
-                return False, await self._transparent_answer(client, service, pubsub_node, request)
+                return False, await self._transparent_answer(
+                    client, service, pubsub_node, request, page
+                )
             if page is not None:
                 items, page_metadata = page
                 # as from a service answering with <set/> (cursors are item ids)
@@ -135,14 +140,19 @@ class CacheReader:
         return True, None
 
     async def _transparent_answer(
-        self, client: Any, service: jid.JID, node: PubsubNode, request: ItemsRequest
+        self, client: Any, service: jid.JID, node: PubsubNode, request: ItemsRequest, page: Any
     ) -> tuple[list[Any], dict[str, Any]]:
         """The answer as the service gives it (its order, its RSM support, its order of
-        item_ids answers, learnt once from it), with when the node was last in step."""
+        item_ids answers, learnt once from it), with when the node was last in step.
+
+        ``page``: the page read with the node (creation order when none was asked);
+        read again only when the node's service answers otherwise."""
         args = (request.max_items, request.item_ids, request.sub_id, request.rsm_request)
-        items, page_metadata = await self.get_items_from_cache(
-            client, node, *args, extra=request.extra
-        )
+        items, page_metadata = page
+        if not self.transparency.first_read_fits(node, request):
+            items, page_metadata = await self.get_items_from_cache(
+                client, node, *args, extra=request.extra
+            )
         names = [item.name for item in items]
         answer = await self.transparency.item_ids_from_service(
             client, service, node, names, args, request.extra

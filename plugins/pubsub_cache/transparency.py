@@ -19,7 +19,7 @@ from typing import Any
 from sat_storage.plugins.pubsub_cache import LOGGER, hints, notifications, service_order
 from sat_storage.plugins.pubsub_cache.freshness import EXTRA_RSM
 from sat_storage.plugins.pubsub_cache.keys import NodeKey
-from sat_storage.plugins.pubsub_items import get_items_args, order_by
+from sat_storage.plugins.pubsub_items import ItemsRequest, get_items_args, order_by
 from twisted.words.protocols.jabber import jid
 from twisted.words.xish import domish
 
@@ -146,6 +146,26 @@ class Transparency:
         if args["order_by"] is None:
             args["order_by"] = service_order.default_order(node)
         return args
+
+    @staticmethod
+    def first_read(request: ItemsRequest) -> ItemsRequest:
+        """The request read with the node (one transaction): in creation order when
+        it asks for none (the service's order unless the node's policy says ``move``)."""
+        if order_by(request.extra) is not None:
+            return request
+        return request.in_order(["creation"])
+
+    @staticmethod
+    def first_read_fits(node: PubsubNode, request: ItemsRequest) -> bool:
+        """True when the page of :meth:`first_read` is the service's answer for ``node``."""
+        if order_by(request.extra) is not None:
+            return True
+        if service_order.policy_of(node) == service_order.MOVE:
+            return False
+        if request.rsm_request is not None and (node.extra or {}).get(EXTRA_RSM) is False:
+            return False
+        by_request = service_order.item_ids_order(node) == service_order.BY_REQUEST
+        return not (request.item_ids and by_request)
 
     @staticmethod
     def reorder(

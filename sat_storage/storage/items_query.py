@@ -8,6 +8,7 @@ given to ``get_items`` or ``get_synced_items`` is not checked again (wokkel's
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -112,3 +113,12 @@ class ItemsQuery:
             )
             if value is not None
         ]
+
+    def in_order(self, order_by: Sequence[str]) -> ItemsQuery:
+        """This query in the order ``order_by`` (kinds of :data:`ORDER_KEYS`); the other
+        fields, already checked, are not checked again."""
+        query = copy.copy(self)
+        set_field = object.__setattr__
+        set_field(query, "keys", order_keys(order_by))
+        set_field(query, "order_by", tuple(order_by))
+        return query

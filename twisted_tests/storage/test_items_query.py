@@ -108,6 +108,21 @@ class ItemsQueryTests(TestCase):
         self.assertIsInstance(caught.exception, TypeError)
         self.assertIsInstance(caught.exception, ArgumentTypeError)
 
+    def test_in_order(self) -> None:
+        """in_order gives the same query in another order: equal to one built with it."""
+        query = ItemsQuery(max_items=3, after="i2", desc=False)
+        self.assertEqual(
+            query.in_order(["creation"]),
+            ItemsQuery(max_items=3, after="i2", desc=False, order_by=["creation"]),
+        )
+        self.assertEqual(query.in_order(["creation"]).keys, items_query.order_keys(["creation"]))
+        self.assertEqual(query.order_by, None)  # the original is untouched
+
+    def test_in_order_unknown_order(self) -> None:
+        """in_order refuses an unknown order, naming it."""
+        with self.assertRaisesRegex(ValueError, "colour"):
+            ItemsQuery().in_order(["colour"])
+
     def test_too_many_ids(self) -> None:
         """More unique item_ids than MAX_ITEMS_BATCH are refused."""
         ids = [f"i{n}" for n in range(items_query.MAX_ITEMS_BATCH + 1)]
