@@ -103,6 +103,24 @@ async def fill_node(storage: Storage, node: Any, count: int, batch: int = 1000) 
         await storage.cache_pubsub_items(Client, node, items, parsed)
 
 
+def count_iqs(client: Any) -> tuple[list[domish.Element], Callable[[], None]]:
+    """The IQs ``client`` sends from now on (a list filled as they go), and a function
+    that stops counting."""
+    sent: list[domish.Element] = []
+    original = client.xmlstream.send
+
+    def send(obj: Any) -> None:
+        if isinstance(obj, domish.Element) and obj.name == "iq":
+            sent.append(obj)
+        original(obj)
+
+    def stop() -> None:
+        client.xmlstream.send = original
+
+    client.xmlstream.send = send
+    return sent, stop
+
+
 def median(values: list[float]) -> float:
     return statistics.median(values)
 

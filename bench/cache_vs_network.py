@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from twisted.words.xish import domish  # noqa: E402
 
-from bench._common import main, median, parser  # noqa: E402
+from bench._common import count_iqs, main, median, parser  # noqa: E402
 from sat_storage.host import Host  # noqa: E402
 from sat_storage.models import SyncState  # noqa: E402
 from twisted_tests.pubsub_cache.harness import BASE_CONFIG, connected_profile  # noqa: E402
@@ -72,15 +72,7 @@ async def measure(args: Any, host: Host, server: Any) -> dict[str, Any]:
     if state is not SyncState.COMPLETED:
         raise RuntimeError(f"the node could not be synchronised: {state}")
 
-    sent: list[Any] = []
-    original_send = client.xmlstream.send
-
-    def counting_send(obj: Any) -> None:
-        if isinstance(obj, domish.Element) and obj.name == "iq":
-            sent.append(obj)
-        original_send(obj)
-
-    client.xmlstream.send = counting_send
+    sent, stop_counting = count_iqs(client)
     results = []
     for label, kwargs in (
         (f"newest {args.max_items}", {"max_items": args.max_items}),
@@ -119,7 +111,7 @@ async def measure(args: Any, host: Host, server: Any) -> dict[str, Any]:
                 "speedup": median(network_ms) / median(cache_ms),
             }
         )
-    client.xmlstream.send = original_send
+    stop_counting()
     if not args.json:
         for result in results:
             ratio = f"  ({result['speedup']:.1f}x faster)" if "speedup" in result else ""

@@ -23,9 +23,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from twisted.words.xish import domish  # noqa: E402
 
-from bench._common import main, parser  # noqa: E402
+from bench._common import count_iqs, main, parser  # noqa: E402
 from sat_storage.host import Host  # noqa: E402
 from sat_storage.models import SyncState  # noqa: E402
 from twisted_tests.pubsub_cache.harness import BASE_CONFIG, connected_profile  # noqa: E402
@@ -59,19 +58,6 @@ async def run(args: Any, workdir: str) -> dict[str, Any]:
         await writer_host.stop()
 
 
-def count_iqs(client: Any) -> list[Any]:
-    sent: list[Any] = []
-    original = client.xmlstream.send
-
-    def send(obj: Any) -> None:
-        if isinstance(obj, domish.Element) and obj.name == "iq":
-            sent.append(obj)
-        original(obj)
-
-    client.xmlstream.send = send
-    return sent
-
-
 async def measure(args: Any, server: Any, writer_host: Host, reader_host: Host) -> dict[str, Any]:
     service = server.pubsub_service
     writer = await connected_profile(writer_host, server, await server.admin_account())
@@ -88,7 +74,7 @@ async def measure(args: Any, server: Any, writer_host: Host, reader_host: Host) 
             raise RuntimeError(f"node {node} could not be synchronised")
     results: list[dict[str, Any]] = []
 
-    sent = count_iqs(reader)
+    sent, _ = count_iqs(reader)
     start_time = time.perf_counter()
     for node in nodes:
         await cache.synchronise(reader, service, node, resync=True)
