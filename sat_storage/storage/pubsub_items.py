@@ -7,6 +7,7 @@ is what the purge with the same arguments would delete.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -34,7 +35,7 @@ from sat_storage.storage.checks import (
 )
 from sat_storage.storage.items_query import MAX_ITEMS_BATCH
 from sat_storage.storage.pubsub_filters import ItemFilters
-from sat_storage.storage.sort_keys import write_sort_values_txn
+from sat_storage.storage.sort_keys import SortValueWriter
 from sat_storage.xml_tools import to_xml
 
 ITEM_KEY = ("node_id", "name")
@@ -91,6 +92,11 @@ class PubsubItemsStore(StorageBase):
 
     _items_upserts: dict[tuple[str, tuple[str, ...]], sa.Insert] = {}
 
+    @functools.cached_property
+    def sort_value_writer(self) -> SortValueWriter:
+        """What keeps the declared sort keys' values in step (its key cache is this storage's)."""
+        return SortValueWriter(self.dialect)
+
     def _items_upsert(self, columns: tuple[str, ...], payload: bool = True) -> sa.Insert:
         """The bulk upsert of item rows with ``columns`` (built once per shape).
 
@@ -142,7 +148,7 @@ class PubsubItemsStore(StorageBase):
             with session.begin_nested():  # a savepoint: the transaction stays usable
                 for payload, batch in batches:
                     session.execute(self._items_upsert(tuple(batch[0]), payload), batch)
-                write_sort_values_txn(session, node_id, [row["name"] for row in rows])
+                self.sort_value_writer.write_txn(session, node_id, [row["name"] for row in rows])
         except IntegrityError:
             # the conflict on (node_id, name) is handled: only node_id's foreign key is left
             if session.get(PubsubNode, node_id) is not None:

@@ -7,8 +7,10 @@ the sort value of *every* cached item for it: the very keys the search orders by
 (:func:`.search.path_sort_keys`: the rank of the JSON kind, missing and null last in
 the key's direction, then the value), computed by the database from the same
 expressions, so that the results cannot differ. Item writes keep the values in step
-in their own transaction (the declared keys are read there, so a key declared by
-another process is honoured at once); deletions cascade.
+in their own transaction (:class:`SortValueWriter`: the declared keys are cached with
+the statement writing their values, and checked in every write transaction, after the
+items are written, by one small driver-level read of the keys table compared with the
+cached rows: a key declared by another process is honoured at once); deletions cascade.
 
 The search (:func:`.search.build_search`) then reads the index
 ``(key_id, rank, num, txt, flag, item_id)``: an ``order-by`` on a declared path in its
@@ -40,13 +42,15 @@ from sat_storage.storage.base import StorageBase
 from sat_storage.storage.search import KIND_ORDER, OPERATORS, _path, path_sort_keys
 from sat_storage.storage.search_sql import DIALECTS, JSONDialect
 
-__all__ = ["SORT_KEY_TYPES", "SortKey", "SortKeyIndex", "SortKeyStore", "write_sort_values_txn"]
+__all__ = ["SORT_KEY_TYPES", "SortKey", "SortKeyIndex", "SortKeyStore", "SortValueWriter"]
 
 SORT_KEY_TYPES = ("number", "string")
 DIRECTIONS = ("asc", "desc")
 _RANGES = ("gt", "ge", "lt", "le", "between")
 _NUMBER_RANK = KIND_ORDER.index("number")
 _values = PubsubItemSortValue.__table__
+# Every declared key, as the write path compares them (our constant, no user value).
+_KEY_ROWS_SQL = "SELECT id, path, direction, type FROM pubsub_sort_keys ORDER BY id"
 
 
 @dataclass(frozen=True)
@@ -209,21 +213,64 @@ class SortKeyStore(StorageBase):
     @staticmethod
     def sort_keys_txn(session: Session) -> list[SortKey]:
         """Every declared key."""
-        table = PubsubSortKey.__table__
-        rows = session.execute(sa.select(table).order_by(table.c.id))
-        return [SortKey(r.id, tuple(json.loads(r.path)), r.direction, r.type) for r in rows]
+        return _keys_of(_key_rows(session))
 
 
-def write_sort_values_txn(session: Session, node_id: int, names: Sequence[str]) -> None:
-    """Store the sort values of items ``names`` of node ``node_id`` for every key
-    declared (read now: also the keys other processes declared)."""
-    keys = SortKeyStore.sort_keys_txn(session)
+KeyRows = tuple[tuple[Any, ...], ...]
+
+
+def _key_rows(session: Session) -> KeyRows:
+    """The rows of ``pubsub_sort_keys`` (id, path, direction, type), by id."""
+    return tuple(map(tuple, session.connection().exec_driver_sql(_KEY_ROWS_SQL)))
+
+
+def _keys_of(rows: KeyRows) -> list[SortKey]:
+    return [SortKey(r[0], tuple(json.loads(r[1])), r[2], r[3]) for r in rows]
+
+
+@dataclass(frozen=True)
+class _Declared:
+    """The keys a writer last read, and the statement storing their values (None: no key)."""
+
+    rows: KeyRows
+    insert: sa.Insert | None
+
+
+def _values_insert(keys: Sequence[SortKey], dialect: str) -> sa.Insert | None:
+    """Upsert of the values of items ``:names`` of node ``:node_id`` for ``keys``."""
     if not keys:
-        return
-    dialect = session.get_bind().dialect.name
+        return None
+    node_id = sa.bindparam("node_id", type_=sa.Integer())
+    names = sa.bindparam("names", expanding=True, type_=sa.Text())
     selects = [
         value_select(key, dialect).where(PubsubItem.node_id == node_id, PubsubItem.name.in_(names))
         for key in keys
     ]
-    select = selects[0] if len(selects) == 1 else sa.union_all(*selects)
-    session.execute(_insert_values(select, dialect))
+    return _insert_values(selects[0] if len(selects) == 1 else sa.union_all(*selects), dialect)
+
+
+class SortValueWriter:
+    """Stores the sort values of written items, for every declared key (one per storage).
+
+    The keys and the statement are built when the keys read in a write transaction
+    differ from the cached ones (a key declared by this process or another one), and
+    reused otherwise. The read comes after the items' own write in the transaction: on
+    PostgreSQL a declaration locks ``pubsub_items`` in SHARE mode, so a writer either
+    wrote its rows before the declaration filled the values (which then include them)
+    or reads the key once the declaration committed; SQLite serialises writers. Safe
+    to share between database threads (a snapshot is replaced, never changed).
+    """
+
+    def __init__(self, dialect: str) -> None:
+        self.dialect = dialect
+        self._declared = _Declared((), None)
+
+    def write_txn(self, session: Session, node_id: int, names: Sequence[str]) -> None:
+        """Store the values of items ``names`` of node ``node_id`` (already written)."""
+        rows = _key_rows(session)
+        declared = self._declared
+        if rows != declared.rows:
+            declared = _Declared(rows, _values_insert(_keys_of(rows), self.dialect))
+            self._declared = declared
+        if declared.insert is not None:
+            session.execute(declared.insert, {"node_id": node_id, "names": list(names)})

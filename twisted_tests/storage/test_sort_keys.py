@@ -188,6 +188,17 @@ class MaintenanceTests(TestCase):
         await self.cache({"a": 1, "b": 2})  # through the storage that did not declare it
         self.assertEqual(await self.value_rows(), 4)  # published and updated, both items
 
+    async def test_key_of_another_process_after_writes(self) -> None:
+        """A storage that already wrote with its cached keys stores the values of a key
+        another storage declared since, for new and for updated items."""
+        await self.cache({"a": 1, "b": 5})  # the first storage's keys are cached now
+        other = await make_storage(self, self.storage.db_url)
+        await other.declare_sort_key(["published"], "asc")
+        await self.cache({"b": 3, "c": 2})  # an update and a new item, by the first storage
+        query = {"profiles": ["alice"], "order-by": [{"path": ["published"]}]}
+        ascending = [i.name for i in await other.search_pubsub_items(query)]  # the new index
+        self.assertEqual((ascending, await self.value_rows()), (["a", "c", "b"], 6))
+
     async def test_declared_twice(self) -> None:
         """Declaring a known key again gives the same key and stores nothing more."""
         await self.cache({"a": 1})
