@@ -9,7 +9,10 @@ only): ``{urn:xmpp:pubsub-caching:0}persistence`` (or ``pubsub#persist_items``),
 - an item expiry is not tracked by the cache: such a node is not cached either, so
   that an expired item is never served;
 - ``max_items``: the cache never keeps more items than the service (the oldest, in
-  the service's order, go first, as the service evicts them).
+  the service's order, go first, as the service evicts them);
+- a node whose configuration says that it does not notify its changes
+  (``pubsub#deliver_notifications`` or ``pubsub#notify_retract`` false) is not
+  cached: the cache would not learn of new or retracted items.
 
 Neither ejabberd 23.01 nor Prosody 0.12 puts these fields in the node metadata (only
 the configuration, which a subscriber may not read, has ``max_items`` and
@@ -24,6 +27,8 @@ from typing import Any
 NS_CACHING = "urn:xmpp:pubsub-caching:0"
 FIELD_PERSISTENCE = f"{{{NS_CACHING}}}persistence"
 FORM_META = "http://jabber.org/protocol/pubsub#meta-data"
+#: configuration fields without which the cache would miss changes of the items
+NOTIFICATION_FIELDS = ("pubsub#deliver_notifications", "pubsub#notify_retract")
 #: ``extra`` key of a node: the service's max_items
 EXTRA_MAX_ITEMS = "max_items"
 
@@ -35,14 +40,18 @@ class Hints:
     persistent: bool | None = None
     max_items: int | None = None
     item_expire: float | None = None
+    #: False when the service does not notify every change of its items
+    notifies: bool | None = None
 
     @property
     def cacheable(self) -> bool:
-        return self.persistent is not False and not self.item_expire
+        return self.persistent is not False and not self.item_expire and self.notifies is not False
 
     def why_not(self) -> str:
         if self.persistent is False:
             return "the service does not persist its items"
+        if self.notifies is False:
+            return "the service does not notify every change of its items"
         return f"its items expire ({self.item_expire:g} s), which the cache does not track"
 
 
@@ -79,7 +88,7 @@ def _number(values: list[str]) -> float | None:
 
 def read(*forms: Any) -> Hints:
     """The hints of the given forms (metadata first: the first that says wins)."""
-    persistent = max_items = expire = None
+    persistent = max_items = expire = notifies = None
     for form in forms:
         values = _values(form)
         if persistent is None:
@@ -91,7 +100,10 @@ def read(*forms: Any) -> Hints:
             max_items = None if number is None or number < 0 else int(number)
         if expire is None:
             expire = _number(values.get("pubsub#item_expire", []))
-    return Hints(persistent, max_items, expire)
+        for var in NOTIFICATION_FIELDS:
+            if notifies is not False and _bool(values.get(var, [])) is not None:
+                notifies = _bool(values[var])
+    return Hints(persistent, max_items, expire, notifies)
 
 
 def metadata_form(info: Any) -> Any:

@@ -37,6 +37,14 @@ def metadata(persistent: str = "true", max_items: str = "3", expire: str = "") -
     return hints.metadata_form(disco.DiscoInfo.fromElement(parse(text)))
 
 
+def configuration(**fields: str) -> data_form.Form:
+    """A node configuration form with ``fields`` (var -> value)."""
+    form = data_form.Form("result", formNamespace="http://jabber.org/protocol/pubsub#node_config")
+    for var, value in fields.items():
+        form.addField(data_form.Field(var=var, value=value))
+    return form
+
+
 class ReadTests(TestCase):
     def test_metadata(self) -> None:
         """Persistence, max_items and item_expire are read from the metadata form."""
@@ -51,6 +59,17 @@ class ReadTests(TestCase):
         form.addField(data_form.Field(var="pubsub#max_items", value="max"))
         found = hints.read(None, form)
         self.assertEqual((found.persistent, found.max_items, found.cacheable), (False, None, False))
+
+    def test_without_notifications(self) -> None:
+        """A configuration without retraction notifications (or without any) makes the
+        node not cacheable, naming why; both notifying keeps it cacheable."""
+        for var in hints.NOTIFICATION_FIELDS:
+            found = hints.read(None, configuration(**{var: "0"}))
+            self.assertEqual((found.notifies, found.cacheable), (False, False))
+            self.assertIn("notify", found.why_not())
+        both = configuration(**{var: "1" for var in hints.NOTIFICATION_FIELDS})
+        self.assertEqual(hints.read(None, both).notifies, True)
+        self.assertTrue(hints.read(None, both).cacheable)
 
     def test_cacheable(self) -> None:
         """A persistent node without expiry is cacheable; an expiring one is not."""
@@ -69,6 +88,14 @@ class HintsMixin:
 
         self.patch(self.cache.analysis, "_node_metadata", node_metadata)
 
+    def configured(self, form: Any) -> None:
+        """The node configuration the reader gets is ``form`` (as an owner would)."""
+
+        async def node_configuration(client: Any, service: Any, node: str) -> dict[str, Any]:
+            return {"conf": form}
+
+        self.patch(self.cache.analysis, "_node_configuration", node_configuration)
+
     async def test_not_persistent(self) -> None:
         """A node that is not persistent is not cached: NO_SYNC, answers from the network."""
         self.announce(metadata(persistent="false"))
@@ -79,6 +106,17 @@ class HintsMixin:
         sent = self.count_iqs(self.reader)
         await self.assert_same()
         self.assertEqual(len(sent), 1)
+
+    async def test_no_retract_notifications(self) -> None:
+        """A node configured not to notify retractions is not cached: a retraction
+        the cache could not see is still the service's answer (from the network)."""
+        self.configured(configuration(**{"pubsub#notify_retract": "0"}))
+        await self.create(**{"pubsub#notify_retract": "0"})
+        await self.peer.publish_many(self.node, [atom(f"i{n}", str(n)) for n in range(3)])
+        await self.assert_same()
+        self.assertEqual((await self.cached_node()).sync_state, SyncState.NO_SYNC)
+        await self.peer.retract(self.node, "i1")
+        await self.assert_same()
 
     async def test_max_items(self) -> None:
         """The cache keeps no more items than the service (max_items=3): after new
