@@ -98,7 +98,7 @@ def raw_copy(snapshot: Path, url: str) -> tuple[int, float]:
     with source.open_read_only(snapshot) as db:
         data = {t.name: list(source.all_rows(db, t, 50_000)) for t in tables}
     with target.connect(url) as connection:
-        target.drop_full_text(connection)
+        target.drop_derived(connection)
         started = time.perf_counter()
         for table in tables:
             columns = sql.SQL(", ").join(sql.Identifier(c) for c in table.columns)

@@ -307,3 +307,14 @@ def db_value(dialect: sa.Dialect, column: sa.Column[Any], value: Any) -> Any:
     """``value`` converted by ``column``'s type as it would be when bound."""
     process = column.type.dialect_impl(dialect).bind_processor(dialect)
     return value if process is None else process(value)
+
+
+def ddl_listener(statements: Callable[[str], Sequence[str]]) -> Callable[..., None]:
+    """A table ``after_create``/``after_drop`` listener running ``statements(dialect)``
+    (raw DDL the models cannot express: triggers, generated columns)."""
+
+    def listener(target: sa.Table, connection: sa.Connection, **kw: Any) -> None:
+        for statement in statements(connection.dialect.name):
+            connection.exec_driver_sql(statement)
+
+    return listener

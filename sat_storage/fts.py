@@ -58,7 +58,7 @@ from sqlalchemy import event
 from sqlalchemy.dialects.postgresql import REGCONFIG, TSVECTOR
 from twisted.words.xish import domish
 
-from sat_storage import migration
+from sat_storage import engines, migration
 from sat_storage.models import PubsubItem
 from sat_storage.xml_tools import parse_xml
 
@@ -201,21 +201,13 @@ def rebuild_statements(dialect: str) -> tuple[str, ...]:
     return (f"INSERT INTO {TABLE}({TABLE}) VALUES ('rebuild')",) if dialect == "sqlite" else ()
 
 
-def _ddl_listener(statements: Any) -> Any:
-    def listener(target: sa.Table, connection: sa.Connection, **kw: Any) -> None:
-        for statement in statements(connection.dialect.name):
-            connection.exec_driver_sql(statement)
-
-    return listener
-
-
 # A new database is made by create_all (then stamped at head): create the structures
 # there too. Dropping pubsub_items drops its triggers and column, not the FTS5 table.
-event.listen(PubsubItem.__table__, "after_create", _ddl_listener(create_statements))
+event.listen(PubsubItem.__table__, "after_create", engines.ddl_listener(create_statements))
 event.listen(
     PubsubItem.__table__,
     "after_drop",
-    _ddl_listener(lambda dialect: _SQLITE_DROP[-1:] if dialect == "sqlite" else ()),
+    engines.ddl_listener(lambda dialect: _SQLITE_DROP[-1:] if dialect == "sqlite" else ()),
 )
 
 # --- queries -------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from alembic.script import ScriptDirectory, write_hooks
 from alembic.util.exc import CommandError
 from sqlalchemy import Connection, MetaData, inspect, text
 
+from sat_storage import item_counts  # noqa: F401  (create_all makes the count triggers)
 from sat_storage.exceptions import UnknownDatabaseError
 from sat_storage.models import Base
 
@@ -206,12 +207,16 @@ def _foreign_keys_off(connection: Connection) -> Iterator[None]:
 
     The pragma is a silent no-op inside a transaction: it is read back, and a
     connection whose foreign keys stay on is refused (a DROP TABLE would cascade).
+    ``legacy_alter_table`` is on too: renaming the recreated table into place must not
+    check triggers of other tables that name it (the item count triggers name
+    ``pubsub_nodes``), which would fail while it is gone.
     """
     if connection.dialect.name != "sqlite":
         yield
         return
     raw = connection.connection.driver_connection
     raw.execute("PRAGMA foreign_keys = OFF")
+    raw.execute("PRAGMA legacy_alter_table = ON")
     try:
         if raw.execute("PRAGMA foreign_keys").fetchone()[0]:
             raise RuntimeError(
@@ -220,6 +225,7 @@ def _foreign_keys_off(connection: Connection) -> Iterator[None]:
             )
         yield
     finally:
+        raw.execute("PRAGMA legacy_alter_table = OFF")
         raw.execute("PRAGMA foreign_keys = ON")
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import json
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -395,6 +396,13 @@ class PubsubNode(Base):
     type_: Mapped[str | None] = mapped_column("type", Text)
     subtype: Mapped[str | None] = mapped_column(Text)
     extra: Mapped[dict[str, Any] | None] = mapped_column(JSONValue)
+    #: how many items the node has cached, kept by the database (sat_storage.item_counts)
+    item_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: grows with every change to the node's items (same triggers); starts at the
+    #: creation time in ns, so that a node created again under a reused id never repeats it
+    items_version: Mapped[int] = mapped_column(
+        BigInteger, default=time.time_ns, server_default="0"
+    )
 
     items: Mapped[list[PubsubItem]] = relationship(
         back_populates="node", passive_deletes=True, lazy="raise", order_by="PubsubItem.id"

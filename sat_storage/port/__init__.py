@@ -8,7 +8,8 @@ Steps of a port: consistent snapshot of the source (:mod:`.source`); source revi
 equal to this code's head; target created or upgraded to head, empty, and no value
 PostgreSQL would refuse; then every table (:mod:`.tables`) in batches of ``COPY``,
 each batch committed with its progress (:mod:`.target`: resumable without
-duplicates); sequences moved past the copied ids; full-text index rebuilt; row counts
+duplicates); sequences moved past the copied ids; full-text index rebuilt and item
+count triggers created again (dropped during the copy: node counts are copied); row counts
 and checksums compared (:mod:`.verify`); progress table and snapshot removed.
 """
 
@@ -291,7 +292,7 @@ def port(
         done = sum(p["rows"] for p in progress.values())
         emit({"event": "start", "total": total, "done": done, "resumed": resumed})
         started, first = time.monotonic(), done
-        target.drop_full_text(connection)
+        target.drop_derived(connection)
 
         def tick(name: str, count: int) -> None:
             nonlocal done
@@ -306,7 +307,7 @@ def port(
                 _copy_table(snap, connection, table, state, batch, tick)
         copy_seconds = time.monotonic() - started
         sequences = target.fix_sequences(connection, tables)
-        target.rebuild_full_text(connection)
+        target.rebuild_derived(connection)
         finish_seconds = time.monotonic() - started - copy_seconds
         emit({"event": "finish", "sequences": len(sequences), "full_text": "rebuilt"})
         report = verify.compare(snap, connection, tables)

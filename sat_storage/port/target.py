@@ -16,7 +16,7 @@ import psycopg
 import sqlalchemy as sa
 from psycopg import sql
 
-from sat_storage import engines, fts, migration
+from sat_storage import engines, fts, item_counts, migration
 from sat_storage.port.tables import PortTable, copy_rows
 
 STATE_TABLE = "sat_storage_port"
@@ -178,22 +178,34 @@ def fix_sequences(connection: psycopg.Connection[Any], tables: list[PortTable]) 
     return fixed
 
 
-def drop_full_text(connection: psycopg.Connection[Any]) -> None:
-    """Drop the full-text column and index before the copy (rebuilt once at the end)."""
+def drop_derived(connection: psycopg.Connection[Any]) -> None:
+    """Drop what the database derives from item rows before the copy: the full-text
+    column and index (rebuilt once at the end) and the item count triggers (the nodes'
+    counts and versions are copied: the items' rows must not add to them)."""
     with connection.transaction():
-        for statement in fts.drop_statements("postgresql"):
+        for statement in fts.drop_statements("postgresql") + item_counts.drop_statements(
+            "postgresql"
+        ):
             connection.execute(statement)
 
 
-def rebuild_full_text(connection: psycopg.Connection[Any]) -> None:
-    """Create the full-text structures again: every item is indexed from ``fts_text``."""
+def rebuild_derived(connection: psycopg.Connection[Any]) -> None:
+    """Create them again (once: a resumed port may find them): every item is indexed
+    from ``fts_text``; item writes are counted from then on."""
     with connection.transaction():
         present = connection.execute(
             "SELECT 1 FROM information_schema.columns WHERE table_name = 'pubsub_items' "
             "AND column_name = %s",
             [fts.VECTOR_COLUMN],
         ).fetchone()
-        if present:
-            return
-        for statement in fts.create_statements("postgresql") + fts.rebuild_statements("postgresql"):
-            connection.execute(statement)
+        if not present:
+            for statement in fts.create_statements("postgresql") + fts.rebuild_statements(
+                "postgresql"
+            ):
+                connection.execute(statement)
+        counted = connection.execute(
+            "SELECT 1 FROM pg_trigger WHERE tgname = %s", [item_counts.TRIGGERS[0]]
+        ).fetchone()
+        if not counted:
+            for statement in item_counts.create_statements("postgresql"):
+                connection.execute(statement)

@@ -1,6 +1,8 @@
 """Writes of cached pubsub items: store, delete, purge, and the count of a purge.
 
 Items are cached with one bulk upsert per call (Core, not the ORM unit of work).
+The node's ``item_count``/``items_version`` follow in the same transaction (triggers,
+:mod:`sat_storage.item_counts`); every write here locks its nodes first.
 The purge and its count share one filter object (:class:`ItemFilters`): the count
 is what the purge with the same arguments would delete.
 """
@@ -23,6 +25,7 @@ from twisted.words.xish import domish
 from sat_storage import engines, json_text
 from sat_storage.exceptions import NotFound
 from sat_storage.fts import item_text
+from sat_storage.item_counts import lock_nodes_txn
 from sat_storage.models import PubsubItem, PubsubNode, utcnow
 from sat_storage.storage.base import StorageBase, as_deferred, check_type
 from sat_storage.storage.checks import (
@@ -121,6 +124,11 @@ class PubsubItemsStore(StorageBase):
             else:
                 stmt = engines.insert_ignore(self.dialect, table, ITEM_KEY)
             stmt = stmt.values({c: engines.bulk_bind(self.dialect, c) for c in columns})
+            if self.dialect == "postgresql":
+                # RETURNING makes SQLAlchemy send multi-row statements ("insertmanyvalues")
+                # instead of one statement per row: the item count trigger then runs
+                # once per batch of rows, not once per row (a node row updated per item)
+                stmt = stmt.returning(table.c.id)
             self._items_upserts[key] = stmt
         return stmt
 
@@ -135,6 +143,7 @@ class PubsubItemsStore(StorageBase):
 
         ``NotFound`` when the node does not exist (deleted meanwhile).
         """
+        lock_nodes_txn(session, PubsubNode.id == node_id)
         table = PubsubItem.__table__
         now = engines.db_value(session.get_bind().dialect, table.c.created, utcnow())
         rows = build_item_rows(node_id, items, parsed_items, now)
@@ -219,6 +228,7 @@ class PubsubItemsStore(StorageBase):
     def delete_pubsub_items_txn(
         session: Session, node_id: int, items_names: list[str] | None
     ) -> int:
+        lock_nodes_txn(session, PubsubNode.id == node_id)
         node_filter = PubsubItem.node_id == node_id
         if items_names is None:
             return session.execute(delete(PubsubItem).where(node_filter)).rowcount
@@ -289,6 +299,7 @@ class PubsubItemsStore(StorageBase):
     def purge_pubsub_items_txn(session: Session, filters: ItemFilters) -> int:
         deleted = 0
         for clauses in filters.clauses():
+            lock_nodes_txn(session, PubsubNode.id.in_(select(PubsubItem.node_id).where(*clauses)))
             deleted += session.execute(delete(PubsubItem).where(*clauses)).rowcount
         return deleted
 

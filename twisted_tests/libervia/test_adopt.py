@@ -151,6 +151,16 @@ class AdoptedFixtureTests(TestCase):
             ]
             self.assertEqual(got_items, want["items"], name)
 
+    def test_item_counts(self) -> None:
+        """Every adopted node counts its adopted items (RSM counts read the node's count)."""
+        rows = self.sql(
+            "SELECT n.name, n.item_count, count(i.id) FROM pubsub_nodes n "
+            "LEFT JOIN pubsub_items i ON i.node_id = n.id GROUP BY n.id ORDER BY n.id"
+        )
+        want = {name: len(node["items"]) for name, node in self.expected["pubsub"].items()}
+        self.assertEqual({name: (stored, rows) for name, stored, rows in rows},
+                         {name: (n, n) for name, n in want.items()})  # fmt: skip
+
     def test_integrity(self) -> None:
         """SQLite's integrity and foreign key checks pass after the upgrade."""
         self.assertEqual(self.sql("PRAGMA integrity_check"), [("ok",)])

@@ -7,14 +7,18 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 from twisted.internet import threads
 from twisted.trial.unittest import TestCase
 
 from sat_storage import Storage, engines, port
+from sat_storage.models import PubsubItem, PubsubNode
 from sat_storage.port import source
 from twisted_tests.db import _empty, make_storage, sqlite_url
 from twisted_tests.pg_server import fresh_database
 from twisted_tests.port.fill import PROFILES, SERVICE, api_view, populate, search_view
+from twisted_tests.storage.pubsub_helpers import make_item
 
 
 def empty_postgresql(testcase: TestCase) -> str:
@@ -67,6 +71,27 @@ class PortTests(TestCase):
         self.assertEqual(tables["pubsub_items"]["rows"], 80)
         self.assertEqual(self.result["rows"], sum(row["rows"] for row in tables.values()))
         self.assertFalse(source.snapshot_path(sqlite_file(self.source_url)).exists())
+
+    async def test_item_counts(self) -> None:
+        """Nodes keep their count and version; items cached after the port are counted."""
+
+        def counts(session: Session) -> list[tuple[int, int, int, int]]:
+            rows = session.execute(
+                select(PubsubNode.id, PubsubNode.item_count, PubsubNode.items_version,
+                       select(func.count()).where(PubsubItem.node_id == PubsubNode.id)
+                       .scalar_subquery()).order_by(PubsubNode.id)
+            )  # fmt: skip
+            return [tuple(row) for row in rows]
+
+        source = await self.source.db.run(counts)
+        self.assertEqual(await self.target.db.run(counts), source)
+        self.assertTrue(all(stored == rows for _id, stored, _v, rows in source))
+        self.assertTrue(any(rows for *_, rows in source))
+        client = SimpleNamespace(profile="alice")
+        node = await self.target.set_pubsub_node(client, SERVICE, "new-node")
+        await self.target.cache_pubsub_items(client, node, [make_item("after-port")])
+        after = await self.target.db.run(counts)
+        self.assertEqual([row[1] for row in after if row[0] == node.id], [1])
 
     def test_progress_events(self) -> None:
         """Batches are reported with the rows done, the total and a rate."""

@@ -289,6 +289,12 @@ RECREATE_PROFILES = (
     '        batch.alter_column("name", existing_type=sa.Text(), nullable={nullable})'
 )
 
+# Recreating pubsub_nodes (batch mode) while the item count triggers of pubsub_items name it
+RECREATE_NODES = (
+    'with op.batch_alter_table("pubsub_nodes") as batch:\n'
+    '        batch.alter_column("analyser", existing_type=sa.Text(), nullable={nullable})'
+)
+
 
 class ExtraRevisionTests(TestCase):
     """The runner's handling of revisions, shown with a revision added by the test."""
@@ -319,6 +325,26 @@ class ExtraRevisionTests(TestCase):
         migration.downgrade(connection, HEAD)
         with connection.begin():
             self.assertEqual(child_rows(connection), (1, 1))
+
+    def test_recreated_nodes_keep_counting(self) -> None:
+        """A batch migration recreating pubsub_nodes runs, and item writes still count."""
+        connection = connect(self, migrated_database(self))
+        self.add_revision(
+            RECREATE_NODES.format(nullable=False), RECREATE_NODES.format(nullable=True)
+        )
+        with connection.begin():
+            connection.execute(sa.insert(nodes_0001).values(
+                id=1, profile_id=1, service="s", name="n", subscribed=False,
+                sync_state_updated=0.0,
+            ))  # fmt: skip
+            connection.execute(sa.text("UPDATE pubsub_nodes SET analyser = 'a'"))
+        migration.upgrade(connection, "9000")
+        with connection.begin():
+            connection.execute(sa.insert(items_0001).values(
+                id=1, node_id=1, name="first", data=ITEM_XML, created=WHEN, updated=WHEN
+            ))  # fmt: skip
+            stmt = sa.select(sa.column("item_count")).select_from(sa.table("pubsub_nodes"))
+            self.assertEqual(connection.scalar(stmt), 1)
 
     def test_alembic_command_keeps_children(self) -> None:
         """Alembic's own command (alembic.ini, env.py) keeps them too."""
@@ -488,6 +514,45 @@ class MigrationStepTests(TestCase):
             self.assertEqual(count(connection, "pubsub_items"), 1)
 
         check_step(self, "0005", before_upgrade=add_item, after_upgrade=added,
+                   after_downgrade=dropped)  # fmt: skip
+
+    def test_step_0006(self) -> None:
+        """0006 adds the item count (filled) and items version, kept by triggers from then
+        on; downgrade drops triggers and columns, nodes and items kept."""
+        counters = sa.table("pubsub_nodes", sa.column("id"), sa.column("item_count"),
+                            sa.column("items_version"))  # fmt: skip
+
+        def two_nodes(connection: Connection) -> None:
+            add_item(connection)  # node 1 holds one item
+            connection.execute(sa.insert(nodes_0001).values(
+                id=2, profile_id=1, service="pubsub.example.org", name="empty",
+                subscribed=False, sync_state_updated=0.0,
+            ))  # fmt: skip
+
+        def row(connection: Connection, node_id: int) -> tuple[int, int]:
+            stmt = sa.select(counters.c.item_count, counters.c.items_version)
+            return tuple(connection.execute(stmt.where(counters.c.id == node_id)).one())
+
+        def counted(connection: Connection) -> None:
+            self.assertEqual((row(connection, 1), row(connection, 2)), ((1, 0), (0, 0)))
+            connection.execute(sa.insert(items_0001).values(
+                id=2, node_id=2, name="second", data=ITEM_XML, created=WHEN, updated=WHEN
+            ))  # fmt: skip
+            connection.execute(sa.update(items_0001).where(items_0001.c.id == 1).values(data="x"))
+            self.assertEqual(row(connection, 2)[0], 1)
+            self.assertEqual(row(connection, 1)[0], 1)
+            self.assertTrue(row(connection, 1)[1] > 0 and row(connection, 2)[1] > 0)
+            connection.execute(sa.text("DELETE FROM pubsub_items WHERE id = 2"))
+            self.assertEqual(row(connection, 2)[0], 0)
+
+        def dropped(connection: Connection) -> None:
+            columns = {c["name"] for c in inspect(connection).get_columns("pubsub_nodes")}
+            self.assertFalse(columns & {"item_count", "items_version"})
+            self.assertEqual((count(connection, "pubsub_nodes"),
+                              count(connection, "pubsub_items")), (2, 1))  # fmt: skip
+            connection.execute(sa.text("DELETE FROM pubsub_items"))  # no trigger left to fail
+
+        check_step(self, "0006", before_upgrade=two_nodes, after_upgrade=counted,
                    after_downgrade=dropped)  # fmt: skip
 
     def test_downgrade_0003_refuses_big_sizes(self) -> None:
