@@ -9,7 +9,9 @@ builder parse (expat, as domish) and copies the tree into the very elements domi
 own ``ExpatElementStream`` builds (same ``uri``, ``name``, ``defaultUri``, attributes,
 ``localPrefixes``, children and parents), about twice as fast; anything else goes
 through :func:`parse_xml_stream`, that reference (also used by the tests and
-``bench/xml_parse.py``).
+``bench/xml_parse.py``). :func:`copy_element` gives an independent copy of an element
+tree, about 2.5 times faster than parsing its XML again (the read cache hands copies
+out, never its own elements).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from xml.etree import ElementTree
 
 from twisted.words.xish import domish
 
-__all__ = ["parse_xml", "parse_xml_stream", "to_xml"]
+__all__ = ["copy_element", "parse_xml", "parse_xml_stream", "to_xml"]
 
 # domish.ExpatElementStream's limits of one stanza, kept so both parsers refuse alike
 MAX_BYTES = domish.ExpatElementStream.maxStanzaSize
@@ -201,3 +203,22 @@ def parse_xml_stream(text: str) -> domish.Element:
     if not finished:
         raise ValueError(f"no XML element in {text[:80]!r}")
     return finished[0]
+
+
+def copy_element(element: domish.Element, parent: domish.Element | None = None) -> domish.Element:
+    """A copy of ``element`` and its children that shares no mutable state with it.
+
+    Every element is new (its ``attributes``, ``localPrefixes`` and ``children`` too);
+    text children are shared (strings are immutable). ``parent``: the copy's parent.
+    """
+    copy = _new(_Element)
+    state = copy.__dict__
+    state.update(element.__dict__)  # uri, name, defaultUri and what a caller set
+    state["attributes"] = dict(element.attributes)
+    state["localPrefixes"] = dict(element.localPrefixes)
+    state["parent"] = parent
+    state["children"] = [
+        child if isinstance(child, str) else copy_element(child, copy)
+        for child in element.children
+    ]
+    return copy

@@ -17,6 +17,8 @@ from sat_storage.storage.files import FilesStore
 from sat_storage.storage.generic import GenericStore
 from sat_storage.storage.history import HistoryStore
 from sat_storage.storage.items_query import ItemsQuery
+from sat_storage.storage.page_cache import PageCache
+from sat_storage.storage.page_cache import read_cache_items as _read_cache_items
 from sat_storage.storage.params import ParamsStore
 from sat_storage.storage.plugin_tables import PluginTablesStore
 from sat_storage.storage.private import PrivateStore
@@ -26,6 +28,7 @@ from sat_storage.storage.pubsub_leases import PubsubLeasesStore
 from sat_storage.storage.pubsub_nodes import PubsubNodesStore
 from sat_storage.storage.pubsub_paging import PubsubPagingStore
 from sat_storage.storage.pubsub_stats import PubsubStatsStore
+from sat_storage.storage.read_cache import SyncedReadsStore
 from sat_storage.storage.search import SearchStore
 from sat_storage.storage.sort_keys import SortKeyStore
 
@@ -41,6 +44,7 @@ class Storage(
     PrivateStore,
     HistoryStore,
     FilesStore,
+    SyncedReadsStore,
     PubsubPagingStore,
     PubsubNodesStore,
     PubsubLeasesStore,
@@ -57,6 +61,8 @@ class Storage(
     the config file's ``[storage] db_url``, else SQLite in the XDG data directory.
     ``sqlite_synchronous`` (else ``config``'s ``[storage] sqlite_synchronous``, else
     ``NORMAL``): SQLite's durability, see :func:`sat_storage.engines.sqlite_synchronous`.
+    ``read_cache_items`` (else ``config``'s ``[storage] read_cache_items``, else 2000):
+    items of the read cache's pages kept in memory, 0 = none (:mod:`.read_cache`).
     Call :meth:`initialise` before use and :meth:`close` at the end. ``schema_path``:
     directories searched for plugin schema distributions (default ``sys.path``).
     """
@@ -69,6 +75,7 @@ class Storage(
         *,
         schema_path: list[str] | None = None,
         sqlite_synchronous: str | None = None,
+        read_cache_items: int | None = None,
     ) -> None:
         self.schema_path = schema_path
         self.plugin_schemas = {}
@@ -76,6 +83,9 @@ class Storage(
         if sqlite_synchronous is None and config is not None:
             sqlite_synchronous = config.get(STORAGE_SECTION, "sqlite_synchronous")
         self.sqlite_synchronous = engines.sqlite_synchronous(sqlite_synchronous)
+        if read_cache_items is None and config is not None:
+            read_cache_items = config.get(STORAGE_SECTION, "read_cache_items")  # type: ignore[assignment]
+        self.read_cache = PageCache(_read_cache_items(read_cache_items))
         self.reactor = reactor
         self.profiles = {}
         self.components = {}

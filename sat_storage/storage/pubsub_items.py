@@ -37,6 +37,7 @@ from sat_storage.storage.checks import (
     check_text,
 )
 from sat_storage.storage.items_query import MAX_ITEMS_BATCH
+from sat_storage.storage.page_cache import dropping_pages
 from sat_storage.storage.pubsub_filters import ItemFilters
 from sat_storage.storage.sort_keys import SortValueWriter
 from sat_storage.xml_tools import to_xml
@@ -186,7 +187,8 @@ class PubsubItemsStore(StorageBase):
         checked = self.checked_items(client, node, items, parsed_items)
         if not items:
             return defer.succeed(None)
-        return self.db.run(self.cache_pubsub_items_txn, node.id, items, checked)
+        d = self.db.run(self.cache_pubsub_items_txn, node.id, items, checked)
+        return d.addBoth(dropping_pages(self, [node.id]))
 
     def checked_items(
         self,
@@ -252,7 +254,8 @@ class PubsubItemsStore(StorageBase):
             names = list(dict.fromkeys(check_strings("items_names", items_names)))
             if not names:
                 return defer.succeed(0)
-        return self.db.run(self.delete_pubsub_items_txn, node.id, names)
+        d = self.db.run(self.delete_pubsub_items_txn, node.id, names)
+        return d.addBoth(dropping_pages(self, [node.id]))
 
     def catch_up_pubsub_items_txn(
         self,
@@ -293,7 +296,7 @@ class PubsubItemsStore(StorageBase):
             (changed, changed_parsed),
             names,
             (appended, appended_parsed),
-        )
+        ).addBoth(dropping_pages(self, [node.id]))
 
     @staticmethod
     def purge_pubsub_items_txn(session: Session, filters: ItemFilters) -> int:
@@ -333,7 +336,7 @@ class PubsubItemsStore(StorageBase):
         )
         if filters.matches_nothing:
             return defer.succeed(0)
-        return self.db.run(self.purge_pubsub_items_txn, filters)
+        return self.db.run(self.purge_pubsub_items_txn, filters).addBoth(dropping_pages(self))
 
     @staticmethod
     def count_pubsub_items_txn(session: Session, filters: ItemFilters) -> int:

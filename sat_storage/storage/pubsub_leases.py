@@ -20,6 +20,7 @@ from sat_storage.exceptions import NotFound
 from sat_storage.models import PubsubItem, PubsubNode, SyncState
 from sat_storage.storage.base import as_deferred, check_type
 from sat_storage.storage.checks import check_node, check_number, check_sync_states, check_text
+from sat_storage.storage.page_cache import dropping_pages
 from sat_storage.storage.pubsub_filters import in_filters
 from sat_storage.storage.pubsub_items import PubsubItemsStore
 
@@ -93,7 +94,8 @@ class PubsubLeasesStore(PubsubItemsStore):
         if state is not None:
             check_type("state", state, SyncState)
         updated = time.time()
-        await self.db.run(self.update_pubsub_node_sync_state_txn, node.id, state, updated)
+        d = self.db.run(self.update_pubsub_node_sync_state_txn, node.id, state, updated)
+        await d.addBoth(dropping_pages(self, [node.id]))
         _set_state(node, state, updated)
 
     @staticmethod
@@ -171,7 +173,7 @@ class PubsubLeasesStore(PubsubItemsStore):
             take_from,
             delete_items,
             checked_states,
-        )
+        ).addBoth(dropping_pages(self, [node.id]))
         if claimed:
             _set_state(node, SyncState.IN_PROGRESS, time.time(), owner, expires)
         return claimed
@@ -241,7 +243,7 @@ class PubsubLeasesStore(PubsubItemsStore):
         updated = time.time()
         released = await self.db.run(
             self.release_pubsub_node_sync_txn, node.id, owner, state, updated, delete_items
-        )
+        ).addBoth(dropping_pages(self, [node.id]))
         if released:
             _set_state(node, state, updated)
         return released
@@ -283,7 +285,7 @@ class PubsubLeasesStore(PubsubItemsStore):
         expires = now + lease_seconds
         written = await self.db.run(
             self.cache_pubsub_sync_page_txn, node.id, items, parsed_items, owner, expires
-        )
+        ).addBoth(dropping_pages(self, [node.id]))
         if written:
             node.sync_lease_expires = expires
         return written

@@ -16,6 +16,7 @@ from sat_storage.exceptions import NotFound
 from sat_storage.models import PubsubNode, PubsubSub, SubscriptionState, SyncState
 from sat_storage.storage.base import StorageBase, as_deferred, check_type
 from sat_storage.storage.checks import check_node, check_sync_states, check_text
+from sat_storage.storage.page_cache import dropping_pages
 from sat_storage.storage.pubsub_filters import Filters, in_filters, matches_nothing, node_filters
 
 NODE_SETTINGS = ("analyser", "type_", "subtype", "subscribed")
@@ -267,7 +268,7 @@ class PubsubNodesStore(StorageBase):
         filters = node_filters(self.get_profile_id, profiles, services, names)
         if matches_nothing(filters):
             return defer.succeed(0)
-        return self.db.run(self.delete_pubsub_node_txn, filters)
+        return self.db.run(self.delete_pubsub_node_txn, filters).addBoth(dropping_pages(self))
 
     # --- subscriptions ---
 

@@ -13,10 +13,9 @@ from typing import Any
 from sqlalchemy import ColumnElement, case, func, select, tuple_
 from sqlalchemy.orm import Session
 from twisted.internet import defer
-from twisted.words.protocols.jabber import jid
 
-from sat_storage.exceptions import ArgumentTypeError, NotFound
-from sat_storage.models import PubsubItem, PubsubNode, SyncState
+from sat_storage.exceptions import NotFound
+from sat_storage.models import PubsubItem, PubsubNode
 from sat_storage.storage.base import as_deferred
 from sat_storage.storage.checks import batched, check_node
 from sat_storage.storage.items_query import ItemsQuery
@@ -65,7 +64,8 @@ def _query(
 
 
 class PubsubPagingStore(PubsubNodesStore):
-    """Pages of cached items, and the one-transaction read of a synchronised node."""
+    """Pages of cached items (the one-transaction read of a synchronised node is
+    :class:`~sat_storage.storage.read_cache.SyncedReadsStore`)."""
 
     @classmethod
     def get_items_txn(cls, session: Session, node_id: int, query: ItemsQuery) -> Page:
@@ -239,32 +239,3 @@ class PubsubPagingStore(PubsubNodesStore):
         node = check_node(node)
         query = _query(max_items, item_ids, before, after, from_index, order_by, desc, force_rsm)
         return self.db.run(self.get_items_txn, node.id, query)
-
-    def get_synced_items_txn(
-        self, session: Session, profile_id: int, service: str, name: str, query: ItemsQuery
-    ) -> tuple[PubsubNode | None, Page | None]:
-        node = self.get_pubsub_node_txn(session, profile_id, service, name)
-        if node is None or node.sync_state is not SyncState.COMPLETED:
-            return node, None
-        return node, self.get_items_txn(session, node.id, query)
-
-    @as_deferred
-    def get_synced_items(
-        self, client: Any, service: jid.JID, name: str, query: ItemsQuery
-    ) -> defer.Deferred[tuple[PubsubNode | None, Page | None]]:
-        """A cache read in ONE transaction: the node, and its page if it is synchronised.
-
-        Looks up the cached node ``name`` of ``service`` for ``client``'s profile
-        (as :meth:`get_pubsub_node`) and, only when its ``sync_state`` is
-        ``COMPLETED``, reads the page ``query`` asks for (as :meth:`get_items`).
-        Returns ``(node, page)``: ``(None, None)`` for an unknown node, ``(node,
-        None)`` for a node not synchronised, else ``(node, (items, metadata))``
-        exactly as ``get_items`` gives them. ``query`` is an already checked
-        :class:`~sat_storage.ItemsQuery`; an unknown RSM cursor raises ``NotFound``.
-        """
-        profile_id, service_text = self.node_identity(client, service, name)
-        if not isinstance(query, ItemsQuery):
-            raise ArgumentTypeError(
-                f"query must be an ItemsQuery, got {type(query).__name__}: {query!r}"
-            )
-        return self.db.run(self.get_synced_items_txn, profile_id, service_text, name, query)

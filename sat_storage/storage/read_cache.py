@@ -1,0 +1,167 @@
+"""The read cache: a cached read in one thread hop, never older than the database.
+
+A cached read (:meth:`SyncedReadsStore.get_synced_items`, the pubsub cache's hit) is
+one transaction in one database thread hop. In the reactor thread, the page asked
+for is looked up in the storage's :class:`~.page_cache.PageCache`. The transaction
+then reads the node's row (the look-up the read needs anyway, a Core row) and with it
+the node's *stamp*: its id, its items version (bumped by every write of its items in
+the writer's transaction, whichever process writes) and ``sync_state_updated`` (a
+node deleted and created again has a new one). When the stamp equals the cached
+page's, the page is answered from memory; otherwise the page is read in the same
+transaction and cached under the stamp read *before* it: an entry is never younger
+than its stamp, so an answer is never older than the database.
+
+Every write of this process also forgets at once the pages it may change
+(:func:`~.page_cache.dropping_pages`): that frees memory; the stamp is what keeps
+answers right, also after another process's writes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Row, Select, bindparam, select
+from sqlalchemy.orm import Session
+from twisted.internet import defer
+from twisted.words.protocols.jabber import jid
+
+from sat_storage.exceptions import ArgumentTypeError
+from sat_storage.models import PubsubNode, SyncState
+from sat_storage.storage.base import as_deferred
+from sat_storage.storage.items_query import ItemsQuery
+from sat_storage.storage.page_cache import Entry, PageCache, Stamp, entry_of_page
+from sat_storage.storage.pubsub_paging import Page, PubsubPagingStore
+
+__all__ = ["VERSION_COLUMN", "SyncedReadsStore"]
+
+#: the node's column bumped by every write of its items (no cache while it is missing)
+VERSION_COLUMN = "items_version"
+
+Key = tuple[int, str, str, ItemsQuery]  # (profile id, service, node name, query)
+
+_NODE_COLUMNS = list(PubsubNode.__table__.columns)
+_NODE_ATTRIBUTES = [PubsubNode.__mapper__.get_property_by_column(c).key for c in _NODE_COLUMNS]
+
+
+def _select_node_row() -> Select[Any]:
+    """The row of one node (``profile_id``, ``service``, ``name`` bound)."""
+    table = PubsubNode.__table__
+    return select(*_NODE_COLUMNS).where(
+        table.c.profile_id == bindparam("profile_id"),
+        table.c.service == bindparam("service"),
+        table.c.name == bindparam("name"),
+    )
+
+
+_NODE_ROW = _select_node_row()
+_VERSION_INDEX = (
+    [c.key for c in _NODE_COLUMNS].index(VERSION_COLUMN)
+    if VERSION_COLUMN in PubsubNode.__table__.c
+    else None
+)
+_ID_INDEX = [c.key for c in _NODE_COLUMNS].index("id")
+_UPDATED_INDEX = [c.key for c in _NODE_COLUMNS].index("sync_state_updated")
+
+
+def _stamp(row: Row[Any]) -> Stamp | None:
+    """The stamp of a node row (None while the schema has no items version)."""
+    if _VERSION_INDEX is None:
+        return None
+    return (row[_ID_INDEX], row[_VERSION_INDEX], row[_UPDATED_INDEX])
+
+
+_new_node = PubsubNode.__mapper__.class_manager.new_instance
+
+
+def _node_of_row(row: Row[Any]) -> PubsubNode:
+    """A ``PubsubNode`` of a Core row, its columns set as a load sets them (straight
+    into the instance's dict: no change events, about ten times cheaper than the
+    constructor); its relationships are not loaded."""
+    node = _new_node()
+    node.__dict__.update(zip(_NODE_ATTRIBUTES, row, strict=True))
+    return node
+
+
+_HIT = "hit"
+
+
+class SyncedReadsStore(PubsubPagingStore):
+    """The one-hop cached read of a synchronised node, and its in-memory pages."""
+
+    #: pages kept in memory (set by ``Storage.__init__``)
+    read_cache: PageCache
+
+    def get_synced_items_txn(
+        self,
+        session: Session,
+        profile_id: int,
+        service: str,
+        name: str,
+        query: ItemsQuery,
+        cached: Stamp | None = None,
+    ) -> tuple[PubsubNode | None, Page | str | None, Stamp | None]:
+        """(node, page, the node's stamp); the page is ``"hit"`` when the stamp is
+        ``cached`` (the cached page is the database's)."""
+        params = {"profile_id": profile_id, "service": service, "name": name}
+        row = session.connection().execute(_NODE_ROW, params).one_or_none()
+        if row is None:
+            return None, None, None
+        node = _node_of_row(row)
+        if node.sync_state is not SyncState.COMPLETED:
+            return node, None, None
+        stamp = _stamp(row)
+        if stamp is not None and stamp == cached:
+            return node, _HIT, stamp
+        return node, self.get_items_txn(session, node.id, query), stamp
+
+    @as_deferred
+    def get_synced_items(
+        self, client: Any, service: jid.JID, name: str, query: ItemsQuery
+    ) -> defer.Deferred[tuple[PubsubNode | None, Page | None]]:
+        """A cache read in ONE transaction: the node, and its page if it is synchronised.
+
+        Looks up the cached node ``name`` of ``service`` for ``client``'s profile
+        (as :meth:`get_pubsub_node`) and, only when its ``sync_state`` is
+        ``COMPLETED``, gives the page ``query`` asks for (as :meth:`get_items`): from
+        the read cache when the node's items did not change since it was cached (the
+        node's items version, read in this transaction, says so), else read in the
+        same transaction. Returns ``(node, page)``: ``(None, None)`` for an unknown
+        node, ``(node, None)`` for a node not synchronised, else ``(node, (items,
+        metadata))`` as ``get_items`` gives them, the items being
+        :class:`CachedItem` objects of the caller's own. ``query`` is an already
+        checked :class:`~sat_storage.ItemsQuery`; an unknown RSM cursor raises
+        ``NotFound``.
+        """
+        profile_id, service_text = self.node_identity(client, service, name)
+        if not isinstance(query, ItemsQuery):
+            raise ArgumentTypeError(
+                f"query must be an ItemsQuery, got {type(query).__name__}: {query!r}"
+            )
+        key = (profile_id, service_text, name, query)
+        entry = self.read_cache.get(key) if self.read_cache.max_items else None
+        d = self.db.run(
+            self.get_synced_items_txn,
+            profile_id,
+            service_text,
+            name,
+            query,
+            None if entry is None else entry.stamp,
+        )
+        return d.addCallback(self._synced_answer, key, entry)
+
+    def _synced_answer(
+        self,
+        result: tuple[PubsubNode | None, Page | str | None, Stamp | None],
+        key: Key,
+        entry: Entry | None,
+    ) -> tuple[PubsubNode | None, Page | None]:
+        node, page, stamp = result
+        if page is _HIT:
+            assert entry is not None
+            return node, entry.answer()
+        if page is None or stamp is None or not self.read_cache.max_items:
+            return node, page  # type: ignore[return-value]
+        assert node is not None and not isinstance(page, str)
+        entry = entry_of_page(node.id, stamp, page)
+        self.read_cache.put(key, entry)
+        return node, entry.answer()
