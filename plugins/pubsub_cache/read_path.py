@@ -11,7 +11,7 @@ import logging
 from typing import Any
 
 from sat_storage.plugins.plugin_xep_0059 import RSMRequest
-from sat_storage.plugins.pubsub_cache import LOGGER, hints
+from sat_storage.plugins.pubsub_cache import LOGGER, hints, service_order
 from sat_storage.plugins.pubsub_cache.analysis import KEY_USE_CACHE, NodeAnalysis
 from sat_storage.plugins.pubsub_cache.freshness import KEY_CACHE
 from sat_storage.plugins.pubsub_cache.keys import NodeKey
@@ -28,6 +28,9 @@ from sat_storage.exceptions import NotFound
 from sat_storage.models import PubsubItem, PubsubNode, SyncState
 
 log = logging.getLogger(f"{LOGGER}.read_path")
+
+#: nodes whose service's order the read path remembers (then forgotten at once)
+MAX_KNOWN_ORDERS = 10_000
 
 
 class CacheReader:
@@ -53,6 +56,8 @@ class CacheReader:
         self.freshness: Any = None
         self.missing: Any = None
         self.transparency: Any = None
+        #: the service's order of each node as last read (first reads in it: one hop)
+        self._orders: dict[NodeKey, list[str]] = {}
 
     async def get_items_from_cache(
         self,
@@ -114,8 +119,8 @@ class CacheReader:
             try:
                 # one transaction: the node, and its page when it is synchronised
                 read = request
-                if self.transparency is not None:  # the service's order, until known
-                    read = self.transparency.first_read(request)
+                if self.transparency is not None:  # the service's order, as last known
+                    read = self.transparency.first_read(request, self._orders.get(key))
                 pubsub_node, page = await self._synced_items(client, service, read)
             except NotFound as e:  # e.g. a cursor given by the service before the sync
                 log.debug("%s: not answerable from cache (%s): network", key.label, e)
@@ -123,8 +128,9 @@ class CacheReader:
             if page is not None and self._stale(client, key, pubsub_node):
                 return True, None
             if page is not None and self.transparency is not None:
+                self._remember_order(key, pubsub_node)
                 return False, await self._transparent_answer(
-                    client, service, pubsub_node, request, page
+                    client, service, pubsub_node, request, read, page
                 )
             if page is not None:
                 items, page_metadata = page
@@ -139,17 +145,30 @@ class CacheReader:
             log.exception("pubsub cache failed on %s: the request goes to the network", key.label)
         return True, None
 
+    def _remember_order(self, key: NodeKey, node: PubsubNode) -> None:
+        """Keep the service's order of ``node`` for its next first read."""
+        if len(self._orders) >= MAX_KNOWN_ORDERS and key not in self._orders:
+            self._orders.clear()  # a bound: the orders are learnt again, a read each
+        self._orders[key] = service_order.default_order(node)
+
     async def _transparent_answer(
-        self, client: Any, service: jid.JID, node: PubsubNode, request: ItemsRequest, page: Any
+        self,
+        client: Any,
+        service: jid.JID,
+        node: PubsubNode,
+        request: ItemsRequest,
+        read: ItemsRequest,
+        page: Any,
     ) -> tuple[list[Any], dict[str, Any]]:
         """The answer as the service gives it (its order, its RSM support, its order of
         item_ids answers, learnt once from it), with when the node was last in step.
 
-        ``page``: the page read with the node (creation order when none was asked);
-        read again only when the node's service answers otherwise."""
+        ``page``: the page read with the node for ``read`` (the service's order as
+        last known when none was asked); read again only when the node's service
+        answers otherwise."""
         args = (request.max_items, request.item_ids, request.sub_id, request.rsm_request)
         items, page_metadata = page
-        if not self.transparency.first_read_fits(node, request):
+        if not self.transparency.first_read_fits(node, request, read):
             items, page_metadata = await self.get_items_from_cache(
                 client, node, *args, extra=request.extra
             )

@@ -148,19 +148,22 @@ class Transparency:
         return args
 
     @staticmethod
-    def first_read(request: ItemsRequest) -> ItemsRequest:
-        """The request read with the node (one transaction): in creation order when
-        it asks for none (the service's order unless the node's policy says ``move``)."""
+    def first_read(request: ItemsRequest, known: list[str] | None = None) -> ItemsRequest:
+        """The request read with the node (one transaction): in the service's order
+        when it asks for none, as far as ``known`` tells it (the node's
+        :func:`~.service_order.default_order` when last read; None: creation order);
+        its checked query is reused."""
         if order_by(request.extra) is not None:
             return request
-        return request.in_order(["creation"])
+        return request.in_order(known or ["creation"])
 
     @staticmethod
-    def first_read_fits(node: PubsubNode, request: ItemsRequest) -> bool:
-        """True when the page of :meth:`first_read` is the service's answer for ``node``."""
+    def first_read_fits(node: PubsubNode, request: ItemsRequest, read: ItemsRequest) -> bool:
+        """True when the page read for ``read`` (:meth:`first_read` of ``request``) is
+        the service's answer for ``node`` (as just read with it)."""
         if order_by(request.extra) is not None:
             return True
-        if service_order.policy_of(node) == service_order.MOVE:
+        if order_by(read.extra) != service_order.default_order(node):
             return False
         if request.rsm_request is not None and (node.extra or {}).get(EXTRA_RSM) is False:
             return False

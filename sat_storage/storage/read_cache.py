@@ -83,6 +83,12 @@ def _node_of_row(row: Row[Any]) -> PubsubNode:
 
 
 _HIT = "hit"
+#: options of the read's connection per dialect. PostgreSQL: autocommit, which saves
+#: the BEGIN and COMMIT round trips; each statement of a READ COMMITTED transaction
+#: sees its own snapshot anyway, and the node's row (its stamp) is read before the
+#: page, so a page is never older than the stamp it is cached under. SQLite keeps its
+#: transaction (one local BEGIN IMMEDIATE: a consistent snapshot, no round trip).
+_READ_OPTIONS: dict[str, dict[str, Any]] = {"postgresql": {"isolation_level": "AUTOCOMMIT"}}
 
 
 class SyncedReadsStore(PubsubPagingStore):
@@ -103,7 +109,9 @@ class SyncedReadsStore(PubsubPagingStore):
         """(node, page, the node's stamp); the page is ``"hit"`` when the stamp is
         ``cached`` (the cached page is the database's)."""
         params = {"profile_id": profile_id, "service": service, "name": name}
-        row = session.connection().execute(_NODE_ROW, params).one_or_none()
+        options = _READ_OPTIONS.get(self.dialect, {})
+        connection = session.connection(execution_options=options)
+        row = connection.execute(_NODE_ROW, params).one_or_none()
         if row is None:
             return None, None, None
         node = _node_of_row(row)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Text, select, type_coerce
+from sqlalchemy import Text, event, select, type_coerce
 from sqlalchemy.orm import Session
 from twisted.words.protocols.jabber import jid
 from twisted.words.xish import domish
@@ -61,3 +63,20 @@ async def item_names(storage: Storage, node: PubsubNode) -> list[str]:
         return list(session.scalars(stmt.order_by(PubsubItem.id)))
 
     return await storage.db.run(txn)
+
+
+@contextmanager
+def item_reads(storage: Storage) -> Iterator[list[str]]:
+    """The statements reading ``pubsub_items`` that ``storage`` runs meanwhile (a list
+    filled later): none for a page answered by the read cache."""
+    seen: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if "pubsub_items" in statement and statement.lstrip().upper().startswith("SELECT"):
+            seen.append(statement)
+
+    event.listen(storage.db.engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(storage.db.engine, "before_cursor_execute", record)

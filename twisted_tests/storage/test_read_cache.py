@@ -9,12 +9,9 @@ database's (``get_items``, which the cache does not serve).
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
 from twisted.internet import utils
 from twisted.trial.unittest import TestCase
 
@@ -24,7 +21,13 @@ from sat_storage.exceptions import NotFound
 from sat_storage.models import SyncState
 from sat_storage.storage.page_cache import DEFAULT_READ_CACHE_ITEMS
 from twisted_tests.db import storage_with_profiles
-from twisted_tests.storage.pubsub_helpers import SERVICE, Client, make_item, make_items
+from twisted_tests.storage.pubsub_helpers import (
+    SERVICE,
+    Client,
+    item_reads,
+    make_item,
+    make_items,
+)
 
 NAMES = [f"i{n}" for n in range(10)]
 NEWEST = ItemsQuery(max_items=3)
@@ -66,21 +69,9 @@ class ReadCacheTestCase(TestCase):
         await storage.update_pubsub_node_sync_state(node, SyncState.COMPLETED)
         return node
 
-    @contextmanager
-    def item_reads(self, storage: Storage | None = None) -> Iterator[list[str]]:
+    def item_reads(self, storage: Storage | None = None) -> Any:
         """The statements reading ``pubsub_items`` run meanwhile (a list filled later)."""
-        engine = (storage or self.storage).db.engine
-        seen: list[str] = []
-
-        def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-            if "pubsub_items" in statement and statement.lstrip().upper().startswith("SELECT"):
-                seen.append(statement)
-
-        event.listen(engine, "before_cursor_execute", record)
-        try:
-            yield seen
-        finally:
-            event.remove(engine, "before_cursor_execute", record)
+        return item_reads(storage or self.storage)
 
     async def read(self, query: ItemsQuery = NEWEST, storage: Storage | None = None) -> Any:
         storage = storage or self.storage
