@@ -9,7 +9,7 @@ from twisted.trial.unittest import TestCase
 from twisted.words.xish import domish
 
 from sat_storage.models import XmlElement
-from sat_storage.xml_tools import MAX_ELEMENTS, parse_xml, parse_xml_stream, to_xml
+from sat_storage.xml_tools import MAX_ELEMENTS, copy_element, parse_xml, parse_xml_stream, to_xml
 
 SAMPLES = [
     "<a/>",
@@ -153,6 +153,51 @@ class ParseXmlTests(TestCase):
         """Bytes are refused with TypeError."""
         with self.assertRaises(TypeError):
             parse_xml(b"<a/>")
+
+
+def containers(element: domish.Element) -> list[int]:
+    """Ids of every mutable object of an element tree (elements, dicts, lists)."""
+    ids = [id(element), id(element.attributes), id(element.localPrefixes), id(element.children)]
+    for child in element.children:
+        if not isinstance(child, str):
+            ids.extend(containers(child))
+    return ids
+
+
+class CopyElementTests(TestCase):
+    def test_same_elements(self) -> None:
+        """A copy has every field of the original (parents are the copies), for the
+        samples and 200 generated documents (fixed seed), parsed by both parsers."""
+        rng = random.Random(8)
+        texts = SAMPLES + TRICKY + [random_xml(rng) for _ in range(200)]
+        for text in texts:
+            for parse in (parse_xml, parse_xml_stream):
+                try:
+                    element = parse(text)
+                except ValueError:
+                    continue
+                copy = copy_element(element)
+                self.assertEqual(shape(copy), shape(element), text)
+                self.assertIsNone(copy.parent)
+                self.assertEqual(copy.toXml(), element.toXml(), text)
+
+    def test_nothing_mutable_shared(self) -> None:
+        """No element, dict or list of the copy is the original's; changing the copy
+        leaves the original as it was."""
+        element = parse_xml(TRICKY[1])
+        before = element.toXml()
+        copy = copy_element(element)
+        self.assertFalse(set(containers(copy)) & set(containers(element)))
+        copy.firstChildElement()["k"] = "changed"
+        copy.localPrefixes["z"] = "urn:z"
+        copy.addElement("new")
+        self.assertEqual((element.toXml(), element.localPrefixes), (before, {"p": "urn:p"}))
+
+    def test_other_attributes_copied(self) -> None:
+        """What a caller set on an element besides domish's fields is on the copy."""
+        element = domish.Element(("urn:a", "a"))
+        element.addElement("b").marker = "kept"
+        self.assertEqual(copy_element(element).firstChildElement().marker, "kept")
 
 
 class XmlElementTypeTests(TestCase):
