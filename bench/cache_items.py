@@ -5,12 +5,12 @@ a new node (a) in one ``cache_pubsub_items`` call and (b) in calls of 20 items, 
 inserts the same rows with the driver alone (``sqlite3``, or psycopg for
 PostgreSQL) into an equivalent table (same columns, indexes and upsert):
 
-- ``raw``: the storage's own rows (``build_item_rows``: XML, JSON and any other
+- ``raw``: the storage's own rows (``item_rows``: XML, JSON and any other
   column as text), made before timing: the database's ceiling;
 - ``raw_with_serialisation``: the same, timing the making of the rows too.
 
-Prints items/s (median of the runs) and the ratios to ``raw``; target: (a) >= 0.75,
-(b) >= 0.6 (issue #14). On SQLite every figure is measured twice, with
+Prints items/s (median of the runs) and the ratios to ``raw``; targets (issue #14):
+(a) >= 0.75, (b) >= 0.6. On SQLite every figure is measured twice, with
 ``synchronous=NORMAL`` (the default) and ``FULL`` (``[storage] sqlite_synchronous``),
 the raw baseline with the same pragma.
 
@@ -38,7 +38,7 @@ from _common import (
 
 from sat_storage import engines
 from sat_storage.models import Base, Profile, PubsubItem, utcnow
-from sat_storage.storage.pubsub import build_item_rows
+from sat_storage.storage.item_rows import ITEM_COLUMNS, item_rows
 
 KEPT = ("node_id", "name", "created")  # not written by the upsert's update
 
@@ -130,7 +130,7 @@ class RawPostgreSQL:
 def rows_for(raw: RawSQLite | RawPostgreSQL, node_id: int, items: list, parsed: list) -> list:
     """The storage's own rows for ``items`` (XML, JSON, … as text), as tuples."""
     now = engines.db_value(raw.sqla_dialect, PubsubItem.__table__.c.created, utcnow())
-    return [tuple(row.values()) for row in build_item_rows(node_id, items, parsed, now)]
+    return item_rows(node_id, items, parsed, now)[0]
 
 
 async def run(args: Any, workdir: str) -> dict[str, Any]:
@@ -154,7 +154,7 @@ async def measure(args: Any, workdir: str, synchronous: str | None) -> dict[str,
     os.makedirs(workdir, exist_ok=True)
     items, parsed = atom_items(args.items)
     storage = await open_storage(args.db_url, workdir, synchronous)
-    columns = list(build_item_rows(0, items[:1], parsed[:1], None)[0])
+    columns = list(ITEM_COLUMNS)
     if synchronous is None:
         raw: RawSQLite | RawPostgreSQL = RawPostgreSQL(args.db_url, columns)
     else:
@@ -209,9 +209,11 @@ async def measure(args: Any, workdir: str, synchronous: str | None) -> dict[str,
             name: round(rates[name] / rates["raw_with_serialisation"], 3)
             for name in ("one_call", "pages")
         },
-        "target": {"one_call_ratio_to_raw": 0.5},
+        "target": {"one_call_ratio_to_raw": 0.75, "pages_ratio_to_raw": 0.6},
     }
-    result["target"]["met"] = result["ratio_to_raw"]["one_call"] >= 0.5
+    result["target"]["met"] = (
+        result["ratio_to_raw"]["one_call"] >= 0.75 and result["ratio_to_raw"]["pages"] >= 0.6
+    )
     labels = {
         "raw": "raw executemany (rows made before)",
         "raw_with_serialisation": "raw executemany + making the rows",
@@ -229,7 +231,8 @@ async def measure(args: Any, workdir: str, synchronous: str | None) -> dict[str,
         for name, rate in rates.items():
             ratio = rate / rates["raw"]
             print(f"  {name:24} {rate:10.0f} items/s  ({ratio:.2f} x raw)")
-        print(f"  target one_call >= 0.5 x raw: {'met' if result['target']['met'] else 'NOT met'}")
+        met = "met" if result["target"]["met"] else "NOT met"
+        print(f"  targets one_call >= 0.75 x raw, pages >= 0.6 x raw: {met}")
     return result
 
 

@@ -37,6 +37,7 @@ POSTGRESQL_THREADS = 6
 SUPPORTED = ("sqlite", "postgresql")
 # serialization_failure, deadlock_detected
 TRANSIENT_SQLSTATES = ("40001", "40P01")
+FOREIGN_KEY_VIOLATION = "23503"  # PostgreSQL's SQLSTATE
 # lower(): the SQLite function, the PostgreSQL collation (ICU root, built in)
 LOWER_FUNCTION = "sat_lower"
 ICU_ROOT_COLLATION = "und-x-icu"
@@ -211,6 +212,19 @@ def is_transient(error: BaseException) -> bool:
             return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
         message = str(orig).lower()
         return "database is locked" in message or "database is busy" in message
+    return False
+
+
+def is_foreign_key_violation(error: BaseException) -> bool:
+    """True for a foreign key violation, wrapped by SQLAlchemy or raw from the driver."""
+    orig = error.orig if isinstance(error, DBAPIError) else error
+    if getattr(orig, "sqlstate", None) == FOREIGN_KEY_VIOLATION:
+        return True
+    if isinstance(orig, sqlite3.IntegrityError):
+        code = getattr(orig, "sqlite_errorcode", None)
+        if code is not None:
+            return code == sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY
+        return "foreign key constraint failed" in str(orig).lower()
     return False
 
 

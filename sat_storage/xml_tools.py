@@ -28,6 +28,7 @@ MAX_ELEMENTS = domish.ExpatElementStream.maxElementCount
 _Element = domish.Element
 _new = object.__new__
 _XML_NS = "http://www.w3.org/XML/1998/namespace"
+_G_PREFIXES = domish.G_PREFIXES
 
 
 class _NeedsPrefixes(Exception):
@@ -54,14 +55,17 @@ def _escape_attribute(text: str) -> str:
 
 
 def _serialise(elem: domish.Element, parent_default: str, out: list[str]) -> None:
-    """Append the XML of ``elem`` to ``out`` as domish would write it."""
+    """Append the XML of ``elem`` to ``out`` as domish would write it.
+
+    Text needing no escape (the usual case) is appended as it is, without a call.
+    """
     if elem.localPrefixes:
         raise _NeedsPrefixes
     default = elem.defaultUri
     if default is None:
         default = parent_default
     uri = elem.uri
-    if (uri is not None and uri != default) or uri in domish.G_PREFIXES:
+    if (uri is not None and uri != default) or uri in _G_PREFIXES:
         raise _NeedsPrefixes
     name = elem.name
     append = out.append
@@ -69,10 +73,14 @@ def _serialise(elem: domish.Element, parent_default: str, out: list[str]) -> Non
         append(f"<{name} xmlns='{default}'")
     else:
         append("<" + name)
-    for key, value in elem.attributes.items():
-        if key.__class__ is tuple:
-            raise _NeedsPrefixes
-        append(f" {key}='{_escape_attribute(value)}'")
+    attributes = elem.attributes
+    if attributes:
+        for key, value in attributes.items():
+            if key.__class__ is tuple:
+                raise _NeedsPrefixes
+            if "&" in value or "<" in value or ">" in value or "'" in value or '"' in value:
+                value = _escape_attribute(value)
+            append(f" {key}='{value}'")
     children = elem.children
     if not children:
         append("/>")
@@ -80,7 +88,9 @@ def _serialise(elem: domish.Element, parent_default: str, out: list[str]) -> Non
     append(">")
     for child in children:
         if child.__class__ is str:
-            append(_escape_text(child))
+            append(_escape_text(child) if "&" in child or "<" in child or ">" in child else child)
+        elif child.__class__ is _Element:
+            _serialise(child, default, out)
         elif isinstance(child, domish.SerializedXML):
             append(child)
         elif isinstance(child, str):

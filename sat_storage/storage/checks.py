@@ -38,6 +38,8 @@ _UNSTORABLE_JSON = re.compile("\\\\u0000|[\ud800-\udfff]")
 
 def unstorable(text: str) -> str | None:
     """What in ``text`` no engine may store ("a NUL character", "a lone surrogate"), or None."""
+    if text.isascii():  # no surrogate: look for NUL only (much faster than the pattern)
+        return "a NUL character" if "\x00" in text else None
     found = UNSTORABLE.search(text)
     if found is None:
         return None
@@ -62,7 +64,11 @@ def check_json_text(name: str, value: Any, text: str) -> None:
     A quick scan of the text first; only when it finds something is ``value`` walked
     to name the place (a backslash followed by ``u0000`` in a string is fine).
     """
-    if _UNSTORABLE_JSON.search(text) is not None:
+    if text.isascii():  # no surrogate: look for an escaped NUL only
+        suspect = "\\u0000" in text
+    else:
+        suspect = _UNSTORABLE_JSON.search(text) is not None
+    if suspect:
         problem = _json_problem(value, "")
         if problem is not None:
             raise ValueError(f"{name} cannot be stored: {problem}")

@@ -1,6 +1,7 @@
 """Writes of cached pubsub items: store, delete, purge, and the count of a purge.
 
-Items are cached with one bulk upsert per call (Core, not the ORM unit of work).
+Items are cached with one bulk upsert per call, of SQL compiled once
+(:mod:`~sat_storage.storage.item_rows`: the rows and their statements).
 The node's ``item_count``/``items_version`` follow in the same transaction (triggers,
 :mod:`sat_storage.item_counts`); every write here locks its nodes first.
 The purge and its count share one filter object (:class:`ItemFilters`): the count
@@ -14,7 +15,6 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -22,116 +22,30 @@ from twisted.internet import defer
 from twisted.words.protocols.jabber import jid
 from twisted.words.xish import domish
 
-from sat_storage import engines, json_text
+from sat_storage import engines
 from sat_storage.exceptions import NotFound
-from sat_storage.fts import item_text
 from sat_storage.item_counts import lock_nodes_txn
 from sat_storage.models import PubsubItem, PubsubNode, utcnow
 from sat_storage.storage.base import StorageBase, as_deferred, check_type
-from sat_storage.storage.checks import (
-    batched,
-    check_json_text,
-    check_node,
-    check_storable,
-    check_strings,
-    check_text,
-)
+from sat_storage.storage.checks import batched, check_node, check_strings, check_text
+from sat_storage.storage.item_rows import build_item_rows, item_rows, write_item_rows
 from sat_storage.storage.items_query import MAX_ITEMS_BATCH
 from sat_storage.storage.page_cache import dropping_pages
 from sat_storage.storage.pubsub_filters import ItemFilters
 from sat_storage.storage.sort_keys import SortValueWriter
-from sat_storage.xml_tools import to_xml
-
-ITEM_KEY = ("node_id", "name")
-ITEM_KEPT_ON_UPDATE = ("node_id", "name", "created")  # the id is never written
 
 __all__ = ["PubsubItemsStore", "build_item_rows"]
 
-
-def build_item_rows(
-    node_id: int,
-    items: Sequence[domish.Element],
-    parsed_items: Sequence[dict[str, Any] | None],
-    now: Any,
-) -> list[dict[str, Any]]:
-    """Rows of ``pubsub_items`` to upsert for checked ``items`` (XML and JSON as text).
-
-    ``now`` is the database form of the time stamp of the call. When an id comes
-    twice, the row takes the place of the first and the content of the last.
-    ``ValueError`` names the index of an item that cannot be serialised, or holds
-    what an engine cannot store (NUL, lone surrogates: :func:`checks.check_storable`).
-    Extra keys added here are written, and updated on conflict, by
-    :meth:`PubsubItemsStore.cache_pubsub_items_txn`.
-    """
-    rows: dict[str, dict[str, Any]] = {}
-    dumps = json_text.dumps  # floats read back equal on both engines
-    for index, (item, parsed) in enumerate(zip(items, parsed_items, strict=True)):
-        try:
-            data = to_xml(item)
-        except (TypeError, AttributeError) as e:
-            raise ValueError(f"items[{index}] cannot be serialised as XML: {e}") from None
-        check_storable(f"items[{index}] (its XML)", data)
-        if parsed is not None:
-            try:
-                text = dumps(parsed)
-            except (TypeError, ValueError) as e:
-                raise ValueError(f"parsed_items[{index}] is not JSON-serialisable: {e}") from None
-            check_json_text(f"parsed_items[{index}]", parsed, text)
-            parsed = text
-        name = item["id"]
-        rows[name] = {
-            "node_id": node_id,
-            "name": name,
-            "data": data,
-            "parsed": parsed,
-            "fts_text": item_text(item),
-            "created": now,
-            "updated": now,
-        }
-    return list(rows.values())
+_CREATED = PubsubItem.__table__.c.created
 
 
 class PubsubItemsStore(StorageBase):
     """Writes of cached items (store, delete, purge) and the count of a purge."""
 
-    _items_upserts: dict[tuple[str, tuple[str, ...]], sa.Insert] = {}
-
     @functools.cached_property
     def sort_value_writer(self) -> SortValueWriter:
         """What keeps the declared sort keys' values in step (its key cache is this storage's)."""
         return SortValueWriter(self.dialect)
-
-    def _items_upsert(self, columns: tuple[str, ...], payload: bool = True) -> sa.Insert:
-        """The bulk upsert of item rows with ``columns`` (built once per shape).
-
-        A known item is updated only when its XML (or parsed data) changed (a
-        notification of an unchanged item changes nothing, not even ``updated``);
-        ``payload=False`` (items without payload) only inserts new items: an empty
-        item never replaces one.
-        """
-        key = (self.dialect, columns, payload)
-        stmt = self._items_upserts.get(key)
-        if stmt is None:
-            table = PubsubItem.__table__
-            if payload:
-                updated = [c for c in columns if c not in ITEM_KEPT_ON_UPDATE]
-                def changed(excluded: Any) -> Any:
-                    return sa.or_(
-                        table.c.data.is_distinct_from(excluded.data),
-                        table.c.parsed.is_distinct_from(excluded.parsed),
-                    )
-
-                stmt = engines.upsert(self.dialect, table, ITEM_KEY, updated, where=changed)
-            else:
-                stmt = engines.insert_ignore(self.dialect, table, ITEM_KEY)
-            stmt = stmt.values({c: engines.bulk_bind(self.dialect, c) for c in columns})
-            if self.dialect == "postgresql":
-                # RETURNING makes SQLAlchemy send multi-row statements ("insertmanyvalues")
-                # instead of one statement per row: the item count trigger then runs
-                # once per batch of rows, not once per row (a node row updated per item)
-                stmt = stmt.returning(table.c.id)
-            self._items_upserts[key] = stmt
-        return stmt
 
     def cache_pubsub_items_txn(
         self,
@@ -140,30 +54,23 @@ class PubsubItemsStore(StorageBase):
         items: Sequence[domish.Element],
         parsed_items: Sequence[dict[str, Any] | None],
     ) -> None:
-        """Upsert checked ``items`` into node ``node_id``, in one bulk statement.
+        """Write checked ``items`` into node ``node_id`` (:func:`.item_rows.write_item_rows`)
+        and their sort values.
 
-        ``NotFound`` when the node does not exist (deleted meanwhile).
+        ``NotFound`` when the node does not exist (deleted meanwhile); the transaction
+        is then to be rolled back (no savepoint is taken, so PostgreSQL aborts it).
         """
         lock_nodes_txn(session, PubsubNode.id == node_id)
-        table = PubsubItem.__table__
-        now = engines.db_value(session.get_bind().dialect, table.c.created, utcnow())
-        rows = build_item_rows(node_id, items, parsed_items, now)
-        empty = {item["id"] for item in items if item.firstChildElement() is None}
-        batches = [
-            (payload, batch)
-            for payload in (True, False)
-            if (batch := [row for row in rows if (row["name"] not in empty) is payload])
-        ]
+        now = engines.db_value(session.get_bind().dialect, _CREATED, utcnow())
+        rows, empty = item_rows(node_id, items, parsed_items, now)
         try:
-            with session.begin_nested():  # a savepoint: the transaction stays usable
-                for payload, batch in batches:
-                    session.execute(self._items_upsert(tuple(batch[0]), payload), batch)
-                self.sort_value_writer.write_txn(session, node_id, [row["name"] for row in rows])
-        except IntegrityError:
+            write_item_rows(session, rows, empty)
+        except IntegrityError as e:
             # the conflict on (node_id, name) is handled: only node_id's foreign key is left
-            if session.get(PubsubNode, node_id) is not None:
+            if not engines.is_foreign_key_violation(e):
                 raise
             raise NotFound(f"pubsub node #{node_id} does not exist (any more)") from None
+        self.sort_value_writer.write_txn(session, node_id, [row[1] for row in rows])
 
     @as_deferred
     def cache_pubsub_items(

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 from twisted.trial.unittest import SynchronousTestCase, TestCase
@@ -23,6 +27,9 @@ from twisted_tests.storage.search_data import (
 )
 
 XHTML = "http://www.w3.org/1999/xhtml"
+# ASCII punctuation and white space, letters and digits of other scripts, combining
+# marks, case folding that changes length or script (ß, K, İ), other separators
+_ALPHABET = list(" \t\n_-.,'\"aZ09") + list("éE\u0301ßKİΩ٣²½\u00a0\u2028«»’漢\u200b")
 RICH_ITEM = f"""<item xmlns='{PUBSUB}' id='rich'><entry xmlns='{ATOM}'>
 <title type='html'>&lt;b title="Bold move"&gt;Release&lt;/b&gt; &lt;a href="https://x.org"&gt;notes&lt;/a&gt;</title>
 <id>tag:example.org,2024:entry-rich</id><published>2024-05-06T07:08:09Z</published>
@@ -69,6 +76,13 @@ class ExtractionTests(SynchronousTestCase):
         item = domish.Element((PUBSUB, "item"))
         item.addElement("p", content="ÉCOLE e\u0301t\u00e9 foo_bar, C++ Straße")
         self.assertEqual(fts.item_text(item), "école été foo bar c strasse")
+
+    @settings(max_examples=300, database=None, deadline=None)
+    @given(st.text(alphabet=st.sampled_from(_ALPHABET) | st.characters(), max_size=40))
+    def test_normalise_is_the_pattern(self, text: str) -> None:
+        """normalise() finds exactly the words of the reference pattern (NFC, case-folded)."""
+        expected = re.findall(r"[^\W_]+", unicodedata.normalize("NFC", text).casefold())
+        self.assertEqual(fts.normalise(text), expected)
 
     def test_bounds(self) -> None:
         """Words over MAX_WORD characters are left out; the text is cut at MAX_TEXT."""

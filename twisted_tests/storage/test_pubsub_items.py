@@ -87,6 +87,16 @@ class CacheItemsTests(TestCase):
             (await snapshot(self.storage))["pubsub_items"][0], before["pubsub_items"][0]
         )
 
+    async def test_duplicate_id_last_payload_wins(self) -> None:
+        """An id given twice in one call, first without payload then with one: the last
+        one replaces the cached item (the payload-less one is not what is kept)."""
+        await self.storage.cache_pubsub_items(self.alice, self.node, make_items(["a"]))
+        empty = domish.Element((NS_PUBSUB, "item"))
+        empty["id"] = "a"
+        edited = make_item("a", "edited")
+        await self.storage.cache_pubsub_items(self.alice, self.node, [empty, edited])
+        self.assertEqual((await self.cached())["a"].data.toXml(), edited.toXml())
+
     async def test_catch_up(self) -> None:
         """catch_up_pubsub_items: an edited item keeps its place, removed ones go, and
         appended ones come after the rest in their order, in creation and modification
