@@ -23,8 +23,10 @@ from typing import Any
 
 from sat_storage.plugins.plugin_xep_0059 import RSMRequest
 from sat_storage.plugins.pubsub_cache import catchup, service_order
+from sat_storage.plugins.pubsub_cache.existence import is_missing
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
+from twisted.words.protocols.jabber import error as jabber_error
 from twisted.words.protocols.jabber import jid
 
 from sat_storage.deferreds import KeyedLock, SingleFlight
@@ -175,15 +177,44 @@ class Freshness:
             found = await client.disco_client.requestItems(service, node.name)
             return [item.name for item in found if item.name]
 
-        return await self.locks.run(key, self._catch_up, client, key, node, fetch, item_ids)
+        async def subscribe() -> bool:
+            self.requests[key] += 1
+            return await self._subscribe(client, service, node.name)
+
+        return await self.locks.run(
+            key, self._catch_up, client, key, node, fetch, item_ids, subscribe
+        )
+
+    async def _subscribe(self, client: Any, service: jid.JID, name: str) -> bool:
+        """Subscribe again (a service keeps one subscription per subscriber: an
+        existing one is confirmed); False when it is refused or not active.
+        ``NotFound`` when the node is gone."""
+        try:
+            subscription = await self.xep_0060.subscribe(client, service, name)
+        except jabber_error.StanzaError as e:
+            if is_missing(e):
+                raise NotFound(f"node {name!r} is gone from {service.full()}") from e
+            log.warning("node %r: subscription refused at catch-up (%s)", name, e)
+            return False
+        return getattr(subscription, "state", "subscribed") == "subscribed"
 
     async def _catch_up(
-        self, client: Any, key: Key, node: PubsubNode, fetch: Any, item_ids: Any
+        self, client: Any, key: Key, node: PubsubNode, fetch: Any, item_ids: Any, subscribe: Any
     ) -> str:
         current = await self.storage.get_pubsub_node(client, jid.JID(node.service), node.name)
         if current is None or current.sync_state is not SyncState.COMPLETED:
             return "resync"  # changed meanwhile (deleted, resynchronised): nothing to do
         node = current
+        try:
+            # first, as a synchronisation does: no event after the reading is missed,
+            # and a node deleted and created again meanwhile (its subscriptions gone)
+            # is followed again
+            subscribed = await subscribe()
+        except NotFound:
+            return await self._dropped(key)
+        if not subscribed:  # can't be kept in step: synchronised again when next asked
+            await self.storage.update_pubsub_node_sync_state(node, None)
+            return "resync"
         cached_items, _ = await self.storage.get_items(
             node, order_by=service_order.default_order(node)
         )
@@ -195,9 +226,7 @@ class Freshness:
                 fetch, item_ids, cached, policy, rsm, self.page_size, self.cache_limit
             )
         except NotFound:
-            log.info("%s: deleted from its service meanwhile: dropped", key)
-            await self.storage.delete_pubsub_node([key[0]], [jid.JID(key[1])], [key[2]])
-            return "deleted"
+            return await self._dropped(key)
         changes = catchup.plan(cached, service_items, policy)
         if not changes.empty:
             changed_parsed = await self.parse(client, node, changes.changed)
@@ -222,6 +251,11 @@ class Freshness:
             len(changes.appended),
         )
         return "in_step" if changes.empty else "changed"
+
+    async def _dropped(self, key: Key) -> str:
+        log.info("%s: deleted from its service meanwhile: dropped", key)
+        await self.storage.delete_pubsub_node([key[0]], [jid.JID(key[1])], [key[2]])
+        return "deleted"
 
 
 def _text(element: Any) -> str:

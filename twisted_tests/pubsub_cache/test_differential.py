@@ -17,7 +17,6 @@ from typing import Any
 from sat_storage.plugins.plugin_xep_0059 import RSMRequest
 
 from twisted_tests.pubsub_cache.transparency import NS_ATOM, TransparencyCase, atom
-from twisted_tests.slix import canonical
 from twisted_tests.xmpp_servers import XMPPServer, ejabberd, prosody
 
 NS_XHTML = "http://www.w3.org/1999/xhtml"
@@ -100,14 +99,7 @@ class DifferentialMixin:
         cursor_cache = cache_meta["rsm"]["last"]
         service = await self.peer.items(self.node, rsm={"max": 4, "after": cursor_service})
         cached, metadata = await self.get(rsm_request=self.rsm(4, after=cursor_cache))
-        self.assertEqual(
-            [canonical(item) for item in cached], [canonical(i) for i in service["items"]]
-        )
-        if service["rsm"] is not None:
-            self.assertEqual(
-                (metadata["rsm"]["count"], metadata["rsm"]["index"]),
-                (service["rsm"]["count"], service["rsm"]["index"]),
-            )
+        self.assert_same_page(service, cached, metadata)
 
     def rsm(self, max_: int, after: str | None = None) -> RSMRequest:
         return RSMRequest(max_, after)

@@ -95,6 +95,21 @@ class TransparencyCase(ServerTestCase):
         if service[2] is not None:
             self.assertEqual(cached[2], service[2], f"RSM of {request}")
 
+    def assert_same_page(
+        self, service: dict[str, Any], cached: list[Any], metadata: dict[str, Any]
+    ) -> None:
+        """A page of the service (slixmpp's answer, each side asked with its own
+        cursor) and the cache's: same items, and the same RSM count and index when
+        the service gives them."""
+        self.assertEqual(
+            [canonical(item) for item in cached], [canonical(i) for i in service["items"]]
+        )
+        if service["rsm"] is not None:
+            self.assertEqual(
+                (metadata["rsm"]["count"], metadata["rsm"]["index"]),
+                (service["rsm"]["count"], service["rsm"]["index"]),
+            )
+
     async def synced(self, node: str | None = None) -> None:
         """Request the node once (network) and wait until it is COMPLETED."""
         await self.get(node=node, max_items=1)
