@@ -109,6 +109,9 @@ class CacheReader:
             log.debug("%r requests are not cached: network", request.network_only)
             return True, None
         request.check()  # bad input: raise
+        if self.transparency is not None and (why := self.transparency.unanswerable(request)):
+            log.debug("%s: the service's answer can't be told: network", why)
+            return True, None
         if service is None:
             service = client.jid.userhostJID()
         key = NodeKey.of(client.profile, service, node)

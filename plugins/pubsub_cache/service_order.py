@@ -7,9 +7,10 @@ its first position (its items are in creation order), Prosody moves it to the en
 orders agree (a synchronisation writes the items in the service's order, and a
 notification of an unchanged item changes nothing), so creation order is used.
 
-It is learnt the first time it matters: when a notification edits a known item
-that is not the newest, one request for the service's newest items says whether it
-moved it (:func:`decide`); a catch-up that reads the whole node learns it too.
+It is learnt the first time it matters: when a notification names a known item
+that is not the newest (edited or not: Prosody moves an unchanged item published
+again too), one request for the service's newest items says whether it moved it
+(:func:`decide`); a catch-up that reads the whole node learns it too.
 Explicit ``order_by`` requests keep Libervia's semantics.
 
 Answers to ``item_ids`` requests differ too: Prosody gives the items in the order

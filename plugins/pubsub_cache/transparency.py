@@ -5,9 +5,10 @@ paths that need the service's behaviour.
   payload-less notifications completed from the service (:mod:`.notifications`),
   the service's order of republished items learnt (:mod:`.service_order`), no more
   items kept than the service's ``max_items`` (:mod:`.hints`);
-- reads (:meth:`storage_args`, :meth:`answer`): the service's order for requests
+- reads (:meth:`storage_args`, :meth:`reorder`): the service's order for requests
   without ``order_by``, RSM ignored where the service ignores it, ``item_ids``
-  answers in the service's order (learnt once, with one request to the network).
+  answers in the service's order (learnt once, with one request to the network);
+  requests services answer differently go to the network (:meth:`unanswerable`).
 """
 
 from __future__ import annotations
@@ -84,19 +85,16 @@ class Transparency:
     async def learn_order(
         self, client: Any, key: NodeKey, node: PubsubNode, items: list[domish.Element]
     ) -> None:
-        """Learn how the service orders republished items, when a notification edits a
-        known item that is not the newest (one request for its newest items, once)."""
+        """Learn how the service orders republished items, when a notification names a
+        known item that is not the newest, edited or not (one request for its newest
+        items, once): Prosody moves an item published again even unchanged, ejabberd
+        re-sends its last published item to a new subscriber and keeps it in place."""
         if service_order.policy_of(node) is not None:
             return
         ids = [item["id"] for item in items]
         known, _ = await self.storage.get_items(node, item_ids=ids)
-        texts = {item["id"]: to_xml(item) for item in items}
         newest, _ = await self.storage.get_items(node, max_items=1, order_by=["creation"])
-        edited = [
-            i.name
-            for i in known
-            if to_xml(i.data) != texts[i.name] and newest and newest[0].name != i.name
-        ]
+        edited = [i.name for i in known if newest and newest[0].name != i.name]
         if not edited:
             return
         try:
@@ -114,6 +112,24 @@ class Transparency:
         log.info("%s: its service orders republished items: %s", key.label, policy)
         await self.storage.update_pubsub_node_extra(node, {service_order.EXTRA_REPUBLISH: policy})
 
+    async def moved_items(self, node: PubsubNode, items: list[domish.Element]) -> list[str]:
+        """Ids of the known ``items`` of a notification to write anew at the end.
+
+        On a node whose service moves a republished item to the end (``move``), an
+        item notified unchanged that is not the newest was moved by the service, but
+        the upsert leaves it (and its modification time) as it is; then every known
+        item of the notification is written anew, after the others in its order.
+        Empty otherwise (the upsert is right)."""
+        if service_order.policy_of(node) != service_order.MOVE:
+            return []
+        texts = {item["id"]: to_xml(item) for item in items}
+        known, _ = await self.storage.get_items(node, item_ids=list(texts))
+        newest, _ = await self.storage.get_items(node, max_items=1, order_by=["modification"])
+        newest_name = newest[0].name if newest else None
+        if any(to_xml(i.data) == texts[i.name] and i.name != newest_name for i in known):
+            return [i.name for i in known]
+        return []
+
     async def evict(self, key: NodeKey, node: PubsubNode, change: Callable[..., Any]) -> None:
         """Keep no more items than the service does (its max_items): the oldest, in the
         service's order, go first (``change``: the writer's ordered change)."""
@@ -129,6 +145,21 @@ class Transparency:
             await change(key, self.storage.delete_pubsub_items, node, [i.name for i in oldest])
 
     # --- reads ---
+
+    @staticmethod
+    def unanswerable(request: ItemsRequest) -> str | None:
+        """Why the cache can't know the service's answer to ``request`` (None when it
+        can): services answer these differently, so they go to the network.
+
+        - ``max_items=0`` without RSM: Prosody gives its newest item, ejabberd none
+          (RSM ``max=0``, the count alone, is answered);
+        - ``item_ids`` naming an id twice: Prosody gives the item twice, ejabberd once.
+        """
+        if request.max_items == 0 and request.rsm_request is None and not request.item_ids:
+            return "max_items=0 without RSM"
+        if request.item_ids and len(set(request.item_ids)) < len(request.item_ids):
+            return "an item id asked twice"
+        return None
 
     @staticmethod
     def storage_args(

@@ -166,8 +166,14 @@ class ItemWriter:
                 if pubsub_node.analyser not in parsed:
                     parsed[pubsub_node.analyser] = await self.parse(client, pubsub_node, items)
                 owner = client if key.profile == client.profile else ProfileClient(key.profile)
-                write = storage.cache_pubsub_items
-                args = (owner, pubsub_node, items, parsed[pubsub_node.analyser])
+                write: Callable[..., Any] = storage.cache_pubsub_items
+                args: tuple[Any, ...] = (owner, pubsub_node, items, parsed[pubsub_node.analyser])
+                moved = []
+                if self.transparency is not None:  # moved by the service though unchanged
+                    moved = await self.transparency.moved_items(pubsub_node, items)
+                if moved:
+                    write = storage.catch_up_pubsub_items
+                    args = (owner, pubsub_node, [], [], moved, items, args[3])
                 try:
                     await self.change(key, write, *args)
                     if self.transparency is not None:

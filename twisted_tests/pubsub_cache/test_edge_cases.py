@@ -39,6 +39,31 @@ class LiveMixin:
         await self.peer.publish_many(self.node, [first_version(i) for i in IDS])
         await self.synced()
 
+    async def test_republished_unchanged(self) -> None:
+        """An old item published again with the same content, while the cache follows
+        the node, takes the place the service gives it (Prosody moves it to the end,
+        ejabberd keeps it); the next answers come from the cache."""
+        event = self.item_event("e-03")
+        await self.peer.publish(self.node, *first_version("e-03"))
+        await event
+        for request in ({}, {"max_items": 1}, {"max_items": 3}):
+            await self.assert_same(**request)
+        self.assertEqual((await self.from_cache())[0], (await self.service_answer())[0])
+
+    async def test_item_ids_repeated(self) -> None:
+        """Once the service's order of item_ids answers is known, a request naming an
+        id twice (and an unknown one) still gets the service's answer (Prosody gives
+        the item twice, ejabberd once: the cache can't tell, it asks the network)."""
+        await self.assert_same(item_ids=["e-05", "e-01"])  # learns the order
+        sent = self.count_iqs(self.reader)
+        await self.assert_same(item_ids=["e-03", "e-03", "unknown", "e-01"])
+        self.assertEqual(len(sent), 1)
+
+    async def test_max_items_zero(self) -> None:
+        """``max_items=0`` without RSM gets what the service gives (Prosody: its newest
+        item, ejabberd: none), not the cache's count-only page."""
+        await self.assert_same(max_items=0)
+
     async def test_rsm_count_only(self) -> None:
         """RSM ``max=0`` (count only) and a page larger than the node are answered
         from the cache as by the service (items, count)."""
