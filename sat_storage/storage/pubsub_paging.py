@@ -8,9 +8,10 @@ COUNT on it (see :meth:`PubsubPagingStore.get_items`). A request is an
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, func, select, tuple_
+from sqlalchemy import Connection, Integer, Select, Text, bindparam, case, func, select, tuple_
 from sqlalchemy.orm import Session
 from twisted.internet import defer
 
@@ -18,20 +19,21 @@ from sat_storage.exceptions import NotFound
 from sat_storage.models import PubsubItem, PubsubNode
 from sat_storage.storage.base import as_deferred
 from sat_storage.storage.checks import batched, check_node
+from sat_storage.storage.item_reads import ITEM_READ_COLUMNS, ItemRow, items_from_rows
 from sat_storage.storage.items_query import ItemsQuery
 from sat_storage.storage.pubsub_nodes import PubsubNodesStore
 
 __all__ = ["Page", "PubsubPagingStore"]
 
-Page = tuple[list[PubsubItem], dict[str, Any]]  # (items oldest first, RSM metadata)
+Page = tuple[list[ItemRow], dict[str, Any]]  # (items oldest first, RSM metadata)
 
 
-def _key_of(item: PubsubItem, keys: tuple[str, ...]) -> tuple[Any, ...]:
+def _key_of(item: ItemRow, keys: tuple[str, ...]) -> tuple[Any, ...]:
     return tuple(getattr(item, k) for k in keys)
 
 
 def _metadata(
-    items: list[PubsubItem], index: int | None, count: int, complete: bool
+    items: list[ItemRow], index: int | None, count: int, complete: bool
 ) -> dict[str, Any]:
     return {
         "rsm": {
@@ -63,30 +65,138 @@ def _query(
     return max_items
 
 
+_items = PubsubItem.__table__
+_NODE_ID = bindparam("node_id", type_=Integer)
+#: the items of one node named in a list (``names``: expanded at execution)
+_NAMED_ITEMS = (
+    select(*ITEM_READ_COLUMNS)
+    .where(_items.c.node_id == _NODE_ID, _items.c.name.in_(bindparam("names", expanding=True)))
+)  # fmt: skip
+
+
+def _cursor(keys: tuple[str, ...]) -> tuple[Any, Any, list[Any], list[Any]]:
+    """The keyset ``keys`` as SQL: the columns' tuple, the tuple of their bound values
+    (``k0``, ``k1``...), the columns ascending and descending."""
+    columns = [_items.c[k] for k in keys]
+    bound = tuple_(*(bindparam(f"k{i}", type_=c.type) for i, c in enumerate(columns)))
+    return tuple_(*columns), bound, [c.asc() for c in columns], [c.desc() for c in columns]
+
+
+@functools.cache
+def _page_statement(keys: tuple[str, ...], mode: str, limited: bool) -> Select[Any]:
+    """The statement of a page, built once per shape: ``keys`` the keyset, ``mode``
+    ``after``/``before``/``from`` (bound by the keyset ``k0``...), ``desc`` or ``asc``
+    (the newest or the oldest); ``limited``: bound by ``limit``."""
+    key, bound, ascending, descending = _cursor(keys)
+    stmt = select(*ITEM_READ_COLUMNS).where(_items.c.node_id == _NODE_ID)
+    if mode == "after":
+        stmt = stmt.where(key > bound).order_by(*ascending)
+    elif mode == "before":
+        stmt = stmt.where(key < bound).order_by(*descending)
+    elif mode == "from":
+        stmt = stmt.where(key >= bound).order_by(*ascending)
+    else:
+        stmt = stmt.order_by(*(descending if mode == "desc" else ascending))
+    if limited:
+        stmt = stmt.limit(bindparam("limit", type_=Integer))
+    return stmt
+
+
+@functools.cache
+def _key_statement(keys: tuple[str, ...], by_name: bool) -> Select[Any]:
+    """The keyset of one item of a node, built once: the item named ``name``
+    (``by_name``), else the one at position ``offset`` (from the index alone)."""
+    key, _bound, ascending, _descending = _cursor(keys)
+    stmt = select(*key.clauses).where(_items.c.node_id == _NODE_ID)
+    if by_name:
+        return stmt.where(_items.c.name == bindparam("name", type_=Text))
+    return stmt.order_by(*ascending).offset(bindparam("offset", type_=Integer)).limit(1)
+
+
+def _bound_key(key: tuple[Any, ...]) -> dict[str, Any]:
+    return {f"k{i}": value for i, value in enumerate(key)}
+
+
+def _cursor_key(
+    connection: Connection, node_id: int, keys: tuple[str, ...], cursor: str
+) -> tuple[Any, ...]:
+    """The keyset of the cached item ``cursor`` (``NotFound`` when not cached)."""
+    row = connection.execute(
+        _key_statement(keys, True), {"node_id": node_id, "name": cursor}
+    ).one_or_none()
+    if row is None:
+        raise NotFound(f"item {cursor!r} is not in the cache of node #{node_id}")
+    return tuple(row)
+
+
+def _page(
+    connection: Connection,
+    node_id: int,
+    query: ItemsQuery,
+    cursor_key: tuple[Any, ...] | None,
+    node: PubsubNode | None,
+) -> list[ItemRow]:
+    """Items of one page, oldest first, read from the order's index."""
+    params: dict[str, Any] = {"node_id": node_id, "limit": query.max_items}
+    backwards = False
+    if query.after is not None:
+        mode = "after"
+    elif query.before:
+        mode, backwards = "before", True
+    elif query.from_index is not None:
+        # the key at that position, from the index alone; then a range scan
+        start = connection.execute(
+            _key_statement(query.keys, False), {"node_id": node_id, "offset": query.from_index}
+        ).one_or_none()
+        if start is None:
+            return []
+        mode, cursor_key = "from", tuple(start)
+    elif query.before == "" or query.desc:
+        mode, backwards = "desc", True
+    else:
+        mode = "asc"
+    if cursor_key is not None:
+        params.update(_bound_key(cursor_key))
+    stmt = _page_statement(query.keys, mode, query.max_items is not None)
+    items = items_from_rows(connection.execute(stmt, params), connection.dialect, node)
+    if backwards:
+        items.reverse()
+    return items
+
+
 class PubsubPagingStore(PubsubNodesStore):
     """Pages of cached items (the one-transaction read of a synchronised node is
     :class:`~sat_storage.storage.read_cache.SyncedReadsStore`)."""
 
     @classmethod
-    def get_items_txn(cls, session: Session, node_id: int, query: ItemsQuery) -> Page:
-        """The page of node ``node_id`` that ``query`` asks for, with its metadata."""
+    def get_items_txn(
+        cls, session: Session, node_id: int, query: ItemsQuery, node: PubsubNode | None = None
+    ) -> Page:
+        """The page of node ``node_id`` that ``query`` asks for, with its metadata.
+
+        Items are :class:`~sat_storage.storage.item_reads.ItemRow` objects (``node``
+        given: as their ``.node``).
+        """
         if query.item_ids is not None:
-            return cls.get_items_by_ids_txn(session, node_id, query)
-        return cls.get_items_page_txn(session, node_id, query)
+            return cls.get_items_by_ids_txn(session, node_id, query, node)
+        return cls.get_items_page_txn(session, node_id, query, node)
 
     @classmethod
-    def get_items_page_txn(cls, session: Session, node_id: int, query: ItemsQuery) -> Page:
+    def get_items_page_txn(
+        cls, session: Session, node_id: int, query: ItemsQuery, node: PubsubNode | None = None
+    ) -> Page:
         """Keyset paging: a range scan of the order's index, then one COUNT on it."""
         keys, max_items, before = query.keys, query.max_items, query.before
         key = tuple_(*(getattr(PubsubItem, k) for k in keys))
         node_filter = PubsubItem.node_id == node_id
+        connection = session.connection()
         cursor = before or query.after
         cursor_key = None
         if cursor:
-            cursor_key = cls._cursor_key(session, node_filter, key, cursor, node_id)
-        items: list[PubsubItem] = []
+            cursor_key = _cursor_key(connection, node_id, keys, cursor)
+        items: list[ItemRow] = []
         if max_items != 0:
-            items = cls._page(session, node_filter, key, query, cursor_key)
+            items = _page(connection, node_id, query, cursor_key, node)
         if items:
             first = _key_of(items[0], keys)
             count, index = session.execute(
@@ -100,62 +210,10 @@ class PubsubPagingStore(PubsubNodesStore):
             complete = count == 0 or (max_items != 0 and not before)
         return items, _metadata(items, index, count, complete)
 
-    @staticmethod
-    def _page(
-        session: Session,
-        node_filter: ColumnElement[bool],
-        key: Any,
-        query: ItemsQuery,
-        cursor_key: tuple[Any, ...] | None,
-    ) -> list[PubsubItem]:
-        """Items of one page, oldest first, read from the order's index."""
-        ascending = [c.asc() for c in key.clauses]
-        descending = [c.desc() for c in key.clauses]
-        stmt = select(PubsubItem).where(node_filter)
-        backwards = False
-        if query.after is not None:
-            stmt = stmt.where(key > cursor_key).order_by(*ascending)
-        elif query.before:
-            stmt = stmt.where(key < cursor_key).order_by(*descending)
-            backwards = True
-        elif query.from_index is not None:
-            # the key at that position, from the index alone; then a range scan
-            start = session.execute(
-                select(*key.clauses)
-                .where(node_filter)
-                .order_by(*ascending)
-                .offset(query.from_index)
-                .limit(1)
-            ).one_or_none()
-            if start is None:
-                return []
-            stmt = stmt.where(key >= tuple(start)).order_by(*ascending)
-        elif query.before == "" or query.desc:
-            stmt = stmt.order_by(*descending)
-            backwards = True
-        else:
-            stmt = stmt.order_by(*ascending)
-        if query.max_items is not None:
-            stmt = stmt.limit(query.max_items)
-        items = list(session.scalars(stmt))
-        if backwards:
-            items.reverse()
-        return items
-
-    @staticmethod
-    def _cursor_key(
-        session: Session, node_filter: ColumnElement[bool], keys: Any, cursor: str, node_id: int
-    ) -> tuple[Any, ...]:
-        """The keyset of the cached item ``cursor`` (``NotFound`` when not cached)."""
-        row = session.execute(
-            select(*keys.clauses).where(node_filter, PubsubItem.name == cursor)
-        ).one_or_none()
-        if row is None:
-            raise NotFound(f"item {cursor!r} is not in the cache of node #{node_id}")
-        return tuple(row)
-
     @classmethod
-    def get_items_by_ids_txn(cls, session: Session, node_id: int, query: ItemsQuery) -> Page:
+    def get_items_by_ids_txn(
+        cls, session: Session, node_id: int, query: ItemsQuery, node: PubsubNode | None = None
+    ) -> Page:
         """The items named ``query.item_ids`` (at most ``MAX_ITEMS_BATCH``), paged in memory.
 
         The page is taken within the named items, as a page of the node would be:
@@ -163,18 +221,16 @@ class PubsubPagingStore(PubsubNodesStore):
         (a position among the named items found), else the newest or oldest ones.
         """
         assert query.item_ids is not None
-        node_filter = PubsubItem.node_id == node_id
-        found: list[PubsubItem] = []
+        connection = session.connection()
+        found: list[ItemRow] = []
         for chunk in batched(query.item_ids):
-            found.extend(
-                session.scalars(select(PubsubItem).where(node_filter, PubsubItem.name.in_(chunk)))
-            )
+            rows = connection.execute(_NAMED_ITEMS, {"node_id": node_id, "names": chunk})
+            found.extend(items_from_rows(rows, connection.dialect, node))
         found.sort(key=lambda item: _key_of(item, query.keys))
         count, most = len(found), query.max_items
         cursor = query.before or query.after
         if cursor:
-            key = tuple_(*(getattr(PubsubItem, k) for k in query.keys))
-            cursor_key = cls._cursor_key(session, node_filter, key, cursor, node_id)
+            cursor_key = _cursor_key(connection, node_id, query.keys, cursor)
             keyed = [(_key_of(item, query.keys), item) for item in found]
             if query.after is not None:
                 pool = [item for k, item in keyed if k > cursor_key]
@@ -238,4 +294,4 @@ class PubsubPagingStore(PubsubNodesStore):
         """
         node = check_node(node)
         query = _query(max_items, item_ids, before, after, from_index, order_by, desc, force_rsm)
-        return self.db.run(self.get_items_txn, node.id, query)
+        return self.db.run(self.get_items_txn, node.id, query, node)

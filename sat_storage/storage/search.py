@@ -65,13 +65,14 @@ the caller's dict is never modified. Unknown profiles raise ``ProfileUnknownErro
 
 from __future__ import annotations
 
+import functools
 import math
 import operator
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session, contains_eager
+from sqlalchemy.orm import Session
 from twisted.internet import defer
 from twisted.words.protocols.jabber.jid import JID
 
@@ -86,6 +87,15 @@ from sat_storage.storage.checks import (
     check_storable,
     check_strings,
 )
+from sat_storage.storage.item_reads import (
+    ITEM_READ_COLUMNS,
+    NODE_COLUMNS,
+    ItemRow,
+    item_from_row,
+    node_from_row,
+    readers,
+)
+from sat_storage.storage.search_cache import SearchStatements
 from sat_storage.storage.search_sql import DIALECTS, JSONDialect, Scalar
 
 if TYPE_CHECKING:
@@ -118,6 +128,10 @@ DIRECTIONS = ("asc", "desc")
 MAX_VALUES = 500  # per list
 MAX_CLAUSES = 32  # parsed filters, order-by entries, steps of a path
 INT32_MAX = 2**31 - 1
+_ITEMS_AND_NODES = sa.join(
+    PubsubItem.__table__, PubsubNode.__table__, PubsubItem.node_id == PubsubNode.id
+)
+_NODE_START = len(ITEM_READ_COLUMNS)  # where the node's values start in a row
 # Sort order of the JSON kinds of a parsed value (null and missing: last).
 KIND_ORDER = ("number", "string", "boolean", "array", "object")
 
@@ -316,12 +330,20 @@ def path_sort_keys(
 
     The kind first (null and missing: last in both directions), then the value;
     values of one kind only are compared (arrays and objects: all equal). Also what
-    :mod:`.sort_keys` stores for a declared key, so both orders are one.
+    :mod:`.sort_keys` stores for a declared key, so both orders are one. Made once
+    per path, direction and dialect (the expressions are immutable).
     """
+    return list(_path_sort_keys(tuple(path), desc, json))
+
+
+@functools.lru_cache(maxsize=512)
+def _path_sort_keys(
+    path: tuple[str | int, ...], desc: bool, json: JSONDialect
+) -> tuple[sa.ColumnElement[Any], ...]:
     scalar = json.at(path)
     ranks = {name: i for i, kind in enumerate(KIND_ORDER) for name in json.kinds[kind]}
     kind_rank = sa.case(ranks, value=scalar.kind, else_=-1 if desc else len(KIND_ORDER))
-    return [kind_rank, *json.sort_values(scalar)]
+    return (kind_rank, *json.sort_values(scalar))
 
 
 def build_search(
@@ -329,8 +351,11 @@ def build_search(
     profile_ids: Sequence[int] | None,
     dialect: str,
     sort_keys: SortKeyIndex | None = None,
-) -> sa.Select[tuple[PubsubItem]]:
+) -> sa.Select[Any]:
     """The statement of a search; ``profile_ids`` None: every profile.
+
+    It selects :data:`~.item_reads.ITEM_READ_COLUMNS` then :data:`~.item_reads.NODE_COLUMNS`
+    (Core rows: :meth:`SearchStore.search_pubsub_items_txn` makes the results).
 
     Validates ``query`` (``ValueError`` naming the culprit) without touching it.
     ``sort_keys``: the declared sort keys (:mod:`.sort_keys`); an order by, or a range
@@ -342,7 +367,7 @@ def build_search(
     if unknown:
         raise ValueError(f"unknown search keys {unknown} (known: {', '.join(QUERY_KEYS)})")
     json = DIALECTS[dialect]
-    stmt = sa.select(PubsubItem).join(PubsubItem.node).options(contains_eager(PubsubItem.node))
+    stmt = sa.select(*ITEM_READ_COLUMNS, *NODE_COLUMNS).select_from(_ITEMS_AND_NODES)
     if profile_ids is not None:
         stmt = stmt.where(PubsubNode.profile_id.in_(profile_ids))
     for key, column in (
@@ -370,7 +395,7 @@ def build_search(
     for i, spec in enumerate(_sequence("order-by", order_by, MAX_CLAUSES)):
         terms = order_terms(f"order-by[{i}]", spec, json, rank)  # checks the spec
         if sort_keys is not None:
-            stmt, terms = sort_keys.order(stmt, spec, terms)
+            stmt, terms = sort_keys.order(stmt, spec, terms, position=i)
         stmt = stmt.order_by(*terms)
     stmt = stmt.order_by(PubsubItem.id)
     if query.get("index") is not None:
@@ -383,16 +408,21 @@ def build_search(
 class SearchStore(StorageBase):
     """Search of cached pubsub items (full text and parsed data)."""
 
+    #: the statements of the last searches (:mod:`.search_cache`), made at the first
+    _search_statements: SearchStatements | None = None
+
     @as_deferred
     def search_pubsub_items(
         self, query: Mapping[str, Any], *, all_profiles: bool = False
-    ) -> defer.Deferred[list[PubsubItem]]:
+    ) -> defer.Deferred[list[ItemRow]]:
         """Cached items matching ``query`` (see the module docstring), in order.
 
         The search is scoped: ``query["profiles"]`` lists the profiles the caller may
         read. ``all_profiles=True`` is the explicit admin call searching every profile
-        (still narrowed by ``profiles`` when given). Items come with ``.node``,
-        ``.data`` (``domish.Element``) and ``.parsed`` loaded.
+        (still narrowed by ``profiles`` when given). Items are
+        :class:`~sat_storage.storage.item_reads.ItemRow` objects (read as
+        ``PubsubItem`` entities: ``.name``, ``.data`` (``domish.Element``, parsed when
+        first read), ``.parsed``, ...) with their ``.node`` (a detached ``PubsubNode``).
         """
         check_flag("all_profiles", all_profiles)
         if not isinstance(query, Mapping):
@@ -407,12 +437,27 @@ class SearchStore(StorageBase):
             profile_ids = None
         else:
             profile_ids = [self.get_profile_id(p) for p in _texts("profiles", profiles)]
-        stmt = build_search(query, profile_ids, self.dialect, self.sort_key_index)
+        statements = self._search_statements
+        if statements is None:
+            statements = self._search_statements = SearchStatements()
+        sort_keys, dialect = self.sort_key_index, self.dialect
+        stmt = statements.get(
+            query, profile_ids, dialect, sort_keys,
+            lambda: build_search(query, profile_ids, dialect, sort_keys),
+        )  # fmt: skip
         return self.db.run(self.search_pubsub_items_txn, stmt)
 
     @staticmethod
-    def search_pubsub_items_txn(
-        session: Session, stmt: sa.Select[tuple[PubsubItem]]
-    ) -> list[PubsubItem]:
-        """Run a statement made by :func:`build_search`."""
-        return list(session.scalars(stmt))
+    def search_pubsub_items_txn(session: Session, stmt: sa.Select[Any]) -> list[ItemRow]:
+        """Run a statement made by :func:`build_search`: its rows as items, with their
+        nodes (one detached ``PubsubNode`` for the items of each node)."""
+        connection = session.connection()
+        row_readers = readers(connection.dialect)
+        nodes: dict[int, PubsubNode] = {}
+        items = []
+        for row in connection.execute(stmt):
+            node = nodes.get(row[1])
+            if node is None:
+                node = nodes[row[1]] = node_from_row(row[_NODE_START:])
+            items.append(item_from_row(row, row_readers, node))
+        return items

@@ -27,6 +27,7 @@ The stored values and the bounds of range filters are the search's own expressio
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -82,6 +83,14 @@ def _insert_values(select: sa.Select[Any], dialect: str) -> sa.Insert:
     return stmt.from_select(columns, select)
 
 
+@functools.lru_cache(maxsize=256)
+def _values_alias(position: int, key_id: int) -> sa.Alias:
+    """The values table as the ``position``-th order-by entry joins it, for key
+    ``key_id``: made once (an alias's columns are costly to make, and a statement's
+    own FROM list, compiled, would be too); one name per entry."""
+    return _values.alias(f"sort_values_{position}_{key_id}")
+
+
 @dataclass(frozen=True)
 class SortKeyIndex:
     """The keys a process knows, for :func:`.search.build_search` (immutable)."""
@@ -101,17 +110,18 @@ class SortKeyIndex:
         return self.keys.get((steps, "asc")) or self.keys.get((steps, "desc"))
 
     def order(
-        self, stmt: sa.Select[Any], spec: Mapping[str, Any], keys: list[Any]
+        self, stmt: sa.Select[Any], spec: Mapping[str, Any], keys: list[Any], position: int = 0
     ) -> tuple[sa.Select[Any], list[Any]]:
-        """``stmt`` and the sort keys of a checked ``order-by`` entry ``spec``: the
-        declared key's index when there is one for its path and direction, else ``keys``."""
+        """``stmt`` and the sort keys of a checked ``order-by`` entry ``spec`` (the
+        ``position``-th): the declared key's index when there is one for its path and
+        direction, else ``keys``."""
         if "path" not in spec:
             return stmt, keys
         direction = str(spec.get("direction", "asc")).lower()
         key = self._find(spec["path"], direction)
         if key is None:
             return stmt, keys
-        values = _values.alias(f"sort_values_{len(stmt.get_final_froms())}_{key.id}")
+        values = _values_alias(position, key.id)
         stmt = stmt.join(
             values, sa.and_(values.c.item_id == PubsubItem.id, values.c.key_id == key.id)
         )
