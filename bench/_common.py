@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -11,15 +12,18 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy.orm import Session
 from twisted.internet import defer, task
 from twisted.words.protocols.jabber import jid
 from twisted.words.xish import domish
 
 from sat_storage import Storage, engines
+from sat_storage.storage.pubsub import MAX_ITEMS_BATCH
 
 NS_PUBSUB = "http://jabber.org/protocol/pubsub"
 NS_ATOM = "http://www.w3.org/2005/Atom"
@@ -172,6 +176,32 @@ def capture_statements(engine: Any) -> tuple[list[tuple[str, Any]], Callable[[],
     return statements, lambda: event.remove(engine, "before_cursor_execute", capture)
 
 
+async def selects(storage: Storage, call: Callable[[], Awaitable[Any]]) -> list[tuple[str, Any]]:
+    """Every SELECT (text, parameters) that ``await call()`` runs on ``storage``."""
+    statements, stop = capture_statements(storage.db.engine)
+    try:
+        await call()
+    finally:
+        stop()
+    return [s for s in statements if s[0].lstrip().upper().startswith("SELECT")]
+
+
+async def explain(storage: Storage, statements: list[tuple[str, Any]]) -> list[str]:
+    """The query plans of ``statements`` (``EXPLAIN QUERY PLAN`` on SQLite, ``EXPLAIN``
+    on PostgreSQL), one line a step."""
+    prefix = "EXPLAIN QUERY PLAN " if storage.dialect == "sqlite" else "EXPLAIN "
+
+    def txn(session: Session) -> list[str]:
+        connection = session.connection()
+        return [
+            str(row[-1])
+            for sql, params in statements
+            for row in connection.exec_driver_sql(prefix + sql, params)
+        ]
+
+    return await storage.db.run(txn)
+
+
 class RawDriver:
     """A connection of the driver alone (``sqlite3``/psycopg) to the storage's database.
 
@@ -204,17 +234,53 @@ class RawDriver:
         self.connection.close()
 
 
-def time_call(call: Callable[[], Any], repeat: int) -> float:
-    """Mean seconds of ``repeat`` calls of ``call`` (synchronous)."""
-    start = time.perf_counter()
+@dataclass
+class NodeBench:
+    """A storage with one node of cached items, and the driver alone on its database."""
+
+    storage: Storage
+    raw: RawDriver
+    node: Any
+    fill_s: float  # seconds the items took to cache
+
+
+@contextlib.asynccontextmanager
+async def node_bench(
+    db_url: str | None, workdir: str, prefix: str, count: int
+) -> AsyncIterator[NodeBench]:
+    """A new node ``prefix-...`` of ``count`` Atom-like items (cached by calls of
+    ``MAX_ITEMS_BATCH``) in the storage of ``db_url``; closed on leaving."""
+    storage = await open_storage(db_url, workdir)
+    raw = RawDriver(storage)
+    try:
+        node = await storage.set_pubsub_node(Client, SERVICE, f"{prefix}-{time.time_ns()}")
+        start = time.perf_counter()
+        await fill_node(storage, node, count, MAX_ITEMS_BATCH)
+        yield NodeBench(storage, raw, node, time.perf_counter() - start)
+    finally:
+        raw.close()
+        await storage.close()
+
+
+Clock = Callable[[], float]
+#: the CPU time of the whole process (all its threads): what a call costs, without the
+#: waits for a core that other processes' load adds to wall-clock times
+cpu_time: Clock = time.process_time
+
+
+def time_call(call: Callable[[], Any], repeat: int, clock: Clock = time.perf_counter) -> float:
+    """Mean seconds (of ``clock``) of ``repeat`` calls of ``call`` (synchronous)."""
+    start = clock()
     for _ in range(repeat):
         call()
-    return (time.perf_counter() - start) / repeat
+    return (clock() - start) / repeat
 
 
-async def time_async(call: Callable[[], Awaitable[Any]], repeat: int) -> float:
-    """Mean seconds of ``repeat`` sequential awaits of ``call()``."""
-    start = time.perf_counter()
+async def time_async(
+    call: Callable[[], Awaitable[Any]], repeat: int, clock: Clock = time.perf_counter
+) -> float:
+    """Mean seconds (of ``clock``) of ``repeat`` sequential awaits of ``call()``."""
+    start = clock()
     for _ in range(repeat):
         await call()
-    return (time.perf_counter() - start) / repeat
+    return (clock() - start) / repeat

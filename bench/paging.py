@@ -23,21 +23,15 @@ import time
 from typing import Any
 
 from _common import (
-    SERVICE,
-    Client,
-    RawDriver,
-    capture_statements,
     engine_name,
-    fill_node,
+    explain,
     main,
     median,
-    open_storage,
+    node_bench,
     parser,
+    selects,
     time_call,
 )
-from sqlalchemy.orm import Session
-
-from sat_storage.storage.pubsub import MAX_ITEMS_BATCH
 
 PAGE = 20
 
@@ -53,44 +47,14 @@ def vacuum(connection: Any) -> None:
     )
 
 
-async def selects(storage: Any, node: Any, kwargs: dict[str, Any]) -> list[tuple[str, Any]]:
-    """Every SELECT ``get_items(node, **kwargs)`` runs (text, parameters)."""
-    statements, stop = capture_statements(storage.db.engine)
-    try:
-        await storage.get_items(node, **kwargs)
-    finally:
-        stop()
-    return [s for s in statements if s[0].lstrip().upper().startswith("SELECT")]
-
-
 def page_queries(statements: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
     """The statements that read the page (cursor and page look-ups), not the counts."""
     return [s for s in statements if "count(" not in s[0].lower()]
 
 
-async def explain(storage: Any, statements: list[tuple[str, Any]]) -> list[str]:
-    """The query plans of ``statements``."""
-    prefix = "EXPLAIN QUERY PLAN " if storage.dialect == "sqlite" else "EXPLAIN "
-
-    def txn(session: Session) -> list[str]:
-        connection = session.connection()
-        lines = []
-        for sql, params in statements:
-            for row in connection.exec_driver_sql(prefix + sql, params):
-                lines.append(str(row[-1]))
-        return lines
-
-    return await storage.db.run(txn)
-
-
 async def run(args: Any, workdir: str) -> dict[str, Any]:
-    storage = await open_storage(args.db_url, workdir)
-    raw = RawDriver(storage)
-    try:
-        node = await storage.set_pubsub_node(Client, SERVICE, f"paging-{time.time_ns()}")
-        start = time.perf_counter()
-        await fill_node(storage, node, args.items, MAX_ITEMS_BATCH)
-        fill_s = time.perf_counter() - start
+    async with node_bench(args.db_url, workdir, "paging", args.items) as bench:
+        storage, raw, node, fill_s = bench.storage, bench.raw, bench.node, bench.fill_s
         if storage.dialect == "postgresql":
             await storage.db.run_with_connection(vacuum)
         middle = f"item-{args.items // 2:06d}"
@@ -105,7 +69,10 @@ async def run(args: Any, workdir: str) -> dict[str, Any]:
             for order in ("creation", "modification")
             for name, extra in requests.items()
         ]
-        statements = {(o, n): await selects(storage, node, kw) for o, n, kw in cases}
+        statements = {
+            (o, n): await selects(storage, lambda kw=kw: storage.get_items(node, **kw))
+            for o, n, kw in cases
+        }
         times: dict[tuple[str, str], list[float]] = {(o, n): [] for o, n, _ in cases}
         raw_times: dict[tuple[str, str], list[float]] = {(o, n): [] for o, n, _ in cases}
         for _ in range(args.runs):  # interleaved: background load hits every case alike
@@ -124,9 +91,6 @@ async def run(args: Any, workdir: str) -> dict[str, Any]:
             raw_ms = round(median(raw_times[(order, name)]) * 1000, 3)
             raw_figures.setdefault(order, {})[name] = raw_ms
             plans.setdefault(order, {})[name] = await explain(storage, statements[(order, name)])
-    finally:
-        raw.close()
-        await storage.close()
     ratios = {
         order: {
             name: round(values[name] / values["first"], 2)

@@ -4,10 +4,12 @@ Caches ``--items`` Atom-like items into one node, then times, median of ``--runs
 runs of ``--requests`` sequential reads each:
 
 - ``Storage.get_items``: the public read (checks, thread hop, SQL, rows into items,
-  XML parsed into domish, RSM metadata);
+  RSM metadata; the items' XML is parsed when a caller reads ``.data``, not here);
 - ``raw SQL + fetch``: the very statements that read runs (captured once), replayed
   with the driver alone (``sqlite3``/psycopg) in the calling thread, rows fetched as
   tuples: the baseline (target: the storage read within 1.5x of it);
+- the storage read and the baseline again in CPU time of the process (all threads:
+  the database thread's work counts, the waits for a core on a loaded machine do not);
 - ``raw SQL + fetch + parse``: the same, plus the items' XML parsed into domish and
   their JSON decoded (what any reader must pay at least).
 
@@ -17,25 +19,20 @@ runs of ``--requests`` sequential reads each:
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 from _common import (
-    SERVICE,
-    Client,
-    RawDriver,
-    capture_statements,
+    cpu_time,
     engine_name,
-    fill_node,
     main,
     median,
-    open_storage,
+    node_bench,
     parser,
+    selects,
     time_async,
     time_call,
 )
 
-from sat_storage.storage.pubsub import MAX_ITEMS_BATCH
 from sat_storage.xml_tools import parse_xml
 
 
@@ -53,41 +50,39 @@ def parse_rows(results: list[list[tuple[Any, ...]]]) -> int:
     return parsed
 
 
+def names_of(label: str) -> dict[str, str]:
+    """The figures' names (wall-clock, and process CPU time: see ``cpu_time``)."""
+    return {
+        "storage": f"Storage.get_items {label}",
+        "raw": f"raw SQL + fetch, {label}",
+        "raw_parse": f"raw SQL + fetch + parse, {label}",
+        "storage_cpu": f"Storage.get_items {label}, CPU time",
+        "raw_cpu": f"raw SQL + fetch, {label}, CPU time",
+    }
+
+
 async def run(args: Any, workdir: str) -> dict[str, Any]:
-    storage = await open_storage(args.db_url, workdir)
-    raw = RawDriver(storage)
-    try:
-        node = await storage.set_pubsub_node(Client, SERVICE, f"reads-{time.time_ns()}")
-        await fill_node(storage, node, args.items, MAX_ITEMS_BATCH)
-        statements, stop = capture_statements(storage.db.engine)
-        try:
-            items, _metadata = await storage.get_items(node, max_items=args.max_items)
-        finally:
-            stop()
-        assert len(items) == args.max_items, len(items)
-        statements[:] = [s for s in statements if s[0].lstrip().upper().startswith("SELECT")]
-        assert parse_rows(raw.run(statements)) == args.max_items
+    async with node_bench(args.db_url, workdir, "reads", args.items) as bench:
+        storage, raw, node = bench.storage, bench.raw, bench.node
 
         def read() -> Any:
             return storage.get_items(node, max_items=args.max_items)
 
-        times: dict[str, list[float]] = {"storage": [], "raw": [], "raw_parse": []}
+        statements = await selects(storage, read)
+        items, _metadata = await read()
+        assert len(items) == args.max_items, len(items)
+        assert parse_rows(raw.run(statements)) == args.max_items
+        times: dict[str, list[float]] = {k: [] for k in names_of("")}
         for _ in range(args.runs):  # interleaved: background load hits every figure alike
             times["storage"].append(await time_async(read, args.requests))
             times["raw"].append(time_call(lambda: raw.run(statements), args.requests))
             times["raw_parse"].append(
                 time_call(lambda: parse_rows(raw.run(statements)), args.requests)
             )
-    finally:
-        raw.close()
-        await storage.close()
+            times["storage_cpu"].append(await time_async(read, args.requests, cpu_time))
+            times["raw_cpu"].append(time_call(lambda: raw.run(statements), args.requests, cpu_time))
     ms = {name: round(median(values) * 1000, 3) for name, values in times.items()}
-    label = f"newest {args.max_items} of {args.items}"
-    names = {
-        "storage": f"Storage.get_items {label}",
-        "raw": f"raw SQL + fetch, {label}",
-        "raw_parse": f"raw SQL + fetch + parse, {label}",
-    }
+    names = names_of(f"newest {args.max_items} of {args.items}")
     result = {
         "benchmark": "reads",
         "engine": engine_name(args.db_url),
@@ -103,11 +98,15 @@ async def run(args: Any, workdir: str) -> dict[str, Any]:
              "baseline": names["raw"]},
             {"name": names["storage"], "value": ms["storage"], "unit": "ms",
              "baseline": names["raw"]},
+            {"name": names["raw_cpu"], "value": ms["raw_cpu"], "unit": "ms"},
+            {"name": names["storage_cpu"], "value": ms["storage_cpu"], "unit": "ms",
+             "baseline": names["raw_cpu"]},
         ],  # fmt: skip
     }
     if not args.json:
         for name, value in ms.items():
-            print(f"  {names[name]:45} {value:8.3f} ms  ({value / ms['raw']:.2f} x raw)")
+            base = ms["raw_cpu" if name.endswith("_cpu") else "raw"]
+            print(f"  {names[name]:55} {value:8.3f} ms  ({value / base:.2f} x raw)")
     return result
 
 

@@ -10,6 +10,9 @@ parsing of the results):
   ``published`` desc, limit 20;
 - ``fts+overlap+order``: the same word, tags overlapping 4 of the 50 tags, ordered by
   ``published`` desc, limit 20 (the figure of issue #14);
+- ``fts+overlap+order, query not seen before``: the same, its tags in another order at
+  each run, so that the storage builds its statement (the others are searches asked
+  again, whose statements the storage keeps);
 - ``fts only``: the same word, by rank, limit 20;
 - ``filter+order, no fts``: the same filter and order without ``fts``, which must
   read every item of the profile (shows what the full-text index saves);
@@ -29,6 +32,7 @@ PostgreSQL): the full-text index is read first, items are fetched by primary key
 
 from __future__ import annotations
 
+import itertools
 import time
 from typing import Any
 
@@ -36,16 +40,18 @@ from _common import (
     SERVICE,
     RawDriver,
     atom_item,
-    capture_statements,
+    cpu_time,
     engine_name,
+    explain,
     main,
     median,
     open_storage,
     parser,
+    selects,
+    time_async,
     time_call,
 )
 from sqlalchemy import text
-from sqlalchemy.orm import Session
 
 NODES = 10
 BATCH = 5_000
@@ -55,6 +61,8 @@ TOPICS = (
     "origami", "photography", "quantum", "robotics", "sailing", "typography",
 )  # fmt: skip
 WORD = "gardening"
+FIGURE = "fts+overlap+order"  # the figure of issue #14
+NEW = f"{FIGURE}, query not seen before"
 
 
 class BenchClient:
@@ -91,24 +99,7 @@ async def fill(storage: Any, client: Any, count: int) -> list[str]:
 
 async def statement_of(storage: Any, query: dict[str, Any]) -> tuple[str, Any]:
     """The SQL text and parameters of a search, as the storage runs it."""
-    statements, stop = capture_statements(storage.db.engine)
-    try:
-        await storage.search_pubsub_items(query)
-    finally:
-        stop()
-    return [s for s in statements if s[0].lstrip().upper().startswith("SELECT")][-1]
-
-
-async def explain(storage: Any, statement: tuple[str, Any]) -> list[str]:
-    """The query plan of a search's statement."""
-    prefix = "EXPLAIN QUERY PLAN " if storage.dialect == "sqlite" else "EXPLAIN "
-
-    def txn(session: Session) -> list[str]:
-        sql, params = statement
-        rows = session.connection().exec_driver_sql(prefix + sql, params)
-        return [str(row[-1]) for row in rows]
-
-    return await storage.db.run(txn)
+    return (await selects(storage, lambda: storage.search_pubsub_items(query)))[-1]
 
 
 async def run(args: Any, workdir: str) -> dict[str, Any]:
@@ -139,20 +130,42 @@ async def run(args: Any, workdir: str) -> dict[str, Any]:
             "order by published only": {**scope, "order-by": [published]},
         }  # fmt: skip
         statements = {name: await statement_of(storage, q) for name, q in queries.items()}
-        times: dict[str, list[float]] = {name: [] for name in queries}
-        raw_times: dict[str, list[float]] = {name: [] for name in queries}
-        for _ in range(args.runs):  # interleaved: background load hits every query alike
-            for name, query in queries.items():
+        times: dict[str, list[float]] = {name: [] for name in [*queries, NEW]}
+        raw_times: dict[str, list[float]] = {name: [] for name in [*queries, NEW]}
+        # the same search with its tags in another order (repeated) each time: a query
+        # the storage has not seen (its statement is built), the same rows and SQL but
+        # its values; its baseline is the statement of fts+overlap+order
+        tag_orders = list(itertools.permutations(overlap["value"]))[1:]
+
+        def unseen(i: int) -> list[str]:
+            return [*tag_orders[i % len(tag_orders)], *["tag1"] * (i // len(tag_orders))]
+
+        cpu: dict[str, list[float]] = {n: [] for f in (FIGURE, NEW) for n in (f, f"{f}, raw SQL")}
+        for run in range(args.runs):  # interleaved: background load hits every query alike
+            fresh = [{**overlap, "value": unseen(2 * run)}]
+            for name, query in [*queries.items(), (NEW, {**queries[FIGURE], "parsed": fresh})]:
                 begin = time.perf_counter()
                 found = await storage.search_pubsub_items(query)
                 times[name].append(time.perf_counter() - begin)
                 assert len(found) == 20, (name, len(found))
-                raw_times[name].append(time_call(lambda n=name: raw.run([statements[n]]), 1))
+                raw_sql = [statements[FIGURE if name == NEW else name]]
+                raw_times[name].append(time_call(lambda q=raw_sql: raw.run(q), 1))
+                if name in (FIGURE, NEW):  # again, in CPU time of the process
+                    if name == NEW:  # (one not seen either)
+                        query = {**query, "parsed": [{**overlap, "value": unseen(2 * run + 1)}]}
+                    cpu[name].append(
+                        await time_async(
+                            lambda q=query: storage.search_pubsub_items(q), 1, cpu_time
+                        )
+                    )
+                    again = time_call(lambda q=raw_sql: raw.run(q), 1, cpu_time)
+                    cpu[f"{name}, raw SQL"].append(again)
         first = (await storage.search_pubsub_items(queries["fts+filter+order"]))[0]
         assert WORD in first.data.toXml() and first.parsed["score"] >= 500
         figures = {name: round(median(values) * 1000, 2) for name, values in times.items()}
+        cpu_ms = {name: round(median(values) * 1000, 3) for name, values in cpu.items()}
         raw_figures = {name: round(median(v) * 1000, 3) for name, v in raw_times.items()}
-        plans = {name: await explain(storage, statements[name]) for name in queries}
+        plans = {name: await explain(storage, [statements[name]]) for name in queries}
         await storage.delete_profile(profile)
     finally:
         raw.close()
@@ -170,6 +183,10 @@ async def run(args: Any, workdir: str) -> dict[str, Any]:
         "median_ms": figures,
         "raw_sql_ms": raw_figures,
         "overhead_over_raw_ms": {n: round(figures[n] - raw_figures[n], 2) for n in figures},
+        "cpu_time_ms": cpu_ms,
+        "cpu_overhead_over_raw_ms": {
+            f: round(cpu_ms[f] - cpu_ms[f"{f}, raw SQL"], 3) for f in (FIGURE, NEW)
+        },
         "plans": plans,
         "results": [
             {"name": name, "value": ms, "unit": "ms", "baseline": f"{name}, raw SQL"}
@@ -177,6 +194,10 @@ async def run(args: Any, workdir: str) -> dict[str, Any]:
         ] + [
             {"name": f"{name}, raw SQL", "value": ms, "unit": "ms"}
             for name, ms in raw_figures.items()
+        ] + [
+            {"name": f"{name}, CPU time", "value": ms, "unit": "ms"}
+            | ({} if name.endswith("raw SQL") else {"baseline": f"{name}, raw SQL, CPU time"})
+            for name, ms in cpu_ms.items()
         ],
     }
     if not args.json:
@@ -189,6 +210,9 @@ async def run(args: Any, workdir: str) -> dict[str, Any]:
             raw_ms = raw_figures[name]
             print(f"  {name:24} {ms:8.2f} ms  ({ms / figures[baseline]:.2f} x {baseline}; "
                   f"raw SQL {raw_ms} ms, overhead {ms - raw_ms:.2f} ms)")
+        for name, overhead in result["cpu_overhead_over_raw_ms"].items():
+            print(f"  {name}: CPU time {cpu_ms[name]} ms, raw SQL {cpu_ms[name + ', raw SQL']}"
+                  f" ms, overhead {overhead} ms")
         for name, lines in plans.items():
             print(f"  plan of {name}:")
             for line in lines:
