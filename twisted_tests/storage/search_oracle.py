@@ -9,6 +9,7 @@ the documents, not the code: only the full-text *parser* and word normalisation 
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,7 +42,8 @@ class Item:
     parsed: dict[str, Any] | None
     words: list[str]  # normalised indexed words, in document order
     created: int  # order of first caching
-    updated: int  # number of the last write call
+    updated: int  # number of the last write call that changed it
+    source: tuple[str, str, str] = ("", "", "")  # title, content, parsed JSON text
 
     @property
     def key(self) -> tuple[str, str, str, str]:
@@ -58,16 +60,20 @@ class Oracle:
     def cache(
         self, profile: str, node: Mapping[str, Any], batch: Sequence[Mapping[str, Any]]
     ) -> None:
-        """Record one ``cache_pubsub_items`` call (the last of a repeated id wins)."""
+        """Record one ``cache_pubsub_items`` call (the last of a repeated id wins; an
+        item cached again with the same XML and parsed data keeps its update time)."""
         self.calls += 1
         for entry in batch:
             key = (profile, node["service"], node["name"], entry["name"])
             old = self.items.get(key)
+            source = (entry["title"], entry["content"], json.dumps(entry["parsed"]))
+            if old is not None and old.source == source:
+                continue  # an unchanged item (same XML and parsed data) changes nothing
             created = old.created if old else len(self.items)
             words = fts.normalise(entry["title"] + " " + entry["content"])
             self.items[key] = Item(
                 profile, node["service"], node["name"], node["type"], node["subtype"],
-                entry["name"], entry["parsed"], words, created, self.calls,
+                entry["name"], entry["parsed"], words, created, self.calls, source,
             )  # fmt: skip
 
     def search(self, query: Mapping[str, Any]) -> list[Item]:
