@@ -1,8 +1,10 @@
 """Reads of cached pubsub items: pages with XEP-0059 (RSM) metadata, keyset paging.
 
 Pages are read with keyset paging on the ``pubsub_items(node_id, id)`` and
-``(node_id, updated, id)`` indexes: a range scan of the order's index, then one
-COUNT on it (see :meth:`PubsubPagingStore.get_items`). A request is an
+``(node_id, updated, id)`` indexes: a range scan of the order's index. RSM ``count``
+is the node's ``item_count`` (kept by the item writes, :mod:`sat_storage.item_counts`);
+``index`` is known from the request, or read from the same index for pages after or
+before a cursor (:mod:`.rsm_positions`, see :meth:`PubsubPagingStore.get_items`). A request is an
 :class:`~sat_storage.storage.items_query.ItemsQuery`, checked once.
 """
 
@@ -11,12 +13,13 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from sqlalchemy import Connection, Integer, Select, Text, bindparam, case, func, select, tuple_
+from sqlalchemy import Connection, Integer, Select, Text, and_, bindparam, select, tuple_
 from sqlalchemy.orm import Session
 from twisted.internet import defer
 
 from sat_storage.exceptions import NotFound
 from sat_storage.models import PubsubItem, PubsubNode
+from sat_storage.storage import rsm_positions
 from sat_storage.storage.base import as_deferred
 from sat_storage.storage.checks import batched, check_node
 from sat_storage.storage.item_reads import ITEM_READ_COLUMNS, ItemRow, items_from_rows
@@ -103,14 +106,24 @@ def _page_statement(keys: tuple[str, ...], mode: str, limited: bool) -> Select[A
 
 
 @functools.cache
-def _key_statement(keys: tuple[str, ...], by_name: bool) -> Select[Any]:
-    """The keyset of one item of a node, built once: the item named ``name``
-    (``by_name``), else the one at position ``offset`` (from the index alone)."""
-    key, _bound, ascending, _descending = _cursor(keys)
+def _key_statement(keys: tuple[str, ...]) -> Select[Any]:
+    """The keyset of the item named ``name`` of a node, built once (the key at a
+    position is :func:`.rsm_positions.key_at`'s)."""
+    key = _cursor(keys)[0]
     stmt = select(*key.clauses).where(_items.c.node_id == _NODE_ID)
-    if by_name:
-        return stmt.where(_items.c.name == bindparam("name", type_=Text))
-    return stmt.order_by(*ascending).offset(bindparam("offset", type_=Integer)).limit(1)
+    return stmt.where(_items.c.name == bindparam("name", type_=Text))
+
+
+@functools.cache
+def _counters_statement(keys: tuple[str, ...] | None) -> Select[Any]:
+    """The node's ``item_count`` and ``items_version``, built once; with ``keys``: and
+    the keyset of its item named ``name`` (NULLs when it is not cached)."""
+    nodes = PubsubNode.__table__
+    stmt = select(nodes.c.item_count, nodes.c.items_version).where(nodes.c.id == _NODE_ID)
+    if keys is None:
+        return stmt
+    named = and_(_items.c.node_id == nodes.c.id, _items.c.name == bindparam("name", type_=Text))
+    return stmt.add_columns(*(_items.c[k] for k in keys)).outerjoin(_items, named)
 
 
 def _bound_key(key: tuple[Any, ...]) -> dict[str, Any]:
@@ -122,7 +135,7 @@ def _cursor_key(
 ) -> tuple[Any, ...]:
     """The keyset of the cached item ``cursor`` (``NotFound`` when not cached)."""
     row = connection.execute(
-        _key_statement(keys, True), {"node_id": node_id, "name": cursor}
+        _key_statement(keys), {"node_id": node_id, "name": cursor}
     ).one_or_none()
     if row is None:
         raise NotFound(f"item {cursor!r} is not in the cache of node #{node_id}")
@@ -143,14 +156,10 @@ def _page(
         mode = "after"
     elif query.before:
         mode, backwards = "before", True
-    elif query.from_index is not None:
-        # the key at that position, from the index alone; then a range scan
-        start = connection.execute(
-            _key_statement(query.keys, False), {"node_id": node_id, "offset": query.from_index}
-        ).one_or_none()
-        if start is None:
+    elif query.from_index is not None:  # cursor_key: the key at that position
+        if cursor_key is None:
             return []
-        mode, cursor_key = "from", tuple(start)
+        mode = "from"
     elif query.before == "" or query.desc:
         mode, backwards = "desc", True
     else:
@@ -185,30 +194,63 @@ class PubsubPagingStore(PubsubNodesStore):
     def get_items_page_txn(
         cls, session: Session, node_id: int, query: ItemsQuery, node: PubsubNode | None = None
     ) -> Page:
-        """Keyset paging: a range scan of the order's index, then one COUNT on it."""
+        """Keyset paging: a range scan of the order's index; the count is the node's
+        stored ``item_count``, the index known from the request or read cheaply."""
         keys, max_items, before = query.keys, query.max_items, query.before
         key = tuple_(*(getattr(PubsubItem, k) for k in keys))
-        node_filter = PubsubItem.node_id == node_id
         connection = session.connection()
         cursor = before or query.after
         cursor_key = None
-        if cursor:
-            cursor_key = _cursor_key(connection, node_id, keys, cursor)
+        if cursor:  # its keyset, read with the node's counters (one statement)
+            row = connection.execute(
+                _counters_statement(keys), {"node_id": node_id, "name": cursor}
+            ).one_or_none()
+            if row is None or row[2] is None:
+                raise NotFound(f"item {cursor!r} is not in the cache of node #{node_id}")
+            count, version, cursor_key = row[0], row[1], tuple(row[2:])
+        else:
+            row = connection.execute(_counters_statement(None), {"node_id": node_id}).first()
+            count, version = row or (0, 0)
+            if query.from_index is not None and max_items != 0:
+                # the key at that position (from the index alone); the page starts there
+                cursor_key = rsm_positions.key_at(
+                    session, node_id, key, query.from_index, count, version
+                )
         items: list[ItemRow] = []
         if max_items != 0:
             items = _page(connection, node_id, query, cursor_key, node)
         if items:
-            first = _key_of(items[0], keys)
-            count, index = session.execute(
-                select(func.count(), func.count(case((key < first, 1)))).where(node_filter)
-            ).one()
+            index = cls._index(session, node_id, key, query, items, count, version)
             complete = index + len(items) == count
         else:
-            count = session.execute(select(func.count()).where(node_filter)).scalar_one()
             index = None
             # an empty page ends the node, except before the first item or when max is 0
             complete = count == 0 or (max_items != 0 and not before)
         return items, _metadata(items, index, count, complete)
+
+    @staticmethod
+    def _index(
+        session: Session,
+        node_id: int,
+        key: Any,
+        query: ItemsQuery,
+        items: list[ItemRow],
+        count: int,
+        version: int,
+    ) -> int:
+        """Position of the page's first item in the node (how many items come before it).
+
+        Known without reading for the oldest and newest pages and ``from_index``; after
+        or before a cursor, read from the order's index (:mod:`.rsm_positions`).
+        """
+        if query.after is None and not query.before:
+            if query.from_index is not None:
+                return query.from_index
+            if query.before == "" or query.desc:
+                return count - len(items)
+            return 0
+        first = _key_of(items[0], query.keys)
+        return rsm_positions.position(session, node_id, key, first, count, version)
 
     @classmethod
     def get_items_by_ids_txn(

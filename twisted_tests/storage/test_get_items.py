@@ -24,6 +24,15 @@ PLAN_SEARCH = (
     r"(pubsub_items__node_id_id|pubsub_items__node_id_updated_id|sqlite_autoindex_\w+) "
     r"\(node_id=\?"
 )
+# or the node's own row (its item count), or the frame of a SELECT of scalar subqueries
+PLAN_OTHER = (
+    r"^(SEARCH pubsub_nodes USING INTEGER PRIMARY KEY \(rowid=\?\)|SCALAR SUBQUERY \d+"
+    r"|SCAN CONSTANT ROW)$"
+)
+ORDER_INDEXES = (
+    ("creation", "pubsub_items__node_id_id"),
+    ("modification", "pubsub_items__node_id_updated_id"),
+)
 
 
 def rsm(first: str | None, last: str | None, index: int | None, count: int) -> dict[str, Any]:
@@ -309,6 +318,48 @@ class IndexUseTests(TestCase):
 
         return await self.storage.db.run(explain)
 
+    async def count_plans(self, **kwargs: Any) -> list[str]:
+        """The plans (text) of the COUNTs that get_items(**kwargs) runs; on PostgreSQL
+        with sequential and bitmap scans off (the test's node is too small to want an
+        index otherwise): the plan shows which index can answer alone."""
+        self.statements.clear()
+        await self.storage.get_items(self.node, **kwargs)
+        counts = [s for s in self.statements if "count(" in s[0].lower()]
+
+        def explain(session: Any) -> list[str]:
+            connection = session.connection()
+            if connection.dialect.name == "sqlite":
+                prefix = "EXPLAIN QUERY PLAN "
+            else:
+                prefix = "EXPLAIN "
+                connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
+                connection.exec_driver_sql("SET LOCAL enable_bitmapscan = off")
+            return [
+                "\n".join(str(row[-1]) for row in connection.exec_driver_sql(prefix + sql, params))
+                for sql, params in counts
+            ]
+
+        return await self.storage.db.run(explain)
+
+    async def test_counts_read_an_index_range(self) -> None:
+        """No page counts the node: the count is stored, the index known for the oldest,
+        newest, last and from_index pages; after or before a cursor, one COUNT of a
+        range of the order's index, which answers alone (covering / index-only)."""
+        covering = {  # a range of the node's entries (node_id and a bound), index alone
+            "sqlite": r"SEARCH pubsub_items USING COVERING INDEX {index} \(node_id=\? AND ",
+            "postgresql": r"Index Only Scan using {index} on pubsub_items.*\n.*"
+            r"Index Cond: \(\(node_id = \d+\) AND \(",
+        }[self.storage.dialect]
+        for order, index in ORDER_INDEXES:
+            for cursor in ({}, {"desc": False}, {"before": ""}, {"from_index": 5}):
+                kwargs = {"order_by": [order], "max_items": 3} | cursor
+                self.assertEqual(await self.count_plans(**kwargs), [], kwargs)
+            for cursor in ({"after": "i3"}, {"before": "i6"}, {"after": "i8"}):
+                kwargs = {"order_by": [order], "max_items": 3} | cursor
+                plans = await self.count_plans(**kwargs)
+                self.assertEqual(len(plans), 1, kwargs)
+                self.assertRegex(plans[0], covering.format(index=index), kwargs)
+
     @only_on("sqlite")
     async def test_pages_use_the_order_indexes(self) -> None:
         """Pages search the order's index; counts read an index alone; no sort, no scan."""
@@ -327,5 +378,5 @@ class IndexUseTests(TestCase):
             page = f"SEARCH pubsub_items USING INDEX {index} (node_id=?"
             self.assertTrue(any(p.startswith(page) for p in plans), msg)
             for plan in plans:
-                self.assertRegex(plan, PLAN_SEARCH, msg)
+                self.assertRegex(plan, f"{PLAN_SEARCH}|{PLAN_OTHER}", msg)
                 self.assertNotIn("TEMP B-TREE", plan, msg)

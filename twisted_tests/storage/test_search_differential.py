@@ -67,6 +67,16 @@ def postgresql_url(testcase: TestCase) -> str:
         raise SkipTest(f"the differential search tests need PostgreSQL: {e}") from None
 
 
+async def engine_storages(testcase: TestCase) -> dict[str, Storage]:
+    """A storage on a new SQLite file and one on a new PostgreSQL database (the test
+    server, whatever the suite's engine), closed at cleanup."""
+    pg_url = postgresql_url(testcase)
+    return {
+        "sqlite": await make_storage(testcase, sqlite_url(testcase)),
+        "postgresql": await make_storage(testcase, pg_url),
+    }
+
+
 def canonical(*fields: Any) -> str:
     """An item's identity and parsed data as comparable text.
 
@@ -97,11 +107,7 @@ class DifferentialSearchTests(TestCase):
     timeout = TIMEOUTS[PROFILE]
 
     async def setUp(self) -> None:
-        pg_url = postgresql_url(self)
-        self.storages: dict[str, Storage] = {
-            "sqlite": await make_storage(self, sqlite_url(self)),
-            "postgresql": await make_storage(self, pg_url),
-        }
+        self.storages = await engine_storages(self)
         self.stats: Counter[str] = Counter()
         self.stopping = False  # set when the test ends (timeout): no more examples
         self.addCleanup(setattr, self, "stopping", True)
