@@ -9,6 +9,7 @@ synchronised in the cache. Then the same ``get_items`` requests (the newest
 The answers are checked to be the same, and the cache to send no IQ.
 
     python bench/cache_vs_network.py [--node-items 250] [--max-items 20] [--json]
+                                     [--read-cache-items 0]   # without the read cache
 """
 
 from __future__ import annotations
@@ -48,7 +49,10 @@ async def timed(get: Any, requests: int) -> tuple[float, list[domish.Element]]:
 async def run(args: Any, workdir: str) -> dict[str, Any]:
     server = prosody()
     config = Path(workdir, "sat.conf")
-    config.write_text(BASE_CONFIG)
+    storage_section = ""
+    if args.read_cache_items is not None:
+        storage_section = f"[storage]\nread_cache_items = {args.read_cache_items}\n"
+    config.write_text(BASE_CONFIG + storage_section)
     db_url = args.db_url or f"sqlite:///{os.path.join(workdir, 'bench.sqlite')}"
     host = Host(config, db_url)
     await host.start()
@@ -122,6 +126,7 @@ async def measure(args: Any, host: Host, server: Any) -> dict[str, Any]:
         "requests": args.requests,
         "runs": args.runs,
         "db": host.memory.storage.dialect,
+        "read_cache_items": host.memory.storage.read_cache.max_items,
         "results": results,
     }
 
@@ -131,4 +136,9 @@ if __name__ == "__main__":
     p.add_argument("--node-items", dest="items", type=int, default=250, help="items in the node")
     p.add_argument("--max-items", type=int, default=20, help="size of the 'newest' request")
     p.add_argument("--requests", type=int, default=100, help="requests per run")
+    p.add_argument(
+        "--read-cache-items",
+        type=int,
+        help="[storage] read_cache_items of the host (0: no read cache; default: the default)",
+    )
     main(run, p.parse_args())
