@@ -43,15 +43,18 @@ Page = tuple[list[Any], dict[str, Any]]  # (items oldest first, RSM metadata)
 
 
 def read_cache_items(value: object) -> int:
-    """The read cache's bound (items, ``0`` = no cache) from an argument or config text;
-    ``ValueError`` naming ``read_cache_items`` when it is not a non-negative integer."""
+    """The read cache's bound (items, ``0`` = no cache) from an argument or config text
+    (None: :data:`DEFAULT_READ_CACHE_ITEMS`); ``ValueError`` naming
+    ``read_cache_items`` when it is not a non-negative integer."""
     if value is None:
         return DEFAULT_READ_CACHE_ITEMS
-    try:
-        number = int(value) if isinstance(value, int | str) and value is not True else -1
-    except ValueError:
-        number = -1
-    if number < 0 or value is False:
+    number = -1
+    if isinstance(value, int | str) and not isinstance(value, bool):
+        try:
+            number = int(value)
+        except ValueError:
+            pass
+    if number < 0:
         raise ValueError(f"read_cache_items must be a non-negative integer, got {value!r}")
     return number
 
