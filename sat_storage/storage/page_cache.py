@@ -84,13 +84,16 @@ class _Template:
 class CachedItem:
     """An item of an answer of the read cache, read as a ``PubsubItem``: ``id``,
     ``node_id``, ``name``, ``created``, ``updated``, ``data`` (the ``<item/>``
-    element) and ``parsed``. ``data`` and ``parsed`` belong to this object (copies
-    of the cache's, made when first read): changing them changes no other answer."""
+    element), ``parsed`` and ``node``. ``data`` and ``parsed`` belong to this object
+    (copies of the cache's, made when first read): changing them changes no other
+    answer."""
 
-    __slots__ = ("_data", "_parsed", "_template")
+    __slots__ = ("_data", "_parsed", "_template", "node")
 
-    def __init__(self, template: _Template) -> None:
+    def __init__(self, template: _Template, node: Any = None) -> None:
         self._template = template
+        #: the item's :class:`~sat_storage.models.PubsubNode`, as read with the answer
+        self.node = node
         self._data: domish.Element | None = None
         self._parsed: Any = _UNSET
 
@@ -144,11 +147,11 @@ class Entry:
     items: tuple[_Template, ...]
     metadata: dict[str, Any]
 
-    def answer(self) -> Page:
-        """The page for one caller: new items, new metadata dicts."""
+    def answer(self, node: Any = None) -> Page:
+        """The page for one caller: new items (of ``node``), new metadata dicts."""
         metadata = dict(self.metadata)
         metadata["rsm"] = dict(metadata["rsm"])
-        return [CachedItem(template) for template in self.items], metadata
+        return [CachedItem(template, node) for template in self.items], metadata
 
 
 class PageCache:

@@ -26,27 +26,24 @@ from twisted.internet import defer
 from twisted.words.protocols.jabber import jid
 
 from sat_storage.exceptions import ArgumentTypeError
+from sat_storage.item_counts import VERSION_COLUMN
 from sat_storage.models import PubsubNode, SyncState
 from sat_storage.storage.base import as_deferred
+from sat_storage.storage.item_reads import NODE_COLUMNS, node_from_row
 from sat_storage.storage.items_query import ItemsQuery
 from sat_storage.storage.page_cache import Entry, PageCache, Stamp, entry_of_page
 from sat_storage.storage.pubsub_paging import Page, PubsubPagingStore
 
-__all__ = ["VERSION_COLUMN", "SyncedReadsStore"]
-
-#: the node's column bumped by every write of its items (no cache while it is missing)
-VERSION_COLUMN = "items_version"
+__all__ = ["SyncedReadsStore"]
 
 Key = tuple[int, str, str, ItemsQuery]  # (profile id, service, node name, query)
 
-_NODE_COLUMNS = list(PubsubNode.__table__.columns)
-_NODE_ATTRIBUTES = [PubsubNode.__mapper__.get_property_by_column(c).key for c in _NODE_COLUMNS]
-
 
 def _select_node_row() -> Select[Any]:
-    """The row of one node (``profile_id``, ``service``, ``name`` bound)."""
+    """The row of one node (``profile_id``, ``service``, ``name`` bound), its columns
+    those :func:`~.item_reads.node_from_row` takes."""
     table = PubsubNode.__table__
-    return select(*_NODE_COLUMNS).where(
+    return select(*NODE_COLUMNS).where(
         table.c.profile_id == bindparam("profile_id"),
         table.c.service == bindparam("service"),
         table.c.name == bindparam("name"),
@@ -54,32 +51,15 @@ def _select_node_row() -> Select[Any]:
 
 
 _NODE_ROW = _select_node_row()
-_VERSION_INDEX = (
-    [c.key for c in _NODE_COLUMNS].index(VERSION_COLUMN)
-    if VERSION_COLUMN in PubsubNode.__table__.c
-    else None
-)
-_ID_INDEX = [c.key for c in _NODE_COLUMNS].index("id")
-_UPDATED_INDEX = [c.key for c in _NODE_COLUMNS].index("sync_state_updated")
+_NODE_KEYS = [column.key for column in NODE_COLUMNS]  # "node_id", "node_name"...
+_VERSION_INDEX = _NODE_KEYS.index(f"node_{VERSION_COLUMN}")
+_ID_INDEX = _NODE_KEYS.index("node_id")
+_UPDATED_INDEX = _NODE_KEYS.index("node_sync_state_updated")
 
 
-def _stamp(row: Row[Any]) -> Stamp | None:
-    """The stamp of a node row (None while the schema has no items version)."""
-    if _VERSION_INDEX is None:
-        return None
+def _stamp(row: Row[Any]) -> Stamp:
+    """The stamp of a node row: what changes with any change of its items."""
     return (row[_ID_INDEX], row[_VERSION_INDEX], row[_UPDATED_INDEX])
-
-
-_new_node = PubsubNode.__mapper__.class_manager.new_instance
-
-
-def _node_of_row(row: Row[Any]) -> PubsubNode:
-    """A ``PubsubNode`` of a Core row, its columns set as a load sets them (straight
-    into the instance's dict: no change events, about ten times cheaper than the
-    constructor); its relationships are not loaded."""
-    node = _new_node()
-    node.__dict__.update(zip(_NODE_ATTRIBUTES, row, strict=True))
-    return node
 
 
 _HIT = "hit"
@@ -114,13 +94,13 @@ class SyncedReadsStore(PubsubPagingStore):
         row = connection.execute(_NODE_ROW, params).one_or_none()
         if row is None:
             return None, None, None
-        node = _node_of_row(row)
+        node = node_from_row(row)
         if node.sync_state is not SyncState.COMPLETED:
             return node, None, None
         stamp = _stamp(row)
-        if stamp is not None and stamp == cached:
+        if stamp == cached:
             return node, _HIT, stamp
-        return node, self.get_items_txn(session, node.id, query), stamp
+        return node, self.get_items_txn(session, node.id, query, node), stamp
 
     @as_deferred
     def get_synced_items(
@@ -166,10 +146,10 @@ class SyncedReadsStore(PubsubPagingStore):
         node, page, stamp = result
         if page is _HIT:
             assert entry is not None
-            return node, entry.answer()
+            return node, entry.answer(node)
         if page is None or stamp is None or not self.read_cache.max_items:
             return node, page  # type: ignore[return-value]
         assert node is not None and not isinstance(page, str)
         entry = entry_of_page(node.id, stamp, page)
         self.read_cache.put(key, entry)
-        return node, entry.answer()
+        return node, entry.answer(node)

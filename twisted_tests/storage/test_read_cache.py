@@ -129,8 +129,9 @@ class HitTests(ReadCacheTestCase):
         """The node of a hit is the database's (its extra changed meanwhile)."""
         await self.read()
         await self.storage.update_pubsub_node_extra(self.node, {"k": 1})
-        node, _ = await self.read()
+        node, (items, _) = await self.read()
         self.assertEqual(node.extra, {"k": 1})
+        self.assertTrue(all(item.node is node for item in items))
 
     async def test_not_completed_any_more(self) -> None:
         """A node no longer COMPLETED gives no page, though its page is cached."""
