@@ -211,7 +211,7 @@ class PubsubCache:
         self.xep_0060.remove_managed_node(
             "", self.on_items_event, self.on_delete_event, self.on_purge_event
         )
-        await self.syncs.stop_all()
+        await self.syncs.close()
         for profile in sorted(self.freshness.sessions):
             await self.freshness.session_ended(profile)
         self.sync_lease.stop()

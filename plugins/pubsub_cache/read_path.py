@@ -18,6 +18,7 @@ from sat_storage.plugins.pubsub_cache.keys import NodeKey
 from sat_storage.plugins.pubsub_cache.lease import SyncOwnedElsewhere
 from sat_storage.plugins.pubsub_cache.runner import SYNC_WANTED, SyncRunner
 from sat_storage.plugins.pubsub_cache.settings import CacheSettings
+from sat_storage.plugins.pubsub_cache.sync import SyncsClosed
 from sat_storage.plugins.pubsub_items import ItemsRequest, request_of
 from twisted.internet import defer
 from twisted.python.failure import Failure
@@ -258,8 +259,9 @@ class CacheReader:
 
     @staticmethod
     def _owned_elsewhere(failure: Failure) -> None:
-        """Errback: another process synchronises the node (its requests go on as usual)."""
-        failure.trap(SyncOwnedElsewhere)
+        """Errback: another process synchronises the node, or the cache is stopping
+        (its requests go on as usual)."""
+        failure.trap(SyncOwnedElsewhere, SyncsClosed)
         log.debug("%s", failure.value)
 
 

@@ -15,7 +15,7 @@ from sat_storage.plugins.pubsub_cache import LOGGER, lease
 from sat_storage.plugins.pubsub_cache.keys import NodeKey, key_of, profile_names
 from sat_storage.plugins.pubsub_cache.lease import SyncLease, SyncOwnedElsewhere
 from sat_storage.plugins.pubsub_cache.runner import SYNC_WANTED, Interruptions, SyncRunner
-from sat_storage.plugins.pubsub_cache.sync import SyncManager
+from sat_storage.plugins.pubsub_cache.sync import SyncManager, SyncsClosed
 from twisted.internet import defer
 from twisted.python.failure import Failure
 from twisted.words.protocols.jabber import jid
@@ -95,7 +95,7 @@ class Recovery:
 
     @staticmethod
     def _resync_failed(failure: Failure, label: str) -> None:
-        if failure.check(SyncOwnedElsewhere):
+        if failure.check(SyncOwnedElsewhere, SyncsClosed):
             log.info("resync: %s", failure.value)
         else:
             log.error("resync of %s: %s", label, failure)

@@ -33,6 +33,14 @@ class SyncExpired(Exception):
     """The synchronisation ran past its deadline, or was cancelled."""
 
 
+#: why :class:`SyncsClosed` is raised
+CLOSED = "the pubsub cache is stopping"
+
+
+class SyncsClosed(RuntimeError):
+    """A synchronisation was asked for after the cache stopped."""
+
+
 class RepeatedItemsError(Exception):
     """The service gave the same item twice while paging: it cannot be cached."""
 
@@ -138,6 +146,8 @@ class SyncManager:
         #: errors of ``run`` that are an answer, not a bug: logged without traceback
         self.quiet = quiet
         self._entries: dict[Hashable, _Entry] = {}
+        #: set by :meth:`close`: no synchronisation starts any more
+        self.closed = False
 
     def running(self, key: Hashable) -> bool:
         """True while a synchronisation of ``key`` runs (retries included)."""
@@ -165,8 +175,11 @@ class SyncManager:
         """Start synchronising ``key`` with ``run``, or join the running synchronisation.
 
         The Deferred fires with the result of the last attempt; cancelling it does not
-        stop the synchronisation (use :meth:`stop`).
+        stop the synchronisation (use :meth:`stop`). After :meth:`close`, it fails with
+        :class:`SyncsClosed` and ``run`` is not called.
         """
+        if self.closed:
+            return defer.fail(SyncsClosed(f"synchronisation of {key} not started: {CLOSED}"))
         joined = self.join(key)
         if joined is not None:
             return joined
@@ -224,6 +237,16 @@ class SyncManager:
         d = self.join(key)
         entry.task.expire()
         return d
+
+    def close(self) -> defer.Deferred[Any]:
+        """Stop every synchronisation and start none any more (the cache stops).
+
+        A request that was on its way to :meth:`start` (e.g. awaiting the node's
+        analysis) when the cache stopped must not claim the node afterwards: the
+        storage is closed next, and the node would stay IN_PROGRESS until the next run.
+        """
+        self.closed = True
+        return self.stop_all()
 
     def stop_all(self, dropped: bool = False) -> defer.Deferred[Any]:
         """Stop every synchronisation; fires once all have ended."""

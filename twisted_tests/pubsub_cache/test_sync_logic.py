@@ -14,6 +14,7 @@ from sat_storage.plugins.pubsub_cache.sync import (
     RepeatedItemsError,
     SyncExpired,
     SyncManager,
+    SyncsClosed,
     SyncTask,
 )
 from twisted.internet import defer, task
@@ -223,6 +224,18 @@ class SyncManagerTests(TestCase):
         self.assertEqual(self.successResultOf(d), "expired")
         self.assertTrue(self.runs[0].dropped and self.runs[0].stopped)
         self.assertEqual(len(self.runs), 1)
+
+    def test_closed_starts_nothing(self) -> None:
+        """After close(), the running synchronisation is stopped and a new start fails
+        with SyncsClosed without running anything (the cache is stopping)."""
+        running = self.manager.start("k", self.attempt)
+        closing = self.manager.close()
+        self.assertEqual(self.successResultOf(running), "expired")
+        self.successResultOf(closing)
+        late = self.manager.start("late", self.attempt)
+        self.assertIsInstance(self.failureResultOf(late, SyncsClosed).value, SyncsClosed)
+        self.assertEqual(len(self.runs), 1)
+        self.assertFalse(self.manager.running("late"))
 
     def test_progress(self) -> None:
         """The running task tells its progress."""
