@@ -1,5 +1,9 @@
 """SQLAlchemy mapping of the schema, modelled on Libervia 0.9's.
 
+The whole schema is in this one module on purpose (over 500 lines): tables refer to
+each other, migrations and the Libervia adoption compare against it as one, and it is
+read side by side with Libervia's own ``sqla_mapping.py``.
+
 Relationships default to ``lazy="raise"``: everything a caller needs is loaded
 inside the database thread, so nothing lazy crosses back to the reactor.
 """
