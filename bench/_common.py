@@ -209,13 +209,18 @@ class RawDriver:
     no thread hop, rows fetched as tuples.
     """
 
-    def __init__(self, storage: Storage) -> None:
+    def __init__(self, storage: Storage, autocommit: bool = False) -> None:
+        """``autocommit``: PostgreSQL statements without BEGIN/ROLLBACK, as the
+        storage's read-only path runs them (SQLite's ``sqlite3`` begins no
+        transaction for a SELECT anyway). The connection may be used from any thread."""
         engine = storage.db.engine
         path = engines.sqlite_path(engine.url) if engines.is_sqlite(engine) else None
         if path is not None:  # the storage's pool holds its only connection
-            self.connection: Any = sqlite3.connect(path)
+            self.connection: Any = sqlite3.connect(path, check_same_thread=False)
         else:
             self.connection = engine.raw_connection()
+            if autocommit:
+                self.connection.driver_connection.autocommit = True
 
     def run(self, statements: list[tuple[str, Any]]) -> list[list[tuple[Any, ...]]]:
         """Run ``statements`` (text, parameters) in one transaction; their rows."""
@@ -246,12 +251,13 @@ class NodeBench:
 
 @contextlib.asynccontextmanager
 async def node_bench(
-    db_url: str | None, workdir: str, prefix: str, count: int
+    db_url: str | None, workdir: str, prefix: str, count: int, autocommit: bool = False
 ) -> AsyncIterator[NodeBench]:
     """A new node ``prefix-...`` of ``count`` Atom-like items (cached by calls of
-    ``MAX_ITEMS_BATCH``) in the storage of ``db_url``; closed on leaving."""
+    ``MAX_ITEMS_BATCH``) in the storage of ``db_url``; closed on leaving.
+    ``autocommit``: the raw driver's (see :class:`RawDriver`)."""
     storage = await open_storage(db_url, workdir)
-    raw = RawDriver(storage)
+    raw = RawDriver(storage, autocommit)
     try:
         node = await storage.set_pubsub_node(Client, SERVICE, f"{prefix}-{time.time_ns()}")
         start = time.perf_counter()

@@ -19,6 +19,7 @@ from twisted.internet import defer, threads
 from twisted.python.threadpool import ThreadPool
 
 from sat_storage import engines
+from sat_storage.driver_sql import Reader
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,20 @@ TRANSIENT_ATTEMPTS = 3
 RETRY_DELAY = 0.05
 THREAD_NAME = "sat_storage-db"
 _PENDING = object()
+
+
+def _retrying(attempt: Callable[[], T]) -> T:
+    """``attempt()``, again after a transient error, at most ``TRANSIENT_ATTEMPTS``
+    times in all; every other error is passed on at once."""
+    for number in range(1, TRANSIENT_ATTEMPTS + 1):
+        try:
+            return attempt()
+        except Exception as e:
+            if number == TRANSIENT_ATTEMPTS or not engines.is_transient(e):
+                raise
+            log.warning("transient database error (attempt %d): %s", number, e)
+            time.sleep(RETRY_DELAY * number)
+    raise AssertionError("unreachable")
 
 
 class GatewayClosed(RuntimeError):
@@ -108,22 +123,54 @@ class Gateway:
         in all; every other error is passed on at once.
         """
 
-        def transaction() -> T:
-            for attempt in range(1, TRANSIENT_ATTEMPTS + 1):
-                session = Session(self.engine, expire_on_commit=False, autoflush=False)
-                try:
-                    with session.begin():
-                        return fn(session, *args, **kwargs)
-                except Exception as e:
-                    if attempt == TRANSIENT_ATTEMPTS or not engines.is_transient(e):
-                        raise
-                    log.warning("transient database error (attempt %d): %s", attempt, e)
-                    time.sleep(RETRY_DELAY * attempt)
-                finally:
-                    session.close()
-            raise AssertionError("unreachable")
+        def attempt() -> T:
+            session = Session(self.engine, expire_on_commit=False, autoflush=False)
+            try:
+                with session.begin():
+                    return fn(session, *args, **kwargs)
+            finally:
+                session.close()
 
-        return self._defer(transaction)
+        return self._defer(lambda: _retrying(attempt))
+
+    def read(self, fn: Callable[..., T], *args: Any) -> defer.Deferred[T]:
+        """Run ``fn(reader, *args)`` in a DB thread: read-only work on the driver alone.
+
+        ``reader`` is a :class:`~sat_storage.driver_sql.Reader` on a pooled
+        connection: no ``Session``, no SQLAlchemy execution per statement. SQLite: its
+        statements see one snapshot (a deferred ``BEGIN``, rolled back: no write lock
+        is taken, where :meth:`run` takes it at once). PostgreSQL: autocommit, no
+        BEGIN/COMMIT round trips; each statement sees its own snapshot, as it does in
+        a READ COMMITTED transaction. ``fn`` must not write. Transient errors are
+        retried as by :meth:`run`; a lost connection is dropped from the pool.
+        """
+        sqlite = self.dialect_name == "sqlite"
+
+        def attempt() -> T:
+            pooled = self.engine.raw_connection()
+            driver: Any = pooled.driver_connection
+            reader = Reader(driver.cursor(), self.engine)
+            try:
+                try:
+                    if sqlite:
+                        reader.cursor.execute("BEGIN")
+                    else:
+                        driver.autocommit = True
+                    return fn(reader, *args)
+                finally:
+                    reader.cursor.close()
+                    if sqlite:
+                        driver.rollback()
+                    elif not reader.invalidated:
+                        driver.autocommit = False
+            except Exception as e:
+                if reader.invalidated:
+                    pooled.invalidate(e)
+                raise
+            finally:
+                pooled.close()
+
+        return self._defer(lambda: _retrying(attempt))
 
     def run_with_connection(
         self, fn: Callable[..., T], *args: Any, **kwargs: Any

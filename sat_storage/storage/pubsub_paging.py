@@ -17,6 +17,7 @@ from sqlalchemy import Connection, Integer, Select, Text, and_, bindparam, selec
 from sqlalchemy.orm import Session
 from twisted.internet import defer
 
+from sat_storage.driver_sql import DriverStatement, Reader
 from sat_storage.exceptions import NotFound
 from sat_storage.models import PubsubItem, PubsubNode
 from sat_storage.storage import rsm_positions
@@ -126,6 +127,26 @@ def _counters_statement(keys: tuple[str, ...] | None) -> Select[Any]:
     return stmt.add_columns(*(_items.c[k] for k in keys)).outerjoin(_items, named)
 
 
+_COUNTERS = DriverStatement(_counters_statement(None))
+
+
+@functools.cache
+def _driver_page(keys: tuple[str, ...], mode: str, limited: bool) -> DriverStatement:
+    """:func:`_page_statement` for the driver alone (``desc``/``asc`` pages only)."""
+    return DriverStatement(_page_statement(keys, mode, limited))
+
+
+def _plain(query: ItemsQuery) -> bool:
+    """True for the newest or oldest page of the node (no ids, no cursor): the
+    query :meth:`PubsubPagingStore.read_items_page` answers."""
+    return (
+        query.item_ids is None
+        and query.after is None
+        and not query.before
+        and query.from_index is None
+    )
+
+
 def _bound_key(key: tuple[Any, ...]) -> dict[str, Any]:
     return {f"k{i}": value for i, value in enumerate(key)}
 
@@ -189,6 +210,31 @@ class PubsubPagingStore(PubsubNodesStore):
         if query.item_ids is not None:
             return cls.get_items_by_ids_txn(session, node_id, query, node)
         return cls.get_items_page_txn(session, node_id, query, node)
+
+    @staticmethod
+    def read_items_page(
+        reader: Reader, node_id: int, query: ItemsQuery, node: PubsubNode | None = None
+    ) -> Page:
+        """The newest or oldest page (a query :func:`_plain` accepts) read by the driver
+        alone (:meth:`~sat_storage.gateway.Gateway.read`): the same page and metadata
+        as :meth:`get_items_page_txn` gives."""
+        counters = reader.rows(_COUNTERS, {"node_id": node_id})
+        count = counters[0][0] if counters else 0
+        max_items = query.max_items
+        backwards = query.before == "" or query.desc
+        items: list[ItemRow] = []
+        if max_items != 0:
+            stmt = _driver_page(query.keys, "desc" if backwards else "asc", max_items is not None)
+            rows = reader.rows(stmt, {"node_id": node_id, "limit": max_items})
+            items = items_from_rows(rows, reader.dialect, node)
+        if items:
+            if backwards:
+                items.reverse()
+            index: int | None = count - len(items) if backwards else 0
+            complete = index + len(items) == count
+        else:
+            index, complete = None, count == 0 or max_items != 0
+        return items, _metadata(items, index, count, complete)
 
     @classmethod
     def get_items_page_txn(
@@ -336,4 +382,6 @@ class PubsubPagingStore(PubsubNodesStore):
         """
         node = check_node(node)
         query = _query(max_items, item_ids, before, after, from_index, order_by, desc, force_rsm)
+        if _plain(query):  # the hot read: the driver alone
+            return self.db.read(self.read_items_page, node.id, query, node)
         return self.db.run(self.get_items_txn, node.id, query, node)
