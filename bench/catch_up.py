@@ -135,7 +135,7 @@ async def measure(args: Any, server: Any, writer_host: Host, reader_host: Host) 
         "server": server.kind,
         "nodes": args.nodes,
         "items": args.items,
-        "page_size": cache.page_size,
+        "page_size": cache.settings.page_size,
         "db": reader_host.memory.storage.dialect,
         "results": results,
     }

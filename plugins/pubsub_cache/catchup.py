@@ -36,6 +36,37 @@ Fetch = Callable[[int | None, dict[str, Any] | None], Awaitable[tuple[list[domis
 ItemIds = Callable[[], Awaitable[list[str]]]
 
 
+@dataclass(frozen=True)
+class KnownItem:
+    """An item of the service known to equal the cached one (its stored text): it is
+    parsed only if it has to be written again."""
+
+    id: str
+    xml: str
+
+
+#: an item of the service as :func:`read_service` gives it
+ServiceItem = domish.Element | KnownItem
+
+
+def item_id(item: ServiceItem) -> str:
+    return item.id if isinstance(item, KnownItem) else item["id"]
+
+
+def item_xml(item: ServiceItem) -> str:
+    return item.xml if isinstance(item, KnownItem) else to_xml(item)
+
+
+def element(item: ServiceItem) -> domish.Element:
+    """The item as an element (a known one parsed from its cached text)."""
+    if not isinstance(item, KnownItem):
+        return item
+    parsed = parse_xml(item.xml)
+    if parsed.getAttribute("id") != item.id:
+        raise ValueError(f"cached item {item.id!r} holds another id")
+    return parsed
+
+
 @dataclass
 class Plan:
     """What to change in the cache so that it equals the service."""
@@ -51,28 +82,42 @@ class Plan:
         return not (self.changed or self.removed or self.appended)
 
 
-def plan(cached: list[tuple[str, str]], service: list[domish.Element], policy: str | None) -> Plan:
+def plan(cached: list[tuple[str, str]], service: list[ServiceItem], policy: str | None) -> Plan:
     """The changes turning ``cached`` ((id, XML text) in the cache's order) into
-    ``service`` (its items, in its order)."""
-    listed = {item["id"]: item for item in service}
-    texts = {item_id: to_xml(item) for item_id, item in listed.items()}
-    result = Plan(removed=[item_id for item_id, _ in cached if item_id not in listed])
-    kept = [(item_id, xml) for item_id, xml in cached if item_id in listed]
-    edited = {item_id for item_id, xml in kept if texts[item_id] != xml}
+    ``service`` (its items, in its order).
+
+    The longest start of the service's list that the cache holds in the same order
+    (skipping the cached items the service moved further on) stays where it is, its
+    edited items rewritten in place (not on a ``move`` service, where an edited item
+    has moved); every other item of the service is written again at the end, in its
+    order. So an item republished on a ``move`` service costs one removal and one
+    write, not the rewriting of everything after its old place.
+    """
+    listed = {item_id(item): item for item in service}
+    texts = {name: item_xml(item) for name, item in listed.items()}
+    result = Plan(removed=[name for name, _ in cached if name not in listed])
+    kept = [(name, xml) for name, xml in cached if name in listed]
+    edited = {name for name, xml in kept if texts[name] != xml}
     if policy is None:
         policy = result.policy = service_order.learn_from_listing(
-            [item_id for item_id, _ in cached], edited, list(listed)
+            [name for name, _ in cached], edited, list(listed)
         )
-    start = 0
-    for (item_id, _), item in zip(kept, service, strict=False):
-        same_place = item_id == item["id"]
-        if not same_place or (policy == service_order.MOVE and item_id in edited):
+    start = position = 0
+    for item in service:
+        name = item_id(item)
+        if policy == service_order.MOVE and name in edited:
             break
-        if item_id in edited:
-            result.changed.append(item)
+        while position < len(kept) and kept[position][0] != name:
+            position += 1  # a cached item the service has further on: it moved
+        if position == len(kept):
+            break
+        position += 1
+        if name in edited:
+            result.changed.append(element(item))
         start += 1
-    result.removed += [item_id for item_id, _ in kept[start:]]
-    result.appended = service[start:]
+    staying = {item_id(item) for item in service[:start]}
+    result.removed += [name for name, _ in kept if name not in staying]
+    result.appended = [element(item) for item in service[start:]]
     return result
 
 
@@ -84,9 +129,10 @@ async def read_service(
     rsm: bool,
     page_size: int,
     limit: int,
-) -> list[domish.Element]:
+) -> list[ServiceItem]:
     """The service's items (at most the newest ``limit``), in its order; the cheapest
-    correct way for its ``policy``. ``NotFound`` when the node is gone."""
+    correct way for its ``policy``. ``NotFound`` when the node is gone. Items found
+    equal to the cache's without being fetched are :class:`KnownItem`."""
     if policy == service_order.MOVE:
         tail = await _read_tail(fetch, item_ids, cached, rsm, page_size)
         if tail is not None:
@@ -109,13 +155,13 @@ async def _read_all(fetch: Fetch, rsm: bool, page_size: int) -> list[domish.Elem
 
 async def _read_tail(
     fetch: Fetch, item_ids: ItemIds, cached: list[tuple[str, str]], rsm: bool, page_size: int
-) -> list[domish.Element] | None:
+) -> list[ServiceItem] | None:
     """The node rebuilt from its newest items and id list; None to read it all."""
     ids = await item_ids()
     present = set(ids)
     known = dict(cached)
     size = page_size
-    tail: list[domish.Element] = []
+    tail: list[ServiceItem] = []
     cursor = ""
     while True:
         if rsm:
@@ -136,14 +182,7 @@ async def _read_tail(
     rest = [item_id for item_id, _ in cached if item_id in present and item_id not in in_tail]
     if set(rest) | in_tail != present:  # an unknown item before the tail: read it all
         return None
-    return [_item(item_id, known[item_id]) for item_id in rest] + tail
+    return [KnownItem(name, known[name]) for name in rest] + tail
 
 
-def _item(item_id: str, xml: str) -> domish.Element:
-    element = parse_xml(xml)
-    if element.getAttribute("id") != item_id:
-        raise ValueError(f"cached item {item_id!r} holds another id")
-    return element
-
-
-__all__ = ["Plan", "plan", "read_service"]
+__all__ = ["KnownItem", "Plan", "ServiceItem", "element", "plan", "read_service"]

@@ -32,7 +32,6 @@ from twisted.words.protocols.jabber import jid
 from sat_storage.deferreds import KeyedLock, SingleFlight
 from sat_storage.exceptions import NotFound
 from sat_storage.models import PubsubNode, SyncState
-from sat_storage.xml_tools import to_xml
 
 log = logging.getLogger(__name__)
 
@@ -218,7 +217,7 @@ class Freshness:
         cached_items, _ = await self.storage.get_items(
             node, order_by=service_order.default_order(node)
         )
-        cached = [(item.name, _text(item.data)) for item in cached_items]
+        cached = [(item.name, item.xml) for item in cached_items]  # as stored: not parsed
         policy = service_order.policy_of(node)
         rsm = (node.extra or {}).get(EXTRA_RSM, True)
         try:
@@ -256,10 +255,6 @@ class Freshness:
         log.info("%s: deleted from its service meanwhile: dropped", key)
         await self.storage.delete_pubsub_node([key[0]], [jid.JID(key[1])], [key[2]])
         return "deleted"
-
-
-def _text(element: Any) -> str:
-    return to_xml(element)
 
 
 __all__ = ["EXTRA_RSM", "EXTRA_SYNCED_AT", "KEY_CACHE", "Freshness", "synced_at"]
