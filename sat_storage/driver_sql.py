@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.exc import DBAPIError
 
-__all__ = ["DriverStatement", "Reader"]
+__all__ = ["BoundStatement", "DriverStatement", "Reader", "execute_and_capture"]
 
 Processors = tuple[Callable[[Any], Any] | None, ...] | None
 #: (SQL text, parameter names in order for a positional driver else None, the
@@ -75,6 +75,44 @@ class DriverStatement:
         return compiled.string, order, own
 
 
+class BoundStatement(DriverStatement):
+    """A Core ``SELECT`` holding all its values, with the driver SQL text and the
+    parameters that SQLAlchemy's execution sent for it on one dialect
+    (:func:`execute_and_capture`): replayed as they are, whatever their types (the
+    parameters were processed by that execution)."""
+
+    __slots__ = ("dialect_name", "sql", "bound")
+
+    def __init__(self, statement: sa.Select[Any], dialect_name: str, sql: str, bound: Any) -> None:
+        super().__init__(statement)
+        self.dialect_name = dialect_name
+        self.sql = sql
+        self.bound = bound
+
+
+def execute_and_capture(
+    connection: sa.Connection, statement: sa.Select[Any]
+) -> tuple[Sequence[sa.Row[Any]], BoundStatement | None]:
+    """The rows of ``statement`` run by SQLAlchemy on ``connection``, and the
+    :class:`BoundStatement` of what it sent the driver (None unless that was exactly
+    one statement, parameters as a tuple or a dict)."""
+    sent: list[tuple[str, Any]] = []
+
+    def record(_conn: Any, _cursor: Any, sql: str, parameters: Any, *_args: Any) -> None:
+        sent.append((sql, parameters))
+
+    sa.event.listen(connection, "before_cursor_execute", record)
+    try:
+        rows = connection.execute(statement).all()
+    finally:
+        sa.event.remove(connection, "before_cursor_execute", record)
+    if len(sent) != 1 or not isinstance(sent[0][1], tuple | dict):
+        return rows, None
+    sql, parameters = sent[0]
+    copied = tuple(parameters) if isinstance(parameters, tuple) else dict(parameters)
+    return rows, BoundStatement(statement, connection.dialect.name, sql, copied)
+
+
 class Reader:
     """Runs :class:`DriverStatement` objects on one DBAPI cursor (in a database thread).
 
@@ -92,12 +130,24 @@ class Reader:
         self.dialect = engine.dialect
         self.invalidated = False  # a lost connection was seen: the pool must drop it
 
-    def rows(self, statement: DriverStatement, params: Mapping[str, Any]) -> Sequence[Any]:
-        """The rows of ``statement`` with ``params`` (every bound parameter by name)."""
-        sql, order, own = statement.compiled(self.dialect)
-        if own:
-            params = {**own, **params}
-        bound: Any = params if order is None else tuple(params[name] for name in order)
+    def rows(
+        self, statement: DriverStatement, params: Mapping[str, Any] | None = None
+    ) -> Sequence[Any]:
+        """The rows of ``statement`` with ``params`` (every bound parameter by name;
+        none for a :class:`BoundStatement`, which holds its own)."""
+        bound: Any
+        if isinstance(statement, BoundStatement):
+            if statement.dialect_name != self.dialect.name:
+                raise ValueError(f"a statement bound for {statement.dialect_name}")
+            sql, bound = statement.sql, statement.bound
+        else:
+            sql, order, own = statement.compiled(self.dialect)
+            if own:
+                params = {**own, **(params or {})}
+            if order is None:
+                bound = params or {}
+            else:
+                bound = tuple(params[name] for name in order)  # type: ignore[index]
         dispatch = self.engine.dispatch.before_cursor_execute
         if dispatch:
             dispatch(None, self.cursor, sql, bound, None, False)

@@ -68,15 +68,17 @@ from __future__ import annotations
 import functools
 import math
 import operator
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 from twisted.internet import defer
 from twisted.words.protocols.jabber.jid import JID
 
 from sat_storage import fts
+from sat_storage.driver_sql import BoundStatement, Reader, execute_and_capture
 from sat_storage.engines import unicode_lower
 from sat_storage.models import PubsubItem, PubsubNode
 from sat_storage.storage.base import StorageBase, as_deferred
@@ -409,7 +411,7 @@ class SearchStore(StorageBase):
     """Search of cached pubsub items (full text and parsed data)."""
 
     #: the statements of the last searches (:mod:`.search_cache`), made at the first
-    _search_statements: SearchStatements | None = None
+    _search_statements: SearchStatements[KeptSearch] | None = None
 
     @as_deferred
     def search_pubsub_items(
@@ -439,25 +441,68 @@ class SearchStore(StorageBase):
             profile_ids = [self.get_profile_id(p) for p in _texts("profiles", profiles)]
         statements = self._search_statements
         if statements is None:
-            statements = self._search_statements = SearchStatements()
+            statements = self._search_statements = SearchStatements[KeptSearch]()
         sort_keys, dialect = self.sort_key_index, self.dialect
-        stmt = statements.get(
+        search = statements.get(
             query, profile_ids, dialect, sort_keys,
-            lambda: build_search(query, profile_ids, dialect, sort_keys),
+            lambda: KeptSearch(build_search(query, profile_ids, dialect, sort_keys)),
         )  # fmt: skip
-        return self.db.run(self.search_pubsub_items_txn, stmt)
+        if search.driver is not None:  # run before: the driver alone replays it
+            return self.db.read(self.read_search, search.driver)
+        d = self.db.run(self.search_and_capture_txn, search.select)
+        return d.addCallback(search.keep)
 
     @staticmethod
     def search_pubsub_items_txn(session: Session, stmt: sa.Select[Any]) -> list[ItemRow]:
         """Run a statement made by :func:`build_search`: its rows as items, with their
         nodes (one detached ``PubsubNode`` for the items of each node)."""
         connection = session.connection()
-        row_readers = readers(connection.dialect)
-        nodes: dict[int, PubsubNode] = {}
-        items = []
-        for row in connection.execute(stmt):
-            node = nodes.get(row[1])
-            if node is None:
-                node = nodes[row[1]] = node_from_row(row[_NODE_START:])
-            items.append(item_from_row(row, row_readers, node))
+        return _items_of_rows(connection.execute(stmt), connection.dialect)
+
+    @staticmethod
+    def search_and_capture_txn(
+        session: Session, stmt: sa.Select[Any]
+    ) -> tuple[list[ItemRow], BoundStatement | None]:
+        """:meth:`search_pubsub_items_txn`, and what SQLAlchemy sent the driver
+        (:func:`~sat_storage.driver_sql.execute_and_capture`)."""
+        connection = session.connection()
+        rows, bound = execute_and_capture(connection, stmt)
+        return _items_of_rows(rows, connection.dialect), bound
+
+    @staticmethod
+    def read_search(reader: Reader, bound: BoundStatement) -> list[ItemRow]:
+        """A search run before, replayed by the driver alone
+        (:meth:`~sat_storage.gateway.Gateway.read`): the same items."""
+        return _items_of_rows(reader.rows(bound), reader.dialect)
+
+
+class KeptSearch:
+    """A search's statement as :class:`SearchStatements` keeps it: the Core statement
+    and, once SQLAlchemy ran it, its :class:`~sat_storage.driver_sql.BoundStatement`
+    (all the values of a search are in its statement, so its driver SQL and
+    parameters are the same at every run)."""
+
+    __slots__ = ("select", "driver")
+
+    def __init__(self, select: sa.Select[Any]) -> None:
+        self.select = select
+        self.driver: BoundStatement | None = None
+
+    def keep(self, result: tuple[list[ItemRow], BoundStatement | None]) -> list[ItemRow]:
+        """Keep the bound statement of a first run (in the reactor thread); its items."""
+        items, self.driver = result
         return items
+
+
+def _items_of_rows(rows: Iterable[Sequence[Any]], dialect: Dialect) -> list[ItemRow]:
+    """The items of a search's rows, with their nodes (one detached ``PubsubNode``
+    for the items of each node)."""
+    row_readers = readers(dialect)
+    nodes: dict[int, PubsubNode] = {}
+    items = []
+    for row in rows:
+        node = nodes.get(row[1])
+        if node is None:
+            node = nodes[row[1]] = node_from_row(row[_NODE_START:])
+        items.append(item_from_row(row, row_readers, node))
+    return items

@@ -8,21 +8,22 @@ keys, a list and a tuple two, a ``JID`` and its text two), the profiles searched
 dialect and the declared sort keys. Only statements that were built (so checked)
 are kept: a bad query raises every time. A query holding anything else than dicts
 with text keys, lists, tuples, text, numbers, booleans, None and JIDs is built every
-time. SQLAlchemy then finds the statement's compiled form in its own cache.
+time. What is kept is what ``build`` gives (the storage keeps a
+:class:`~.search.KeptSearch`: the statement, and the driver's form of it once run).
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
-from typing import Any
+from typing import Any, Generic, TypeVar
 
-import sqlalchemy as sa
 from twisted.words.protocols.jabber.jid import JID
 
 __all__ = ["SearchStatements", "query_key"]
 
 _SCALARS = (str, int, float, bool, type(None))
+T = TypeVar("T")
 
 
 class _Unkeyable(Exception):
@@ -52,13 +53,13 @@ def query_key(query: Any) -> Hashable | None:
         return None
 
 
-class SearchStatements:
+class SearchStatements(Generic[T]):
     """An LRU of search statements (``size`` of them), forgotten together when the
     declared sort keys change (their index is an immutable value: a new one, new keys)."""
 
     def __init__(self, size: int = 128) -> None:
         self.size = size
-        self._entries: OrderedDict[Hashable, sa.Select[Any]] = OrderedDict()
+        self._entries: OrderedDict[Hashable, T] = OrderedDict()
         self._sort_keys: object = None
 
     def get(
@@ -67,8 +68,8 @@ class SearchStatements:
         profile_ids: Sequence[int] | None,
         dialect: str,
         sort_keys: object,
-        build: Callable[[], sa.Select[Any]],
-    ) -> sa.Select[Any]:
+        build: Callable[[], T],
+    ) -> T:
         """The statement of ``query``: kept from an earlier call, else ``build()``."""
         frozen = query_key(query)
         if frozen is None:

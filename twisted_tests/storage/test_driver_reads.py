@@ -19,7 +19,9 @@ from sat_storage.storage.pubsub_paging import PubsubPagingStore
 from sat_storage.xml_tools import to_xml
 from twisted_tests.db import make_storage, only_on, storage_with_profiles
 from twisted_tests.locks import real_locked_error
+from twisted_tests.storage import search_data
 from twisted_tests.storage.pubsub_helpers import SERVICE, Client, make_items
+from twisted_tests.storage.search_data import OTHER_SERVICE
 
 NAMES = [f"i{n:02d}" for n in range(12)]
 
@@ -200,3 +202,82 @@ class GatewayReadTests(TestCase):
         await self.db.close()
         with self.assertRaises(GatewayClosed):
             await self.db.read(lambda reader: None)
+
+
+def _p(path: list[Any], op: str, value: Any) -> dict[str, Any]:
+    return {"path": path, "op": op, "value": value}
+
+
+#: searches of many shapes (filters of every kind of value, orders, paging)
+SEARCHES: list[dict[str, Any]] = [
+    {},
+    {"fts": "hello"},
+    {"fts": "world OR design", "order-by": [{"order": "rank"}]},
+    {"names": ["hello", "apple", "nope"]},
+    {"types": [None], "services": [str(OTHER_SERVICE)]},
+    {"nodes": ["events"], "subtypes": ["meeting"]},
+    {"parsed": [_p(["rating"], ">=", 4)], "order-by": [{"path": ["rating"], "direction": "desc"}]},
+    {"parsed": [_p(["rating"], "between", [3, 5])]},
+    {"parsed": [_p(["rating"], "not_in", [3, 10, "4"])]},
+    {"parsed": [_p(["tags"], "overlap", ["xmpp", "db"])], "order-by": [{"order": "modification"}]},
+    {"parsed": [_p(["tags"], "ioverlap", ["XMPP"])], "limit": 2, "index": 1},
+    {"parsed": [_p(["tags"], "disjoint", ["db"])]},
+    {"parsed": [_p(["title"], "like", "%\\%")]},
+    {"parsed": [_p(["author", "name"], "ilike", "ALICE")]},
+    {
+        "parsed": [_p(["draft"], "eq", None)],
+        "order-by": [{"order": "creation", "direction": "desc"}],
+    },
+    {"parsed": [_p(["price"], "le", 10.0)], "order-by": [{"path": ["price"]}]},
+    {"order-by": [{"path": ["title"], "direction": "asc"}, {"order": "item_id"}], "limit": 4},
+]
+
+
+def _search_fields(item: Any) -> tuple[Any, ...]:
+    """What a caller reads of a search result, its node's attributes included."""
+    node = item.node
+    node_fields = tuple(sorted((k, repr(v)) for k, v in vars(node).items() if k[0] != "_"))
+    return (*_fields(item), node_fields)
+
+
+class DriverSearchTests(TestCase):
+    async def setUp(self) -> None:
+        self.storage = await make_storage(self)
+        await search_data.fixed_data_set(self.storage)
+
+    async def test_repeated_search_same_results(self) -> None:
+        """A search asked again is replayed by the driver alone and gives the same
+        items, nodes and values as its first run (SQLAlchemy's)."""
+        seen: list[Any] = []
+
+        def record(conn: Any, *_args: Any) -> None:
+            seen.append(conn)
+
+        engine = self.storage.db.engine
+        for search in SEARCHES:
+            query = {"profiles": ["alice", "bob"], **search}
+            first = [_search_fields(i) for i in await self.storage.search_pubsub_items(query)]
+            sa.event.listen(engine, "before_cursor_execute", record)
+            try:
+                again = await self.storage.search_pubsub_items(query)
+            finally:
+                sa.event.remove(engine, "before_cursor_execute", record)
+            self.assertEqual([_search_fields(i) for i in again], first, query)
+            self.assertEqual(seen, [None], query)  # one statement, by the driver alone
+            del seen[:]
+        self.assertNotEqual(first, [])
+
+    async def test_repeated_search_sees_changes(self) -> None:
+        """A replayed search reads the database: an item added, then one deleted."""
+        query = {"profiles": ["alice"], "parsed": [_p(["tags"], "overlap", ["db"])]}
+        names = [i.name for i in await self.storage.search_pubsub_items(query)]
+        self.assertEqual(names, ["cache", "apple"])
+        blog = await search_data.node(self.storage, "alice")  # the existing one
+        await search_data.cache(
+            self.storage, "alice", blog, [search_data.atom_item("new")], [{"tags": ["db"]}]
+        )
+        names = [i.name for i in await self.storage.search_pubsub_items(query)]
+        self.assertEqual(names, ["cache", "apple", "new"])
+        await self.storage.delete_pubsub_items(blog, ["cache"])
+        names = [i.name for i in await self.storage.search_pubsub_items(query)]
+        self.assertEqual(names, ["apple", "new"])
