@@ -135,6 +135,18 @@ class Reader:
     ) -> Sequence[Any]:
         """The rows of ``statement`` with ``params`` (every bound parameter by name;
         none for a :class:`BoundStatement`, which holds its own)."""
+        rows, processors = self.unprocessed_rows(statement, params)
+        if processors is None:
+            return rows
+        pairs = [(p, index) for index, p in enumerate(processors)]
+        return [tuple(row[i] if p is None else p(row[i]) for p, i in pairs) for row in rows]
+
+    def unprocessed_rows(
+        self, statement: DriverStatement, params: Mapping[str, Any] | None = None
+    ) -> tuple[Sequence[Any], Processors]:
+        """The rows of ``statement`` as the driver gives them, and the result processors
+        of its columns (None: no column has one), for a caller that converts only the
+        values it reads."""
         bound: Any
         if isinstance(statement, BoundStatement):
             if statement.dialect_name != self.dialect.name:
@@ -160,8 +172,4 @@ class Reader:
             raise DBAPIError.instance(
                 sql, bound, e, self.dialect.loaded_dbapi.Error, connection_invalidated=lost
             ) from e
-        processors = statement.processors(self.dialect, self.cursor.description)
-        if processors is None:
-            return rows
-        pairs = [(p, index) for index, p in enumerate(processors)]
-        return [tuple(row[i] if p is None else p(row[i]) for p, i in pairs) for row in rows]
+        return rows, statement.processors(self.dialect, self.cursor.description)

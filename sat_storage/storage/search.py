@@ -473,7 +473,8 @@ class SearchStore(StorageBase):
     def read_search(reader: Reader, bound: BoundStatement) -> list[ItemRow]:
         """A search run before, replayed by the driver alone
         (:meth:`~sat_storage.gateway.Gateway.read`): the same items."""
-        return _items_of_rows(reader.rows(bound), reader.dialect)
+        rows, processors = reader.unprocessed_rows(bound)
+        return _items_of_rows(rows, reader.dialect, processors)
 
 
 class KeptSearch:
@@ -494,15 +495,31 @@ class KeptSearch:
         return items
 
 
-def _items_of_rows(rows: Iterable[Sequence[Any]], dialect: Dialect) -> list[ItemRow]:
+def _items_of_rows(
+    rows: Iterable[Sequence[Any]],
+    dialect: Dialect,
+    processors: Sequence[Callable[[Any], Any] | None] | None = None,
+) -> list[ItemRow]:
     """The items of a search's rows, with their nodes (one detached ``PubsubNode``
-    for the items of each node)."""
+    for the items of each node). ``processors``: of rows as the driver gives them,
+    applied to a node's columns once per node (the item's columns have none)."""
     row_readers = readers(dialect)
+    node_processors = None
+    if processors is not None:
+        if any(processors[:_NODE_START]):  # (none on either engine) all converted
+            pairs = list(enumerate(processors))
+            rows = [tuple(row[i] if p is None else p(row[i]) for i, p in pairs) for row in rows]
+        else:
+            node_processors = list(enumerate(processors[_NODE_START:], _NODE_START))
     nodes: dict[int, PubsubNode] = {}
     items = []
     for row in rows:
         node = nodes.get(row[1])
         if node is None:
-            node = nodes[row[1]] = node_from_row(row[_NODE_START:])
+            if node_processors is None:
+                values: Sequence[Any] = row[_NODE_START:]
+            else:
+                values = [row[i] if p is None else p(row[i]) for i, p in node_processors]
+            node = nodes[row[1]] = node_from_row(values)
         items.append(item_from_row(row, row_readers, node))
     return items
