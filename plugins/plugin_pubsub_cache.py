@@ -46,6 +46,7 @@ from sat_storage.plugins.pubsub_cache.analysis import NodeAnalysis
 from sat_storage.plugins.pubsub_cache.existence import MissingNodes
 from sat_storage.plugins.pubsub_cache.freshness import Freshness
 from sat_storage.plugins.pubsub_cache.lease import SyncLease, SyncOwnedElsewhere
+from sat_storage.plugins.pubsub_cache.own_writes import OwnWrites
 from sat_storage.plugins.pubsub_cache.read_path import CacheReader
 from sat_storage.plugins.pubsub_cache.recovery import Recovery
 from sat_storage.plugins.pubsub_cache.runner import Interruptions, SyncRunner
@@ -53,6 +54,7 @@ from sat_storage.plugins.pubsub_cache.settings import NO_CACHE, CacheSettings
 from sat_storage.plugins.pubsub_cache.sync import SyncManager
 from sat_storage.plugins.pubsub_cache.transparency import Transparency
 from sat_storage.plugins.pubsub_cache.writes import ItemWriter, as_pubsub_item
+from sat_storage.plugins.pubsub_writes import WRITING, WRITTEN
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 from twisted.words.protocols.jabber import jid
@@ -157,7 +159,16 @@ class PubsubCache:
         self.reader = CacheReader(storage, settings, self.runner, self.analysis, self.initialised)
         self.reader.freshness, self.reader.missing = self.freshness, self.missing
         self.reader.transparency = self.transparency
+        #: this host's own changes, read back (:mod:`.pubsub_cache.own_writes`)
+        self.own_writes = OwnWrites(
+            clock,  # type: ignore[arg-type]
+            self.writer.retracted,
+            self.writer.followed,
+        )
+        self.reader.own_writes = self.own_writes
         host.trigger.add("XEP-0060_getItems", self.reader.get_items_trigger)
+        host.trigger.add(WRITING, self.own_writes.on_writing)
+        host.trigger.add(WRITTEN, self.own_writes.on_written)
         self.xep_0060.add_managed_node(
             "",
             items_cb=self.on_items_event,
@@ -174,7 +185,7 @@ class PubsubCache:
     @clock.setter
     def clock(self, clock: IReactorTime) -> None:
         self.runner.clock = self.syncs.clock = self.sync_lease.clock = clock
-        self.freshness.clock = self.missing.clock = clock
+        self.freshness.clock = self.missing.clock = self.own_writes.clock = clock
 
     # --- start and stop ---
 
@@ -208,6 +219,8 @@ class PubsubCache:
     async def stop(self) -> None:
         """Stop every synchronisation (host shutdown)."""
         self.host.trigger.remove("XEP-0060_getItems", self.reader.get_items_trigger)
+        self.host.trigger.remove(WRITING, self.own_writes.on_writing)
+        self.host.trigger.remove(WRITTEN, self.own_writes.on_written)
         self.xep_0060.remove_managed_node(
             "", self.on_items_event, self.on_delete_event, self.on_purge_event
         )
@@ -294,16 +307,19 @@ class PubsubCache:
         was offline, is kept up to date too)."""
         await self.initialised
         await self.writer.on_items_event(client, event)
+        self.own_writes.seen_event("items", event)
 
     async def on_purge_event(self, client: Any, event: Any) -> None:
         """The node was emptied: its cached items are removed, for every profile."""
         await self.initialised
         await self.writer.on_purge_event(client, event)
+        self.own_writes.seen_event("purge", event)
 
     async def on_delete_event(self, client: Any, event: Any) -> None:
         """The node was deleted: it is dropped from the cache, for every profile."""
         await self.initialised
         await self.writer.on_delete_event(client, event)
+        self.own_writes.seen_event("delete", event)
 
     # --- synchronisation ---
 

@@ -14,7 +14,13 @@ request, with Libervia's arguments; their ``extra`` is a copy of the caller's th
 carries the checked request (:func:`~.pubsub_items.request_of`). A trigger returning
 ``(False, (items, metadata))`` answers in its place (the pubsub cache does that).
 
+``publish``, ``retract_items``, ``purge_node`` and ``delete_node`` run the
+``XEP-0060_writing``/``XEP-0060_written`` triggers around their request
+(:mod:`.pubsub_writes`: the pubsub cache reads its own writes).
+
 Managed nodes and notifications: :mod:`.pubsub_events` (:meth:`XEP_0060.add_managed_node`).
+This module is a little over 500 lines: one short method per XEP-0060 request, the
+parts that grow (items, events, writes) being in the modules above.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ from sat_storage.plugins.pubsub_items import (
 )
 from sat_storage.plugins.pubsub_items import check_jid as _check_jid
 from sat_storage.plugins.pubsub_items import check_node as _check_node
+from sat_storage.plugins.pubsub_writes import PubsubWrite, run_write
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
@@ -151,6 +158,12 @@ class XEP_0060:
         if clock is None:
             from twisted.internet import reactor as clock  # the one the application installed
         return d.addTimeout(self._timeout(client), clock)
+
+    def _write(
+        self, client: Any, service: jid.JID | None, node: str, write: PubsubWrite, send: Any
+    ) -> Any:
+        """``send()`` a change of the node, with the write triggers around it."""
+        return run_write(self.host.trigger, client, service, node, write, send)
 
     def _send(self, client: Any, iq: IQ) -> defer.Deferred[domish.Element]:
         """Send ``iq``; its answer, or ``defer.TimeoutError`` (the IQ is then forgotten)."""
@@ -298,15 +311,20 @@ class XEP_0060:
         for item in items:
             if not isinstance(item, domish.Element) or item.name != "item":
                 raise TypeError(f"items must be <item/> elements, not {item!r}")
-        requests = [
-            defer.ensureDeferred(self._publish_one(client, service, node, item, options))
-            for item in items or [None]
-        ]
-        try:
-            results = await defer.gatherResults(requests, consumeErrors=True)
-        except defer.FirstError as e:
-            e.subFailure.raiseException()
-        return [item_id for item_id in results if item_id is not None]
+        write = PubsubWrite("publish", [item.getAttribute("id") for item in items])
+
+        async def send() -> list[str]:
+            requests = [
+                defer.ensureDeferred(self._publish_one(client, service, node, item, options))
+                for item in items or [None]
+            ]
+            try:
+                results = await defer.gatherResults(requests, consumeErrors=True)
+            except defer.FirstError as e:
+                e.subFailure.raiseException()
+            return [item_id for item_id in results if item_id is not None]
+
+        return await self._write(client, service, node, write, send)
 
     async def _publish_one(
         self,
@@ -382,7 +400,8 @@ class XEP_0060:
             retract_elt["notify"] = "true"
         for item_id in item_ids:
             retract_elt.addElement("item")["id"] = item_id
-        await self._send(client, iq)
+        write = PubsubWrite("retract", list(item_ids), notify=notify)
+        await self._write(client, service, node, write, lambda: self._send(client, iq))
 
     async def create_node(
         self,
@@ -406,7 +425,12 @@ class XEP_0060:
         """Delete a node."""
         _check_jid("service", service)
         _check_node(node)
-        await self._timed(client, self._handler(client).deleteNode(service, node))
+        write = PubsubWrite("delete")
+
+        def send() -> defer.Deferred[None]:
+            return self._timed(client, self._handler(client).deleteNode(service, node))
+
+        await self._write(client, service, node, write, send)
 
     async def purge_node(self, client: Any, service: jid.JID | None, node: str) -> None:
         """Remove every item of a node (owner request)."""
@@ -414,7 +438,8 @@ class XEP_0060:
         _check_node(node)
         iq, pubsub_elt = self._iq(client, "set", service, NS_PUBSUB_OWNER)
         pubsub_elt.addElement("purge")["node"] = node
-        await self._send(client, iq)
+        write = PubsubWrite("purge")
+        await self._write(client, service, node, write, lambda: self._send(client, iq))
 
     async def subscribe(
         self,

@@ -57,6 +57,7 @@ class CacheReader:
         self.freshness: Any = None
         self.missing: Any = None
         self.transparency: Any = None
+        self.own_writes: Any = None  # this host's own changes (:mod:`.own_writes`)
         #: the service's order of each node as last read (first reads in it: one hop)
         self._orders: dict[NodeKey, list[str]] = {}
 
@@ -131,6 +132,8 @@ class CacheReader:
                 return True, None
             if page is not None and self._stale(client, key, pubsub_node):
                 return True, None
+            if page is not None and self.own_writes is not None and key.where in self.own_writes:
+                return True, None  # this host's own change is not in the cache yet
             if page is not None and self.transparency is not None:
                 self._remember_order(key, pubsub_node)
                 return False, await self._transparent_answer(

@@ -183,6 +183,15 @@ class ItemWriter:
             if retracted:
                 await self.change(key, storage.delete_pubsub_items, pubsub_node, retracted)
 
+    async def followed(self, service: jid.JID, name: str) -> bool:
+        """Whether some profile's cache of the node follows its events."""
+        return bool(await self.nodes_everywhere(service, name))
+
+    async def retracted(self, service: jid.JID, name: str, ids: list[str]) -> None:
+        """Items retracted by this host without notification: removed everywhere."""
+        for key, pubsub_node in await self.nodes_everywhere(service, name):
+            await self.change(key, self.storage.delete_pubsub_items, pubsub_node, ids)
+
     async def on_purge_event(self, client: Any, event: Any) -> None:
         """The node was emptied: its cached items are removed, for every profile."""
         for key, pubsub_node in await self.nodes_everywhere(event.sender, event.nodeIdentifier):

@@ -18,6 +18,7 @@ from twisted.internet import task
 
 from twisted_tests.db import database_url
 from twisted_tests.pubsub_cache.harness import make_host
+from twisted_tests.pubsub_cache.helpers import atom_item
 from twisted_tests.pubsub_cache.transparency import TransparencyCase, atom
 from twisted_tests.xmpp_servers import XMPPServer, ejabberd, prosody
 
@@ -95,6 +96,36 @@ class LiveMixin:
         for request in ({}, {"rsm": {"max": 5}}):
             await self.assert_same(**request)
             await self.from_cache(**request)
+
+    async def test_own_publication_read_back(self) -> None:
+        """An item this host publishes is in the next answer, before its notification
+        has reached the cache (the network answers until then); once it has, the
+        answers come from the cache again."""
+        event = self.item_event("own-1")
+        item = atom_item("own-1", "published by this host")
+        await self.xep_0060.publish(self.writer, self.service, self.node, [item])
+        await self.assert_same()
+        await self.assert_same(max_items=1)
+        await event
+        await self.assert_same()
+        await self.from_cache()
+
+    async def test_own_retraction_unnotified(self) -> None:
+        """An item this host retracts without notification (Prosody then sends none)
+        is gone from the next answers, from the cache."""
+        await self.xep_0060.retract_items(self.writer, self.service, self.node, ["e-04"], False)
+        await self.assert_same()
+        await self.from_cache()
+
+    async def test_own_purge_read_back(self) -> None:
+        """A node this host purges answers empty right away, and from the cache once
+        the purge notification has been handled."""
+        purged = self.next_event("purge")
+        await self.xep_0060.purge_node(self.writer, self.service, self.node)
+        await self.assert_same()
+        await purged
+        await self.assert_same()
+        await self.from_cache()
 
 
 class EmptyNodeMixin:
