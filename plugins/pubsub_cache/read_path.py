@@ -121,6 +121,11 @@ class CacheReader:
             await self.initialised
             if self.missing is not None and key in self.missing:
                 return True, None  # found missing a moment ago: the network says more
+            if self.own_writes is not None and key.where in self.own_writes:
+                # this host's own change is not in the cache yet. Asked before the
+                # read: a hold released while the read runs (the notification
+                # written meanwhile) would not say whether the page read has it
+                return True, None
             try:
                 # one transaction: the node, and its page when it is synchronised
                 read = request
@@ -132,8 +137,6 @@ class CacheReader:
                 return True, None
             if page is not None and self._stale(client, key, pubsub_node):
                 return True, None
-            if page is not None and self.own_writes is not None and key.where in self.own_writes:
-                return True, None  # this host's own change is not in the cache yet
             if page is not None and self.transparency is not None:
                 self._remember_order(key, pubsub_node)
                 return False, await self._transparent_answer(

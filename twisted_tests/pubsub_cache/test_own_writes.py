@@ -1,15 +1,32 @@
 """OwnWrites: a node this host writes to is answered by the network until the
-notifications of the change have been handled, or for ``wait`` seconds at most."""
+notifications of the change have been handled, or for ``wait`` seconds at most.
+
+``OwnWritesTests``: the bookkeeping alone (task.Clock). ``HeldReadTests``: the read
+path of a real host and database honouring it (an offline client: what goes to the
+network fails with "not connected")."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
+import sat_storage.wokkel_compat  # noqa: F401  (before wokkel)
 
+# isort: split
+from types import SimpleNamespace
+from typing import Any
+
+from sat_storage.plugins.plugin_xep_0277 import NS_MICROBLOG
 from sat_storage.plugins.pubsub_cache.own_writes import PURGED, OwnWrites
 from sat_storage.plugins.pubsub_writes import PubsubWrite
 from twisted.internet import task
 from twisted.trial.unittest import TestCase
 from twisted.words.protocols.jabber.jid import JID
+from wokkel.pubsub import ItemsEvent
+
+from twisted_tests.pubsub_cache.test_cache_storage import (
+    SERVICE,
+    CacheTestCase,
+    event_item,
+    ids,
+)
 
 WHERE = ("pubsub.example.org", "node")
 
@@ -94,3 +111,49 @@ class OwnWritesTests(TestCase):
         write.result = ["a"]
         await writes.on_written(client, JID(WHERE[0]), WHERE[1], write)
         self.assertNotIn(WHERE, writes)
+
+
+class HeldReadTests(CacheTestCase):
+    """The read path of a host whose profile published ``new`` to a cached node."""
+
+    async def setUp(self) -> None:
+        await super().setUp()
+        await self.blog(3)
+        self.where = (SERVICE.full(), NS_MICROBLOG)
+        own_writes = self.cache.own_writes
+        token = own_writes.writing(self.where, ["new"])
+        own_writes.answered(self.where, token, ["new"])  # its notification still to come
+
+    def get(self) -> Any:
+        return self.xep_0060.get_items(self.alice, SERVICE, NS_MICROBLOG, 2)
+
+    def notification(self) -> Any:
+        """The cache handles the notification of ``new`` (its write, then the hold
+        released)."""
+        event = ItemsEvent(SERVICE, self.alice.jid, NS_MICROBLOG, [event_item("new", "N")], {})
+        return self.cache.on_items_event(self.alice, event)
+
+    async def test_held_until_notified(self) -> None:
+        """The node goes to the network while the notification is awaited, and is
+        answered from the cache, with the item, once it was handled."""
+        await self.assert_network(self.get())
+        await self.notification()
+        items, _ = await self.get()
+        self.assertEqual(ids(items), ["item-02", "new"])
+
+    async def test_released_during_read(self) -> None:
+        """A read that begins while the node is held goes to the network, even when
+        the notification is handled (the hold released) while its database read is
+        under way: that read may have seen the node before the event's write (on
+        PostgreSQL the read and the write run in two database threads at once)."""
+        storage = self.storage
+        read = storage.get_synced_items
+
+        async def notified_meanwhile(*args: Any) -> Any:
+            page = await read(*args)  # the node as it was
+            await self.notification()  # handled before the read's answer is used
+            return page
+
+        storage.get_synced_items = notified_meanwhile
+        self.addCleanup(delattr, storage, "get_synced_items")
+        await self.assert_network(self.get())
