@@ -12,6 +12,9 @@ holds nothing once answered: a synchronisation reads it from the service. A
 retraction asked without notification (Prosody then sends none) is applied to the
 cache once the service has accepted it.
 
+The read path asks before its database read (:mod:`.read_path`): a hold released
+while a read runs says nothing of the page that read got.
+
 Writes are told by the ``XEP-0060_writing`` and ``XEP-0060_written`` triggers of
 :mod:`~sat_storage.plugins.plugin_xep_0060` (a :class:`PubsubWrite`).
 """
