@@ -33,6 +33,11 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 # lose the last commits on power loss; FULL and EXTRA fsync every commit.
 SQLITE_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 SQLITE_SYNCHRONOUS_DEFAULT = "NORMAL"
+# The page size of a *new* SQLite database (an existing file keeps its own; in WAL
+# mode SQLite cannot change it): an item row (XML + parsed JSON, ~1.2 KB for an Atom
+# post) fills a 4 KiB page 3 to a page; 8 KiB pages hold it with less waste (figures:
+# bench/layout.py, doc/benchmarks.rst).
+SQLITE_PAGE_SIZE = 8192
 POSTGRESQL_THREADS = 6
 SUPPORTED = ("sqlite", "postgresql")
 # serialization_failure, deadlock_detected
@@ -138,6 +143,7 @@ def _configure_sqlite(engine: Engine, synchronous: str) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.execute(f"PRAGMA page_size = {SQLITE_PAGE_SIZE}")  # only a new file takes it
         cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute(f"PRAGMA synchronous = {synchronous}")  # a checked constant
         cursor.close()

@@ -14,19 +14,23 @@ walks the ``<item/>`` element and keeps
   removed.
 
 The words are normalised in Python (NFC, case-folded, split on anything that is not a
-letter or a digit) and stored space-separated in ``pubsub_items.fts_text``, filled by
-the storage when it caches an item. Both engines then index that column with a
-plain tokeniser and no stemming, so they agree on what matches:
+letter or a digit) by the storage when it caches an item, and kept *out of* the hot
+``pubsub_items`` table (revision 0007: an item row is its XML and parsed JSON only, so
+that scans of items read half the pages). Both engines index them with a plain
+tokeniser and no stemming, so they agree on what matches:
 
-- SQLite: the FTS5 external-content table ``pubsub_items_fts`` (``unicode61``,
-  diacritics kept), kept in step by triggers on ``pubsub_items``;
-- PostgreSQL: the generated column ``pubsub_items.fts_vector``
-  (``to_tsvector('simple', fts_text)``) with the GIN index ``pubsub_items_fts``.
+- SQLite: the FTS5 table ``pubsub_items_fts`` with its own content (column
+  ``fts_text``, ``unicode61``, diacritics kept), one row per item, its rowid the
+  item's id; the writer inserts it (:data:`SQLITE_WRITE`, ``INSERT OR REPLACE``), the
+  trigger ``pubsub_items_fts_delete`` removes it with its item (also on cascades);
+- PostgreSQL: the ``tsvector`` column ``pubsub_items.fts_vector`` (no text column),
+  which the writer sets from the words (:data:`POSTGRESQL_VECTOR`), with the GIN
+  index ``pubsub_items_fts``.
 
-Items must be written with ``fts_text`` set (``cache_pubsub_items`` does it); a
-later revision that rebuilds ``pubsub_items`` on SQLite (batch mode copying the
-table) drops the triggers with it and must run :func:`drop_statements`, then
-:func:`create_statements` and :func:`rebuild_statements` after the copy.
+Every item has its index entry (an empty one when it has no words), so that ranks
+(which depend on the number of indexed rows) are those of one row per item. A writer
+of ``pubsub_items`` other than ``cache_pubsub_items`` must write the index entry too
+(the Libervia adoption, the port and migration 0007 do).
 
 Queries use a small syntax parsed here (:func:`parse_query`) and compiled to each
 engine's syntax from the normalised words only, then *bound* as a parameter:
@@ -64,20 +68,23 @@ from sat_storage.xml_tools import parse_xml
 
 __all__ = [
     "FtsQuery",
+    "POSTGRESQL_VECTOR",
+    "SQLITE_WRITE",
     "TEXT_COLUMN",
     "UNMAPPED_PREFIXES",
     "create_statements",
     "drop_statements",
     "item_text",
+    "legacy_create_statements",
+    "legacy_drop_statements",
     "match",
     "normalise",
     "parse_query",
-    "rebuild_statements",
 ]
 
-TEXT_COLUMN = "fts_text"
+TEXT_COLUMN = "fts_text"  # the column of the SQLite FTS5 table
 TABLE = "pubsub_items_fts"  # SQLite FTS5 table; PostgreSQL GIN index
-VECTOR_COLUMN = "fts_vector"  # PostgreSQL generated tsvector column
+VECTOR_COLUMN = "fts_vector"  # PostgreSQL tsvector column of pubsub_items
 # Names of the structures above, which the models do not map (autogenerate skips them).
 UNMAPPED_PREFIXES = (TABLE, VECTOR_COLUMN)
 migration.UNMAPPED_TABLE_PREFIXES.extend(
@@ -186,36 +193,30 @@ def item_text(item: domish.Element | str) -> str:
     return text
 
 
-# --- DDL (shared by create_all and migration 0002) ---------------------------------
+# --- DDL (shared by create_all and migration 0007) ---------------------------------
 
 _SQLITE_CREATE = (
-    f"CREATE VIRTUAL TABLE {TABLE} USING fts5({TEXT_COLUMN}, content='pubsub_items', "
-    "content_rowid='id', tokenize='unicode61 remove_diacritics 0')",
-    f"CREATE TRIGGER {TABLE}_insert AFTER INSERT ON pubsub_items BEGIN "
-    f"INSERT INTO {TABLE}(rowid, {TEXT_COLUMN}) VALUES (new.id, new.{TEXT_COLUMN}); END",
+    f"CREATE VIRTUAL TABLE {TABLE} USING fts5({TEXT_COLUMN}, "
+    "tokenize='unicode61 remove_diacritics 0')",
     f"CREATE TRIGGER {TABLE}_delete AFTER DELETE ON pubsub_items BEGIN "
-    f"INSERT INTO {TABLE}({TABLE}, rowid, {TEXT_COLUMN}) "
-    f"VALUES ('delete', old.id, old.{TEXT_COLUMN}); END",
-    f"CREATE TRIGGER {TABLE}_update AFTER UPDATE OF id, {TEXT_COLUMN} ON pubsub_items BEGIN "
-    f"INSERT INTO {TABLE}({TABLE}, rowid, {TEXT_COLUMN}) "
-    f"VALUES ('delete', old.id, old.{TEXT_COLUMN}); "
-    f"INSERT INTO {TABLE}(rowid, {TEXT_COLUMN}) VALUES (new.id, new.{TEXT_COLUMN}); END",
+    f"DELETE FROM {TABLE} WHERE rowid = old.id; END",
 )
 _SQLITE_DROP = (
-    f"DROP TRIGGER IF EXISTS {TABLE}_update",
     f"DROP TRIGGER IF EXISTS {TABLE}_delete",
-    f"DROP TRIGGER IF EXISTS {TABLE}_insert",
     f"DROP TABLE IF EXISTS {TABLE}",
 )
 _POSTGRESQL_CREATE = (
-    f"ALTER TABLE pubsub_items ADD COLUMN {VECTOR_COLUMN} tsvector GENERATED ALWAYS AS "
-    f"(to_tsvector('simple'::regconfig, coalesce({TEXT_COLUMN}, ''))) STORED",
+    f"ALTER TABLE pubsub_items ADD COLUMN {VECTOR_COLUMN} tsvector",
     f"CREATE INDEX {TABLE} ON pubsub_items USING gin ({VECTOR_COLUMN})",
 )
 _POSTGRESQL_DROP = (
     f"DROP INDEX IF EXISTS {TABLE}",
     f"ALTER TABLE pubsub_items DROP COLUMN IF EXISTS {VECTOR_COLUMN}",
 )
+#: SQLite: the index entry of an item (parameters: its id, its words)
+SQLITE_WRITE = f"INSERT OR REPLACE INTO {TABLE}(rowid, {TEXT_COLUMN}) VALUES (?, ?)"
+#: PostgreSQL: the vector of words given as the text ``{}`` (an SQL expression)
+POSTGRESQL_VECTOR = "to_tsvector('simple'::regconfig, coalesce({}, ''))"
 
 
 def create_statements(dialect: str) -> tuple[str, ...]:
@@ -228,13 +229,50 @@ def drop_statements(dialect: str) -> tuple[str, ...]:
     return {"sqlite": _SQLITE_DROP, "postgresql": _POSTGRESQL_DROP}[dialect]
 
 
-def rebuild_statements(dialect: str) -> tuple[str, ...]:
-    """DDL re-indexing every row from ``fts_text`` (PostgreSQL's column is generated)."""
-    return (f"INSERT INTO {TABLE}({TABLE}) VALUES ('rebuild')",) if dialect == "sqlite" else ()
+# --- the layout of revisions 0002-0006 (for migrations 0002 and 0007 only) ----------
+# The words in ``pubsub_items.fts_text``; SQLite: an FTS5 table on that column
+# (external content) kept in step by triggers; PostgreSQL: a generated vector column.
+
+_LEGACY_SQLITE_CREATE = (
+    f"CREATE VIRTUAL TABLE {TABLE} USING fts5({TEXT_COLUMN}, content='pubsub_items', "
+    "content_rowid='id', tokenize='unicode61 remove_diacritics 0')",
+    f"CREATE TRIGGER {TABLE}_insert AFTER INSERT ON pubsub_items BEGIN "
+    f"INSERT INTO {TABLE}(rowid, {TEXT_COLUMN}) VALUES (new.id, new.{TEXT_COLUMN}); END",
+    f"CREATE TRIGGER {TABLE}_delete AFTER DELETE ON pubsub_items BEGIN "
+    f"INSERT INTO {TABLE}({TABLE}, rowid, {TEXT_COLUMN}) "
+    f"VALUES ('delete', old.id, old.{TEXT_COLUMN}); END",
+    f"CREATE TRIGGER {TABLE}_update AFTER UPDATE OF id, {TEXT_COLUMN} ON pubsub_items BEGIN "
+    f"INSERT INTO {TABLE}({TABLE}, rowid, {TEXT_COLUMN}) "
+    f"VALUES ('delete', old.id, old.{TEXT_COLUMN}); "
+    f"INSERT INTO {TABLE}(rowid, {TEXT_COLUMN}) VALUES (new.id, new.{TEXT_COLUMN}); END",
+    f"INSERT INTO {TABLE}({TABLE}) VALUES ('rebuild')",
+)
+_LEGACY_SQLITE_DROP = (
+    f"DROP TRIGGER IF EXISTS {TABLE}_update",
+    f"DROP TRIGGER IF EXISTS {TABLE}_delete",
+    f"DROP TRIGGER IF EXISTS {TABLE}_insert",
+    f"DROP TABLE IF EXISTS {TABLE}",
+)
+_LEGACY_POSTGRESQL_CREATE = (
+    f"ALTER TABLE pubsub_items ADD COLUMN {VECTOR_COLUMN} tsvector GENERATED ALWAYS AS "
+    f"(to_tsvector('simple'::regconfig, coalesce({TEXT_COLUMN}, ''))) STORED",
+    f"CREATE INDEX {TABLE} ON pubsub_items USING gin ({VECTOR_COLUMN})",
+)
+
+
+def legacy_create_statements(dialect: str) -> tuple[str, ...]:
+    """DDL creating (and filling) the structures of revisions 0002-0006 on
+    ``pubsub_items`` holding ``fts_text``."""
+    return {"sqlite": _LEGACY_SQLITE_CREATE, "postgresql": _LEGACY_POSTGRESQL_CREATE}[dialect]
+
+
+def legacy_drop_statements(dialect: str) -> tuple[str, ...]:
+    """DDL dropping the structures of revisions 0002-0006 (not ``fts_text``)."""
+    return {"sqlite": _LEGACY_SQLITE_DROP, "postgresql": _POSTGRESQL_DROP}[dialect]
 
 
 # A new database is made by create_all (then stamped at head): create the structures
-# there too. Dropping pubsub_items drops its triggers and column, not the FTS5 table.
+# there too. Dropping pubsub_items drops its trigger and column, not the FTS5 table.
 event.listen(PubsubItem.__table__, "after_create", engines.ddl_listener(create_statements))
 event.listen(
     PubsubItem.__table__,

@@ -448,8 +448,7 @@ class PubsubItem(Base):
     created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     parsed: Mapped[dict[str, Any] | None] = mapped_column(JSONValue)
-    # the item's words for full-text search (sat_storage.fts.item_text), never loaded
-    fts_text: Mapped[str | None] = mapped_column(Text, deferred=True, deferred_raiseload=True)
+    # its words for full-text search are kept out of this table (sat_storage.fts)
 
     node: Mapped[PubsubNode] = relationship(back_populates="items", lazy="raise")
 

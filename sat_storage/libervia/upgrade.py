@@ -16,8 +16,9 @@ What is converted:
 - ``'null'`` JSON text -> SQL NULL (``pubsub_nodes.extra``, ``pubsub_items.parsed``);
   NULL ``files.access``/``extra`` -> ``{}`` (what Libervia gives back for them);
 - naive-UTC date text (``2024-01-02 03:04:05``) -> this package's UTC form;
-- ``pubsub_items.fts_text`` computed for every item (this package's text-content
-  index, :mod:`sat_storage.fts`), which replaces Libervia's FTS5 table on the raw XML.
+- the full-text words computed for every item (this package's text-content index,
+  :mod:`sat_storage.fts`, written to its own FTS5 table), which replace Libervia's
+  FTS5 table on the raw XML.
 
 Libervia revisions older than its head lack some tables or columns: those are taken
 as empty or NULL.
@@ -172,8 +173,7 @@ def _describe(table: str, row: Row) -> str:
 def _copy_table(raw: sqlite3.Connection, table: Any, old_columns: list[str]) -> int:
     columns = [c.name for c in table.columns if c.name in old_columns]
     targets = list(columns)
-    if table.name == "pubsub_items":
-        targets.append(fts.TEXT_COLUMN)
+    indexed = table.name == "pubsub_items"  # the words go to the FTS5 table
     insert = (
         f"INSERT INTO {_quote(table.name)} ({', '.join(map(_quote, targets))}) "
         f"VALUES ({', '.join('?' * len(targets))})"
@@ -192,6 +192,8 @@ def _copy_table(raw: sqlite3.Connection, table: Any, old_columns: list[str]) -> 
                 ) from None
         try:
             raw.executemany(insert, [[row.get(c) for c in targets] for row in batch])
+            if indexed:
+                raw.executemany(fts.SQLITE_WRITE, [(r["id"], r[fts.TEXT_COLUMN]) for r in batch])
         except sqlite3.IntegrityError as e:
             raise AdoptionError(
                 f"{table.name}: a row cannot be adopted ({e}); the database was left untouched"

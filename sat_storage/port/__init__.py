@@ -307,7 +307,7 @@ def port(
                 _copy_table(snap, connection, table, state, batch, tick)
         copy_seconds = time.monotonic() - started
         sequences = target.fix_sequences(connection, tables)
-        target.rebuild_derived(connection)
+        target.rebuild_derived(connection, snap)
         finish_seconds = time.monotonic() - started - copy_seconds
         emit({"event": "finish", "sequences": len(sequences), "full_text": "rebuilt"})
         report = verify.compare(snap, connection, tables)

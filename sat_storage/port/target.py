@@ -10,6 +10,7 @@ port is verified.
 from __future__ import annotations
 
 import json
+import sqlite3
 from typing import Any
 
 import psycopg
@@ -189,9 +190,27 @@ def drop_derived(connection: psycopg.Connection[Any]) -> None:
             connection.execute(statement)
 
 
-def rebuild_derived(connection: psycopg.Connection[Any]) -> None:
+WORDS_BATCH = 5000
+_SET_VECTORS = (
+    f"UPDATE pubsub_items SET {fts.VECTOR_COLUMN} = "
+    + fts.POSTGRESQL_VECTOR.format("w.words")
+    + " FROM unnest(%s::bigint[], %s::text[]) AS w(id, words) WHERE pubsub_items.id = w.id"
+)
+
+
+def _index_words(connection: psycopg.Connection[Any], words: sqlite3.Connection) -> None:
+    """Set every item's vector from its words in the SQLite FTS5 table (the words it was
+    indexed with: no XML parsed again), in batches."""
+    cursor = words.execute(f"SELECT rowid, {fts.TEXT_COLUMN} FROM {fts.TABLE} ORDER BY rowid")
+    while batch := cursor.fetchmany(WORDS_BATCH):
+        ids, texts = zip(*batch, strict=True)
+        connection.execute(_SET_VECTORS, [list(ids), list(texts)])
+
+
+def rebuild_derived(connection: psycopg.Connection[Any], words: sqlite3.Connection) -> None:
     """Create them again (once: a resumed port may find them): every item is indexed
-    from ``fts_text``; item writes are counted from then on."""
+    with the words it has in the source's FTS5 table (``words``: the snapshot); item
+    writes are counted from then on."""
     with connection.transaction():
         present = connection.execute(
             "SELECT 1 FROM information_schema.columns WHERE table_name = 'pubsub_items' "
@@ -199,10 +218,9 @@ def rebuild_derived(connection: psycopg.Connection[Any]) -> None:
             [fts.VECTOR_COLUMN],
         ).fetchone()
         if not present:
-            for statement in fts.create_statements("postgresql") + fts.rebuild_statements(
-                "postgresql"
-            ):
+            for statement in fts.create_statements("postgresql"):
                 connection.execute(statement)
+            _index_words(connection, words)
         counted = connection.execute(
             "SELECT 1 FROM pg_trigger WHERE tgname = %s", [item_counts.TRIGGERS[0]]
         ).fetchone()

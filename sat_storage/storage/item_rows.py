@@ -2,11 +2,12 @@
 
 :func:`item_rows` makes the rows of ``pubsub_items`` for checked items in one pass
 (XML text, parsed JSON text, full-text words: :func:`sat_storage.fts.item_text`), as
-tuples in :data:`ITEM_COLUMNS` order. :func:`write_item_rows` writes them with one
-statement of driver SQL compiled once per dialect (SQLAlchemy's Core upsert, compiled
-on first use and kept, so no statement is built or compiled per call and no per-row
-parameter processing runs): SQLite executes it for every row (``executemany``),
-PostgreSQL once for all the rows of a call (columns bound as arrays). The upsert is
+tuples in :data:`ITEM_COLUMNS` order. :func:`write_item_rows` writes them with driver
+SQL compiled once per dialect (SQLAlchemy's Core upsert, compiled on first use and
+kept, so no statement is built or compiled per call and no per-row parameter
+processing runs): SQLite as one multi-row statement returning the ids written, then
+their words into the FTS5 table (``executemany``); PostgreSQL once for all the rows of
+a call (columns bound as arrays, the words as the ``tsvector`` column). The upsert is
 for items with a payload, an insert of new items only for those without (an empty
 item never replaces one).
 """
@@ -15,27 +16,30 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.postgresql import TSVECTOR
 from sqlalchemy.orm import Session
 from twisted.words.xish import domish
 
 from sat_storage import engines, json_text
-from sat_storage.fts import item_text
+from sat_storage.fts import SQLITE_WRITE, TEXT_COLUMN, VECTOR_COLUMN, item_text
 from sat_storage.models import PubsubItem
 from sat_storage.storage.checks import check_json_text, check_storable, unstorable
 from sat_storage.xml_tools import to_xml
 
 __all__ = ["ITEM_COLUMNS", "build_item_rows", "item_rows", "write_item_rows"]
 
-#: the columns of a row of :func:`item_rows`, in order
+#: the columns of a row of :func:`item_rows`, in order (``fts_text``: the item's
+#: full-text words, which are not a column of ``pubsub_items``: :mod:`sat_storage.fts`)
 ITEM_COLUMNS = ("node_id", "name", "data", "parsed", "fts_text", "created", "updated")
 ITEM_KEY = ("node_id", "name")
 ITEM_KEPT_ON_UPDATE = ("node_id", "name", "created")  # the id is never written
 _NAME = ITEM_COLUMNS.index("name")
+_TEXT = ITEM_COLUMNS.index(TEXT_COLUMN)
 
 Row = tuple[Any, ...]
 
@@ -92,17 +96,38 @@ def build_item_rows(
     return [dict(zip(ITEM_COLUMNS, row, strict=True)) for row in rows]
 
 
+def _table(dialect_name: str) -> sa.Table:
+    """``pubsub_items`` as the write sees it: on PostgreSQL with its ``tsvector``
+    column (which the models do not map, :mod:`sat_storage.fts`)."""
+    table = PubsubItem.__table__
+    if dialect_name != "postgresql":
+        return table
+    columns = [sa.Column(c.name, c.type, primary_key=c.primary_key) for c in table.c]
+    return sa.Table(table.name, sa.MetaData(), *columns, sa.Column(VECTOR_COLUMN, TSVECTOR))
+
+
+def _columns(dialect_name: str) -> tuple[str, ...]:
+    """The columns of ``pubsub_items`` written from a row's: SQLite keeps the words out
+    of the table (in its FTS5 table), PostgreSQL writes their vector."""
+    if dialect_name == "postgresql":
+        return tuple(VECTOR_COLUMN if c == TEXT_COLUMN else c for c in ITEM_COLUMNS)
+    return tuple(c for c in ITEM_COLUMNS if c != TEXT_COLUMN)
+
+
 def _statement(dialect_name: str, payload: bool) -> sa.Insert:
     """The bulk write of item rows (Core).
 
     With ``payload``: an upsert that updates a known item only when its XML or its
     parsed data changed (a notification of an unchanged item changes nothing, not
-    even ``updated``); without: an insert of new items only. SQLite: one bound
-    parameter per column (executed many times); PostgreSQL: one statement for every
-    row of a call, its columns bound as arrays (:func:`_unnest_rows`), so that the
-    statement triggers of :mod:`sat_storage.item_counts` run once per call.
+    even ``updated``); without: an insert of new items only. SQLite: one row of
+    parameters, returning the id and name of each row written (the statement is
+    repeated for the rows of a call, :func:`_sqlite_write`), whose words then go to the
+    FTS5 table; PostgreSQL: one statement for every row of a call, its columns bound
+    as arrays (:func:`_unnest_rows`), so that the statement triggers of
+    :mod:`sat_storage.item_counts` run once per call.
     """
-    table = PubsubItem.__table__
+    table = _table(dialect_name)
+    columns = _columns(dialect_name)
     if payload:
 
         def changed(excluded: Any) -> Any:
@@ -111,18 +136,19 @@ def _statement(dialect_name: str, payload: bool) -> sa.Insert:
                 table.c.parsed.is_distinct_from(excluded.parsed),
             )
 
-        updated = [c for c in ITEM_COLUMNS if c not in ITEM_KEPT_ON_UPDATE]
+        updated = [c for c in columns if c not in ITEM_KEPT_ON_UPDATE]
         stmt = engines.upsert(dialect_name, table, ITEM_KEY, updated, where=changed)
     else:
         stmt = engines.insert_ignore(dialect_name, table, ITEM_KEY)
     if dialect_name == "postgresql":
-        return stmt.from_select(ITEM_COLUMNS, _unnest_rows())
-    return stmt.values({c: engines.bulk_bind(dialect_name, c) for c in ITEM_COLUMNS})
+        return stmt.from_select(columns, _unnest_rows())
+    stmt = stmt.values({c: engines.bulk_bind(dialect_name, c) for c in columns})
+    return stmt.returning(table.c.id, table.c.name)
 
 
 # PostgreSQL: the columns bound as arrays (one element a row); node_id and the time
 # stamp (created, updated) are the same for every row of a call
-_ARRAYS = ("name", "data", "parsed", "fts_text")
+_ARRAYS = ("name", "data", "parsed", TEXT_COLUMN)
 
 
 def _unnest_rows() -> sa.Select[Any]:
@@ -131,13 +157,19 @@ def _unnest_rows() -> sa.Select[Any]:
         *(sa.bindparam(c, type_=postgresql.ARRAY(sa.Text())) for c in _ARRAYS)
     ).table_valued(*_ARRAYS, with_ordinality="ord").render_derived()
     now = sa.bindparam("now", type_=sa.DateTime(timezone=True))
+    vector = sa.func.to_tsvector(
+        sa.literal_column("'simple'::regconfig"),
+        sa.func.coalesce(arrays.c[TEXT_COLUMN], sa.literal_column("''")),
+        type_=TSVECTOR,
+    )
     values = {
         "node_id": sa.bindparam("node_id", type_=sa.Integer()),
         "parsed": sa.cast(arrays.c.parsed, postgresql.JSONB),
         "created": now,
         "updated": now,
+        VECTOR_COLUMN: vector,
     }
-    columns = [values.get(c, arrays.c[c] if c in _ARRAYS else None) for c in ITEM_COLUMNS]
+    columns = [values.get(c, arrays.c[c] if c in _ARRAYS else None) for c in _columns("postgresql")]
     return sa.select(*columns).order_by(arrays.c.ord)  # ids given in the rows' order
 
 
@@ -152,40 +184,68 @@ def _array_parameters(rows: Sequence[Row]) -> dict[str, Any]:
     }
 
 
-@dataclass(frozen=True)
-class _DriverWrite:
-    """A compiled write: its SQL text, and the driver parameters of rows (a list of
-    rows: executed many times; a dict: executed once)."""
-
-    sql: str
-    parameters: Callable[[Sequence[Row]], Any]
+#: SQLite: rows written by one statement (6 parameters a row, far under the limit)
+SQLITE_ROWS_PER_STATEMENT = 500
 
 
-_writes: dict[tuple[str, bool], _DriverWrite] = {}
+@dataclass
+class _SQLiteWrite:
+    """SQLite: the one-row statement's SQL (:func:`_statement`), repeated as a
+    multi-row ``VALUES`` for the rows of a call (texts kept per row count)."""
+
+    head: str
+    group: str
+    tail: str
+    pick: Callable[[Row], tuple[Any, ...]]
+    texts: dict[int, str] = field(default_factory=dict)
+
+    def sql(self, count: int) -> str:
+        text = self.texts.get(count)
+        if text is None:
+            if len(self.texts) > 64:
+                self.texts.clear()
+            text = self.texts[count] = (
+                self.head + ", ".join([self.group] * count) + self.tail
+            )
+        return text
+
+    def write(self, connection: sa.Connection, rows: Sequence[Row]) -> None:
+        """Write ``rows``, then the words of those written (inserted or changed)."""
+        words = {row[_NAME]: row[_TEXT] for row in rows}
+        entries: list[tuple[int, str]] = []
+        pick = self.pick
+        for start in range(0, len(rows), SQLITE_ROWS_PER_STATEMENT):
+            chunk = rows[start : start + SQLITE_ROWS_PER_STATEMENT]
+            parameters = [value for row in chunk for value in pick(row)]
+            written = connection.exec_driver_sql(self.sql(len(chunk)), tuple(parameters))
+            entries.extend((item_id, words[name]) for item_id, name in written)
+        if entries:
+            connection.exec_driver_sql(SQLITE_WRITE, entries)
 
 
-def _driver_write(dialect: sa.Dialect, payload: bool) -> _DriverWrite:
-    """:func:`_statement` compiled for ``dialect`` (once: kept for every later call)."""
-    key = (dialect.name, payload)
-    write = _writes.get(key)
+_sqlite_writes: dict[bool, _SQLiteWrite] = {}
+_pg_writes: dict[bool, str] = {}
+
+
+def _sqlite_write(dialect: sa.Dialect, payload: bool) -> _SQLiteWrite:
+    """:func:`_statement` compiled for SQLite (once: kept for every later call)."""
+    write = _sqlite_writes.get(payload)
     if write is None:
         compiled = _statement(dialect.name, payload).compile(dialect=dialect)
-        parameters: Callable[[Sequence[Row]], Any]
-        if dialect.name == "postgresql":
-            parameters = _array_parameters
-        else:  # SQLite: positional, in the table's column order
-            pick = operator.itemgetter(*map(ITEM_COLUMNS.index, compiled.positiontup or ()))
-
-            def parameters(rows: Sequence[Row]) -> list[Any]:
-                return list(map(pick, rows))
-
-        write = _writes[key] = _DriverWrite(compiled.string, parameters)
+        positions = compiled.positiontup or ()
+        group = "(" + ", ".join("?" * len(positions)) + ")"
+        head, found, tail = compiled.string.partition(" VALUES " + group)
+        if not found:
+            raise RuntimeError(f"unexpected SQL of the item write: {compiled.string}")
+        pick = operator.itemgetter(*map(ITEM_COLUMNS.index, positions))
+        write = _sqlite_writes[payload] = _SQLiteWrite(head + " VALUES ", group, tail, pick)
     return write
 
 
 def write_item_rows(session: Session, rows: Sequence[Row], empty: set[str]) -> None:
-    """Write ``rows`` of :func:`item_rows` (one node's) in ``session``'s transaction:
-    one statement, and one more for the rows named in ``empty`` (insert only)."""
+    """Write ``rows`` of :func:`item_rows` (one node's) in ``session``'s transaction,
+    with their full-text words: one statement, and one more for the rows named in
+    ``empty`` (insert only); SQLite: then the words of the rows written."""
     connection = session.connection()
     batches = [(True, rows)]
     if empty:
@@ -193,7 +253,16 @@ def write_item_rows(session: Session, rows: Sequence[Row], empty: set[str]) -> N
             (True, [row for row in rows if row[_NAME] not in empty]),
             (False, [row for row in rows if row[_NAME] in empty]),
         ]
+    dialect = connection.dialect
     for payload, batch in batches:
-        if batch:
-            write = _driver_write(connection.dialect, payload)
-            connection.exec_driver_sql(write.sql, write.parameters(batch))
+        if not batch:
+            continue
+        if dialect.name == "postgresql":
+            sql = _pg_writes.get(payload)
+            if sql is None:
+                sql = _pg_writes[payload] = _statement(dialect.name, payload).compile(
+                    dialect=dialect
+                ).string
+            connection.exec_driver_sql(sql, _array_parameters(batch))
+        else:
+            _sqlite_write(dialect, payload).write(connection, batch)

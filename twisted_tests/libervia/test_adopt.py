@@ -179,7 +179,12 @@ class AdoptedFixtureTests(TestCase):
 
     def test_fts_index(self) -> None:
         """Every item has this package's text, and the FTS5 index matches its content."""
-        for data, text in self.sql(f"SELECT data, {fts.TEXT_COLUMN} FROM pubsub_items"):
+        rows = self.sql(
+            f"SELECT data, {fts.TEXT_COLUMN} FROM pubsub_items "
+            f"LEFT JOIN {fts.TABLE} ON {fts.TABLE}.rowid = pubsub_items.id"
+        )
+        self.assertEqual(len(rows), len(self.sql(f"SELECT rowid FROM {fts.TABLE}")))
+        for data, text in rows:
             self.assertEqual(text, fts.item_text(data))
         self.sql(f"INSERT INTO {fts.TABLE}({fts.TABLE}) VALUES ('integrity-check')")
         (count,) = self.sql(f"SELECT count(*) FROM {fts.TABLE} WHERE {fts.TABLE} MATCH 'kappa'")

@@ -132,13 +132,13 @@ class RefusalTests(TestCase):
         source_url, storage = await populated_sqlite(self, items=2)
         await storage.close()
         with sqlite3.connect(sqlite_file(source_url)) as connection:
-            connection.execute("UPDATE pubsub_items SET fts_text = ? WHERE id = 2", ["a\x00b"])
+            connection.execute("UPDATE pubsub_items SET name = ? WHERE id = 2", ["a\x00b"])
         target_url = empty_postgresql(self)
         with self.assertRaises(port.PortRefused) as caught:
             await threads.deferToThread(port.port, source_url, target_url)
         [bad] = caught.exception.bad_values
-        self.assertEqual((bad.table, bad.key, bad.column), ("pubsub_items", {"id": 2}, "fts_text"))
-        self.assertIn("table pubsub_items, row id=2, column fts_text: contains a NUL", str(bad))
+        self.assertEqual((bad.table, bad.key, bad.column), ("pubsub_items", {"id": 2}, "name"))
+        self.assertIn("table pubsub_items, row id=2, column name: contains a NUL", str(bad))
 
     async def test_source_not_at_head(self) -> None:
         """A source at an older revision is refused, saying how to upgrade it."""

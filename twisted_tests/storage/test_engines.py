@@ -232,3 +232,27 @@ class SQLiteSynchronousTests(TestCase):
         """An unknown value is a ValueError naming the setting and the value."""
         with self.assertRaisesRegex(ValueError, r"sqlite_synchronous: 'sometimes'"):
             Storage("sqlite://", sqlite_synchronous="sometimes")
+
+
+class SQLitePageSizeTests(TestCase):
+    """A new SQLite database gets ``engines.SQLITE_PAGE_SIZE``; an existing one keeps its."""
+
+    async def page_size_of(self, path: Path) -> object:
+        storage = Storage(f"sqlite:///{path.resolve()}")
+        await storage.initialise()
+        self.addCleanup(storage.close)
+        return await storage.db.run_with_connection(pragma, "page_size")
+
+    async def test_new_database(self) -> None:
+        """A database the storage creates has the package's page size."""
+        self.assertEqual(await self.page_size_of(Path(self.mktemp())), engines.SQLITE_PAGE_SIZE)
+
+    async def test_existing_database_kept(self) -> None:
+        """A file written with 4 KiB pages (in WAL mode, as the storage's) keeps them."""
+        path = Path(self.mktemp())
+        connection = sqlite3.connect(path)
+        connection.execute("PRAGMA page_size = 4096")
+        connection.execute("PRAGMA journal_mode = WAL")  # writes the file's header
+        connection.close()
+        self.assertNotEqual(engines.SQLITE_PAGE_SIZE, 4096)
+        self.assertEqual(await self.page_size_of(path), 4096)

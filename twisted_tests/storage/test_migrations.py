@@ -555,6 +555,61 @@ class MigrationStepTests(TestCase):
         check_step(self, "0006", before_upgrade=two_nodes, after_upgrade=counted,
                    after_downgrade=dropped)  # fmt: skip
 
+    def test_step_0007(self) -> None:
+        """0007 moves the items' words out of pubsub_items, still searchable and kept in
+        step with deletes; downgrade brings the column back, filled and indexed."""
+        from sat_storage import fts
+
+        words = fts.item_text(ITEM_XML)
+
+        def columns(connection: Connection) -> set[str]:
+            return {c["name"] for c in inspect(connection).get_columns("pubsub_items")}
+
+        def found(connection: Connection, query: str) -> list[int]:
+            stmt, _rank = fts.match(
+                sa.select(PubsubItem.id), fts.parse_query(query), connection.dialect.name
+            )
+            return connection.execute(stmt).scalars().all()
+
+        def cached(connection: Connection) -> None:
+            add_item(connection)  # with its words, as 0002-0006 cached items
+            connection.execute(sa.text(f"UPDATE pubsub_items SET {fts.TEXT_COLUMN} = :w"),
+                               {"w": words})  # fmt: skip
+
+        def moved(connection: Connection) -> None:
+            self.assertNotIn(fts.TEXT_COLUMN, columns(connection))
+            self.assertEqual(found(connection, "upgrades"), [1])
+            row = connection.execute(sa.select(items_0001)).one()
+            self.assertEqual((row.name, row.data, row.created), ("first", ITEM_XML, WHEN))
+            connection.execute(sa.insert(items_0001).values(
+                id=2, node_id=1, name="second", data=ITEM_XML, created=WHEN, updated=WHEN
+            ))  # fmt: skip
+            connection.execute(sa.text("DELETE FROM pubsub_items WHERE id = 1"))
+            self.assertEqual(found(connection, "upgrades"), [])  # its entry went with it
+            connection.execute(sa.text("DELETE FROM pubsub_items WHERE id = 2"))
+            connection.execute(sa.insert(items_0001).values(
+                id=1, node_id=1, name="first", data=ITEM_XML, created=WHEN, updated=WHEN
+            ))  # fmt: skip
+            if connection.dialect.name == "sqlite":
+                connection.exec_driver_sql(fts.SQLITE_WRITE, (1, words))
+            else:
+                connection.exec_driver_sql(
+                    f"UPDATE pubsub_items SET {fts.VECTOR_COLUMN} = "
+                    + fts.POSTGRESQL_VECTOR.format("%(w)s"),
+                    {"w": words},
+                )
+
+        def back(connection: Connection) -> None:
+            self.assertIn(fts.TEXT_COLUMN, columns(connection))
+            text = connection.execute(sa.text(f"SELECT {fts.TEXT_COLUMN} FROM pubsub_items"))
+            self.assertEqual(text.scalar_one(), words)
+            self.assertEqual(found(connection, "upgrades"), [1])
+            connection.execute(sa.text("DELETE FROM pubsub_items"))  # 0002's structures
+            self.assertEqual(found(connection, "upgrades"), [])
+
+        check_step(self, "0007", before_upgrade=cached, after_upgrade=moved,
+                   after_downgrade=back)  # fmt: skip
+
     def test_downgrade_0003_refuses_big_sizes(self) -> None:
         """A size that does not fit 32 bits stops the downgrade, naming it; nothing changes."""
         connection = connect(self, empty_database(self))

@@ -1,0 +1,236 @@
+"""Benchmark: the items table's layout (SQLite), beside the reference's, per page size.
+
+The reference is Libervia 0.9's ``pubsub_items`` (XML, parsed JSON, dates; its FTS5
+external-content table on the XML, kept by triggers), its DDL read from the Libervia
+database of the tests (``twisted_tests/libervia/libervia-0.9.sqlite``), written with
+raw ``sqlite3`` into its own file. The storage's file is the one ``cache_pubsub_items``
+writes. Both hold the same items (Atom-like, ≈0.5 KB of text, 3 tags): a node of
+``--items`` and, to purge, one node of ``--purged`` items a run. For each page size
+(4 KiB, 8 KiB: set on the new, empty files) and each side, in the same run:
+
+- ``table_mb``: the pages of ``pubsub_items`` (``dbstat``), its indexes excluded;
+- ``scan``: a bare scan of the table (``SELECT sum(length(name)) … NOT INDEXED``);
+- ``order_undeclared``: the newest 20 of the node by a path no analyser declared
+  (``ORDER BY json_extract(parsed, '$.title') DESC LIMIT 20``: a scan and a sort);
+- ``purge``: the purge of one node of ``--purged`` items (storage:
+  ``purge_pubsub_items``; reference: ``DELETE`` by node, its triggers running).
+
+Times are medians of ``--runs`` (caches warm: every figure is what is left once the
+pages are in memory); ratios are storage / reference at the same page size (lower is
+better, ≤ 1: not slower), and each side's 8 KiB / 4 KiB.
+
+    .venv/bin/python bench/layout.py [--json] [--items N] [--purged N] [--runs N]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+from _common import SERVICE, Client, atom_items, main, median, open_storage, parser
+
+from sat_storage import json_text
+from sat_storage.storage.pubsub import MAX_ITEMS_BATCH
+from sat_storage.xml_tools import to_xml
+
+REFERENCE_DB = Path(__file__).parent.parent / "twisted_tests" / "libervia" / "libervia-0.9.sqlite"
+PAGE_SIZES = (4096, 8192)
+SCAN = "SELECT sum(length(name)) FROM pubsub_items NOT INDEXED"
+ORDER = (
+    "SELECT id FROM pubsub_items WHERE node_id = ? "
+    "ORDER BY json_extract(parsed, '$.title') DESC LIMIT 20"
+)
+TABLE_SIZE = "SELECT sum(pgsize) FROM dbstat WHERE name = 'pubsub_items'"
+
+
+def reference_ddl() -> list[str]:
+    """Libervia 0.9's DDL of ``pubsub_items`` and its full-text table and triggers."""
+    with sqlite3.connect(REFERENCE_DB) as source:
+        rows = source.execute(
+            "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL AND "
+            "(name = 'pubsub_items' OR name = 'pubsub_items_fts' OR "
+            "(type = 'trigger' AND tbl_name = 'pubsub_items')) "
+            "ORDER BY type = 'trigger', name"
+        ).fetchall()
+    return [sql for (sql,) in rows]
+
+
+def new_file(path: str, page_size: int) -> None:
+    """An empty SQLite file in WAL mode with ``page_size`` (fixed from then on)."""
+    connection = sqlite3.connect(path)
+    connection.execute(f"PRAGMA page_size = {int(page_size)}")
+    connection.execute("PRAGMA journal_mode = WAL")
+    connection.execute("CREATE TABLE bench_page_size (x)")
+    connection.execute("DROP TABLE bench_page_size")
+    connection.commit()
+    connection.close()
+
+
+def timed(call: Any) -> float:
+    start = time.perf_counter()
+    call()
+    return time.perf_counter() - start
+
+
+class Reference:
+    """Libervia 0.9's table in its own file, written and read with ``sqlite3``."""
+
+    def __init__(self, path: str, page_size: int) -> None:
+        new_file(path, page_size)
+        self.connection = sqlite3.connect(path, isolation_level=None)
+        self.connection.execute("PRAGMA synchronous = NORMAL")
+        for statement in reference_ddl():
+            self.connection.execute(statement)
+
+    def fill(self, node_id: int, items: list, parsed: list) -> None:
+        rows = [
+            (node_id, item["id"], to_xml(item), json_text.dumps(p))
+            for item, p in zip(items, parsed, strict=True)
+        ]
+        self.connection.execute("BEGIN")
+        self.connection.executemany(
+            "INSERT INTO pubsub_items (node_id, name, data, parsed) VALUES (?, ?, ?, ?)", rows
+        )
+        self.connection.execute("COMMIT")
+
+    def query(self, sql: str, *parameters: Any) -> list[tuple[Any, ...]]:
+        return self.connection.execute(sql, parameters).fetchall()
+
+    def purge(self, node_id: int) -> None:
+        self.connection.execute("BEGIN")
+        self.connection.execute("DELETE FROM pubsub_items WHERE node_id = ?", (node_id,))
+        self.connection.execute("COMMIT")
+
+
+async def fill(storage: Any, name: str, items: list, parsed: list) -> Any:
+    node = await storage.set_pubsub_node(Client, SERVICE, name)
+    for start in range(0, len(items), MAX_ITEMS_BATCH):
+        page = slice(start, start + MAX_ITEMS_BATCH)
+        await storage.cache_pubsub_items(Client, node, items[page], parsed[page])
+    return node
+
+
+async def measure(args: Any, workdir: str, page_size: int) -> dict[str, Any]:
+    """Both sides at ``page_size``: their figures (seconds, median of the runs)."""
+    os.makedirs(workdir, exist_ok=True)
+    new_file(os.path.join(workdir, "bench.sqlite"), page_size)
+    storage = await open_storage(None, workdir)
+    reference = Reference(os.path.join(workdir, "reference.sqlite"), page_size)
+    path = os.path.join(workdir, "bench.sqlite")
+    reader = sqlite3.connect(path)
+    try:
+        items, parsed = atom_items(args.items)
+        node = await fill(storage, "main", items, parsed)
+        reference.fill(1, items, parsed)
+        purged, purged_parsed = atom_items(args.purged)
+        purge_nodes = []
+        for run in range(args.runs):
+            purge_nodes.append(await fill(storage, f"purged-{run}", purged, purged_parsed))
+            reference.fill(2 + run, purged, purged_parsed)
+        for connection in (reader, reference.connection):  # every page in the file itself
+            connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        (node_id,) = reader.execute("SELECT id FROM pubsub_nodes WHERE name = 'main'").fetchone()
+        times: dict[str, dict[str, list[float]]] = {
+            side: {"scan": [], "order_undeclared": [], "purge": []}
+            for side in ("storage", "reference")
+        }
+        sizes = {
+            "storage": reader.execute(TABLE_SIZE).fetchone()[0],
+            "reference": reference.query(TABLE_SIZE)[0][0],
+        }
+        reader.execute(SCAN).fetchall()  # pages into the cache
+        reference.query(SCAN)
+        answers = {}
+        for run in range(args.runs):
+            for side, run_query, node in (
+                ("storage", lambda sql, *p: reader.execute(sql, p).fetchall(), node_id),
+                ("reference", reference.query, 1),
+            ):
+                times[side]["scan"].append(timed(lambda: run_query(SCAN)))  # noqa: B023
+                times[side]["order_undeclared"].append(
+                    timed(lambda: answers.__setitem__(side, run_query(ORDER, node)))  # noqa: B023
+                )
+            start = time.perf_counter()
+            await storage.purge_pubsub_items(services=[SERVICE], names=[f"purged-{run}"])
+            times["storage"]["purge"].append(time.perf_counter() - start)
+            times["reference"]["purge"].append(timed(lambda: reference.purge(2 + run)))  # noqa: B023
+        if len(answers["storage"]) != len(answers["reference"]):
+            raise RuntimeError("the two sides do not hold the same items")
+    finally:
+        reader.close()
+        reference.connection.close()
+        await storage.close()
+    return {
+        side: {"table_mb": round(sizes[side] / 2**20, 2)}
+        | {name: median(values) for name, values in figures.items()}
+        for side, figures in times.items()
+    }
+
+
+FIGURES = ("table_mb", "scan", "order_undeclared", "purge")
+
+
+async def run(args: Any, workdir: str) -> dict[str, Any]:
+    by_size = {
+        size: await measure(args, os.path.join(workdir, str(size)), size) for size in PAGE_SIZES
+    }
+    result: dict[str, Any] = {
+        "benchmark": "layout",
+        "engine": "sqlite",
+        "items": args.items,
+        "purged": args.purged,
+        "runs": args.runs,
+        "figures": {
+            str(size): {
+                side: {k: (v if k == "table_mb" else round(v * 1000, 2)) for k, v in f.items()}
+                for side, f in figures.items()
+            }
+            for size, figures in by_size.items()
+        },
+        "ratio_to_reference": {
+            str(size): {
+                k: round(figures["storage"][k] / figures["reference"][k], 3) for k in FIGURES
+            }
+            for size, figures in by_size.items()
+        },
+        "ratio_8k_to_4k": {
+            side: {k: round(by_size[8192][side][k] / by_size[4096][side][k], 3) for k in FIGURES}
+            for side in ("storage", "reference")
+        },
+    }
+    result["target"] = {
+        "not_slower_than_reference": all(
+            result["ratio_to_reference"][str(size)][k] <= 1.0
+            for size in PAGE_SIZES
+            for k in ("scan", "order_undeclared", "purge")
+        )
+    }
+    results = []
+    for size in PAGE_SIZES:
+        for k in FIGURES:
+            unit = "MB" if k == "table_mb" else "ms"
+            ref = f"reference {k}, {size // 1024} KiB pages"
+            value = by_size[size]["reference"][k]
+            results.append({"name": ref, "value": value if unit == "MB" else value * 1000,
+                            "unit": unit})  # fmt: skip
+            value = by_size[size]["storage"][k]
+            results.append({"name": f"storage {k}, {size // 1024} KiB pages",
+                            "value": value if unit == "MB" else value * 1000, "unit": unit,
+                            "baseline": ref})  # fmt: skip
+    result["results"] = results
+    if not args.json:
+        print(f"{args.items} items (+{args.purged} purged a run), {args.runs} runs, SQLite")
+        shown = ("figures", "ratio_to_reference", "ratio_8k_to_4k", "target")
+        print(json.dumps({k: result[k] for k in shown}, indent=1))
+    return result
+
+
+if __name__ == "__main__":
+    p = parser(__doc__.split("\n")[0])
+    p.add_argument("--items", type=int, default=20000, help="items of the scanned node")
+    p.add_argument("--purged", type=int, default=1000, help="items of each purged node")
+    main(run, p.parse_args())
