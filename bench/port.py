@@ -70,13 +70,14 @@ def make_source(path: Path, rows: int) -> None:
     def items() -> Any:
         for i in range(rows):
             element, parsed = atom_item(i)
-            yield (f"item-{i:06d}", to_xml(element), when, when, json.dumps(parsed), words)
+            yield (i + 1, f"item-{i:06d}", to_xml(element), when, when, json.dumps(parsed))
 
     db.executemany(
-        "INSERT INTO pubsub_items (node_id, name, data, created, updated, parsed, fts_text) "
-        "VALUES (1, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO pubsub_items (id, node_id, name, data, created, updated, parsed) "
+        "VALUES (?, 1, ?, ?, ?, ?, ?)",
         items(),
     )
+    db.executemany(fts.SQLITE_WRITE, ((i + 1, words) for i in range(rows)))
     db.commit()
     db.close()
 
