@@ -152,6 +152,17 @@ class ItemCountTests(TestCase):
         )  # fmt: skip
         await self.assert_count(4)
 
+    async def test_catch_up_written_then_removed(self) -> None:
+        """A catch-up writing an item new to the node and removing it in the same call
+        leaves the items as they were, but counts both changes in the version (a
+        reader may read again; it never misses a change)."""
+        await self.cache("ab")
+        before = await self.assert_count(2)
+        await self.storage.catch_up_pubsub_items(
+            self.alice, self.node, [make_item("x")], None, ["x"], [], None
+        )
+        self.assertEqual(await self.assert_count(2), before + 2)
+
     async def test_sync_claim_resets(self) -> None:
         """A sync claim that empties the node uncounts its items."""
         await self.cache("abc")

@@ -149,6 +149,15 @@ def state_txn(session: Session, node_id: int) -> tuple[int, int, list[tuple[Any,
     return stored[0], stored[1], [tuple(row) for row in rows]
 
 
+def written_then_removed(write: tuple[str, Any]) -> bool:
+    """A catch-up writing an item (``changed``) that it also removes: an item new to
+    the node is inserted, then deleted, in the one transaction. The rows may end as
+    they were while the version grew (two changes were made): that is not an
+    unchanged write."""
+    kind, args = write
+    return kind == "catch_up" and bool({spec[0] for spec in args[0]} & set(args[1]))
+
+
 class DifferentialPagingTests(TestCase):
     timeout = TIMEOUTS[PROFILE]
 
@@ -210,7 +219,9 @@ class DifferentialPagingTests(TestCase):
             count, version, rows = await storage.db.run(state_txn, nodes[dialect].id)
             self.assertEqual(count, len(rows), f"{dialect}: {write}")
             old_version, old_rows = before[dialect]
-            if rows == old_rows:
+            if rows == old_rows and written_then_removed(write):
+                self.assertGreaterEqual(version, old_version, f"{dialect}: {write}")
+            elif rows == old_rows:
                 self.assertEqual(version, old_version, f"{dialect}: {write} changed nothing")
             else:
                 self.assertGreater(version, old_version, f"{dialect}: {write}")
