@@ -2,8 +2,11 @@
 
 Callers hand over a synchronous function that receives a SQLAlchemy ``Session``;
 the gateway runs it in its own Twisted thread pool inside one transaction (commit
-on return, rollback on raise) and returns a Deferred with its result. Nothing else
-in the package touches threads or opens sessions.
+on return, rollback on raise) and returns a Deferred with its result. Hot read-only
+work (the newest or oldest page of ``get_items``, a search asked again) may instead
+go through :meth:`Gateway.read`: the function receives a
+:class:`~sat_storage.driver_sql.Reader` on a pooled driver connection, no Session.
+Nothing else in the package touches threads or opens sessions.
 """
 
 from __future__ import annotations
