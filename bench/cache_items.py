@@ -3,7 +3,8 @@
 Each run caches N items (default 5000, ≈0.5 KB of text, 3 tags, a parsed dict) into
 a new node (a) in one ``cache_pubsub_items`` call and (b) in calls of 20 items, and
 inserts the same rows with the driver alone (``sqlite3``, or psycopg for
-PostgreSQL) into an equivalent table (same columns, indexes and upsert):
+PostgreSQL) into an equivalent table (same columns, indexes and upsert; the words
+into SQLite's FTS5 table, or PostgreSQL's ``tsvector`` column, as the storage does):
 
 - ``raw``: the storage's own rows (``item_rows``: XML, JSON and any other
   column as text), made before timing: the database's ceiling;
@@ -22,6 +23,7 @@ blind to the time spent waiting for fsync.
 from __future__ import annotations
 
 import contextlib
+import operator
 import os
 import sqlite3
 import time
@@ -40,17 +42,18 @@ from _common import (
     parser,
 )
 
-from sat_storage import engines
+from sat_storage import engines, fts
 from sat_storage.models import Base, Profile, PubsubItem, utcnow
 from sat_storage.storage.item_rows import ITEM_COLUMNS, item_rows
 
-KEPT = ("node_id", "name", "created")  # not written by the upsert's update
+KEPT = ("id", "node_id", "name", "created")  # not written by the upsert's update
 FIGURES = ("raw", "raw_with_serialisation", "one_call", "pages")
 
 
 def upsert_sql(table: str, columns: list[str], mark: str, casts: dict[str, str]) -> str:
-    """The storage's upsert of item rows, as driver SQL (names are our constants)."""
-    values = ", ".join(mark + casts.get(c, "") for c in columns)
+    """The storage's upsert of item rows, as driver SQL (names are our constants);
+    ``casts``: a column's value expression around ``{}`` (its parameter)."""
+    values = ", ".join(casts.get(c, "{}").format(mark) for c in columns)
     updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in KEPT)
     return (
         f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({values}) "
@@ -78,8 +81,14 @@ class RawSQLite:
             f"synchronous = {engines.sqlite_synchronous(synchronous)}",
         ):
             self.conn.execute(f"PRAGMA {pragma}")
-        self.sql = upsert_sql("pubsub_items", columns, "?", {})
-        self.nodes = 0
+        # the words go to the FTS5 table (not a column of pubsub_items), as the storage's
+        text = columns.index(fts.TEXT_COLUMN)
+        kept = [i for i in range(len(columns)) if i != text]
+        self.pick = operator.itemgetter(*kept)
+        self.text = text
+        # ids given (every run writes new items): the words need no look-up of them
+        self.sql = upsert_sql("pubsub_items", ["id"] + [columns[i] for i in kept], "?", {})
+        self.nodes = self.last_id = 0
 
     def new_node(self) -> int:
         self.nodes += 1
@@ -92,7 +101,12 @@ class RawSQLite:
 
     def insert(self, rows: list[tuple[Any, ...]]) -> None:
         self.conn.execute("BEGIN IMMEDIATE")
-        self.conn.executemany(self.sql, rows)
+        first, self.last_id = self.last_id + 1, self.last_id + len(rows)
+        ids = range(first, self.last_id + 1)
+        pick, text = self.pick, self.text
+        numbered = list(zip(ids, rows, strict=True))
+        self.conn.executemany(self.sql, [(i, *pick(r)) for i, r in numbered])
+        self.conn.executemany(fts.SQLITE_WRITE, [(i, r[text]) for i, r in numbered])
         self.conn.execute("COMMIT")
 
     def close(self) -> None:
@@ -112,7 +126,9 @@ class RawPostgreSQL:
         cursor.execute("DROP TABLE IF EXISTS bench_raw_items")
         cursor.execute("CREATE TABLE bench_raw_items (LIKE pubsub_items INCLUDING ALL)")
         self.conn.commit()
-        self.sql = upsert_sql("bench_raw_items", columns, "%s", {"parsed": "::jsonb"})
+        vector = [fts.VECTOR_COLUMN if c == fts.TEXT_COLUMN else c for c in columns]
+        casts = {"parsed": "{}::jsonb", fts.VECTOR_COLUMN: fts.POSTGRESQL_VECTOR}
+        self.sql = upsert_sql("bench_raw_items", vector, "%s", casts)
         self.nodes = 0
 
     def new_node(self) -> int:
