@@ -8,7 +8,14 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sat_storage.plugins.pubsub_cache import service_order
-from sat_storage.plugins.pubsub_cache.catchup import KnownItem, Plan, ServiceItem, plan
+from sat_storage.plugins.pubsub_cache.catchup import (
+    KnownItem,
+    Plan,
+    ServiceItem,
+    item_id,
+    item_xml,
+    plan,
+)
 from twisted.trial.unittest import TestCase
 
 from sat_storage.xml_tools import parse_xml, to_xml
@@ -37,9 +44,7 @@ def applied(cached: list[tuple[str, str]], changes: Plan) -> list[tuple[str, str
 
 
 def expected(service: list[ServiceItem]) -> list[tuple[str, str]]:
-    return [
-        (i.id, i.xml) if isinstance(i, KnownItem) else (i["id"], to_xml(i)) for i in service
-    ]
+    return [(item_id(i), item_xml(i)) for i in service]
 
 
 @st.composite
