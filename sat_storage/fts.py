@@ -67,6 +67,8 @@ from sat_storage.models import PubsubItem
 from sat_storage.xml_tools import parse_xml
 
 __all__ = [
+    "DELETE_TRIGGER",
+    "FTS5_TABLE",
     "FtsQuery",
     "POSTGRESQL_VECTOR",
     "SQLITE_WRITE",
@@ -85,6 +87,8 @@ __all__ = [
 TEXT_COLUMN = "fts_text"  # the column of the SQLite FTS5 table
 TABLE = "pubsub_items_fts"  # SQLite FTS5 table; PostgreSQL GIN index
 VECTOR_COLUMN = "fts_vector"  # PostgreSQL tsvector column of pubsub_items
+#: SQLite: the trigger removing an item's entry with the item
+DELETE_TRIGGER = f"{TABLE}_delete"
 # Names of the structures above, which the models do not map (autogenerate skips them).
 UNMAPPED_PREFIXES = (TABLE, VECTOR_COLUMN)
 migration.UNMAPPED_TABLE_PREFIXES.extend(
@@ -198,11 +202,11 @@ def item_text(item: domish.Element | str) -> str:
 _SQLITE_CREATE = (
     f"CREATE VIRTUAL TABLE {TABLE} USING fts5({TEXT_COLUMN}, "
     "tokenize='unicode61 remove_diacritics 0')",
-    f"CREATE TRIGGER {TABLE}_delete AFTER DELETE ON pubsub_items BEGIN "
+    f"CREATE TRIGGER {DELETE_TRIGGER} AFTER DELETE ON pubsub_items BEGIN "
     f"DELETE FROM {TABLE} WHERE rowid = old.id; END",
 )
 _SQLITE_DROP = (
-    f"DROP TRIGGER IF EXISTS {TABLE}_delete",
+    f"DROP TRIGGER IF EXISTS {DELETE_TRIGGER}",
     f"DROP TABLE IF EXISTS {TABLE}",
 )
 _POSTGRESQL_CREATE = (
@@ -379,7 +383,9 @@ def parse_query(text: object) -> FtsQuery:
     return FtsQuery(text, tuple(tuple(g) for g in groups), tuple(excluded))
 
 
-_fts5 = sa.table(TABLE, sa.column("rowid", sa.Integer), sa.column("rank"), sa.column(TABLE))
+#: SQLite: the FTS5 table (its rowid is the item's id)
+FTS5_TABLE = sa.table(TABLE, sa.column("rowid", sa.Integer), sa.column("rank"), sa.column(TABLE))
+_fts5 = FTS5_TABLE
 _vector = sa.literal_column(f"pubsub_items.{VECTOR_COLUMN}", TSVECTOR)
 
 

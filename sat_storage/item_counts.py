@@ -9,7 +9,10 @@ Both are maintained by triggers on ``pubsub_items``, so every write is counted i
 own transaction, whoever makes it (the storage API, a cascade from a node's deletion,
 the Libervia adoption, the CLI, a plugin's SQL):
 
-- SQLite: one ``AFTER`` row trigger per operation (SQLite serialises writers);
+- SQLite: one ``AFTER`` row trigger per operation (SQLite serialises writers); the
+  storage's purge drops the delete trigger inside its own transaction and applies
+  the same change once per node (:mod:`sat_storage.storage.item_purge`): no other
+  connection ever sees the trigger missing;
 - PostgreSQL: one ``AFTER ... FOR EACH STATEMENT`` trigger per operation with its
   transition table, updating each touched node once per statement as
   ``item_count = item_count + delta`` (the increment is applied to the newest row:
@@ -38,6 +41,7 @@ from sat_storage.models import PubsubItem, PubsubNode
 
 __all__ = [
     "COUNT_COLUMN",
+    "DELETE_TRIGGER",
     "TRIGGERS",
     "VERSION_COLUMN",
     "create_statements",
@@ -51,6 +55,7 @@ VERSION_COLUMN = "items_version"
 _PREFIX = "pubsub_items_counts"
 #: names of the triggers (one per operation)
 TRIGGERS = tuple(f"{_PREFIX}_{op}" for op in ("insert", "delete", "update"))
+DELETE_TRIGGER = TRIGGERS[1]
 
 
 _SQLITE_CREATE = (

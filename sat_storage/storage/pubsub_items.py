@@ -5,7 +5,8 @@ Items are cached with one bulk upsert per call, of SQL compiled once
 The node's ``item_count``/``items_version`` follow in the same transaction (triggers,
 :mod:`sat_storage.item_counts`); every write here locks its nodes first.
 The purge and its count share one filter object (:class:`ItemFilters`): the count
-is what the purge with the same arguments would delete.
+is what the purge with the same arguments would delete; the purge's delete is
+set-based on SQLite (:mod:`~sat_storage.storage.item_purge`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from sat_storage.item_counts import lock_nodes_txn
 from sat_storage.models import PubsubItem, PubsubNode, utcnow
 from sat_storage.storage.base import StorageBase, as_deferred, check_type
 from sat_storage.storage.checks import batched, check_node, check_strings, check_text
+from sat_storage.storage.item_purge import delete_items_txn
 from sat_storage.storage.item_rows import build_item_rows, item_rows, write_item_rows
 from sat_storage.storage.items_query import MAX_ITEMS_BATCH
 from sat_storage.storage.page_cache import dropping_pages
@@ -210,7 +212,7 @@ class PubsubItemsStore(StorageBase):
         deleted = 0
         for clauses in filters.clauses():
             lock_nodes_txn(session, PubsubNode.id.in_(select(PubsubItem.node_id).where(*clauses)))
-            deleted += session.execute(delete(PubsubItem).where(*clauses)).rowcount
+            deleted += delete_items_txn(session, clauses)
         return deleted
 
     @as_deferred

@@ -1,0 +1,119 @@
+"""The purge's set-based delete (SQLite: the row triggers suspended inside its transaction)."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime
+
+from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from twisted.trial.unittest import TestCase
+
+from sat_storage import engines
+from sat_storage.models import PubsubItem
+from sat_storage.storage.item_purge import SUSPENDED_TRIGGERS
+from twisted_tests.db import only_on, storage_with_profiles
+from twisted_tests.storage.pubsub_helpers import OTHER_SERVICE, SERVICE, Client, make_items
+from twisted_tests.storage.test_item_counts import counters
+
+OLD = datetime(2020, 1, 1, tzinfo=UTC)
+CUTOFF = datetime(2021, 1, 1, tzinfo=UTC)
+TRIGGERS_SQL = (
+    "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' "
+    "AND tbl_name = 'pubsub_items' ORDER BY name"
+)
+
+
+class ItemPurgeTests(TestCase):
+    """What a purge leaves behind: counts, versions, index entries, triggers."""
+
+    async def setUp(self) -> None:
+        self.storage = await storage_with_profiles(self, "alice")
+        self.alice = Client("alice")
+        self.node = await self.storage.set_pubsub_node(self.alice, SERVICE, "blog")
+        self.other = await self.storage.set_pubsub_node(self.alice, OTHER_SERVICE, "blog")
+        await self.storage.cache_pubsub_items(self.alice, self.node, make_items(list("abc")))
+        await self.storage.cache_pubsub_items(self.alice, self.other, make_items(list("xy")))
+
+    async def age(self, *names: str) -> None:
+        """Make the items ``names`` old (updated before ``CUTOFF``)."""
+
+        def txn(session: Session) -> None:
+            stmt = update(PubsubItem).where(PubsubItem.name.in_(names)).values(updated=OLD)
+            session.execute(stmt)
+
+        await self.storage.db.run(txn)
+
+    def raw(self) -> sqlite3.Connection:
+        """A connection of another client (``sqlite3`` alone) to the storage's file."""
+        path = engines.sqlite_path(self.storage.db.engine.url)
+        connection = sqlite3.connect(str(path), isolation_level=None)
+        self.addCleanup(connection.close)
+        return connection
+
+    async def test_version_of_touched_nodes_only(self) -> None:
+        """A purge grows the version of each node it deleted items of, and only theirs;
+        the counts follow the rows."""
+        await self.age("a", "b")
+        node_before = await counters(self.storage, self.node)
+        other_before = await counters(self.storage, self.other)
+        self.assertEqual(await self.storage.purge_pubsub_items(updated_before=CUTOFF), 2)
+        count, version, rows = await counters(self.storage, self.node)
+        self.assertEqual((count, rows), (1, 1))
+        self.assertGreater(version, node_before[1])
+        self.assertEqual(await counters(self.storage, self.other), other_before)
+
+    async def test_index_entries_of_purged_items_only(self) -> None:
+        """The purged items leave the full-text index; the other node's stay found."""
+        await self.storage.purge_pubsub_items(services=[SERVICE])
+        found = await self.storage.search_pubsub_items({"profiles": ["alice"], "fts": "title"})
+        self.assertEqual(sorted(item.name for item in found), ["x", "y"])
+
+    @only_on("sqlite")
+    async def test_triggers_restored(self) -> None:
+        """After a purge the row triggers are there, with the same text as before."""
+        before = self.raw().execute(TRIGGERS_SQL).fetchall()
+        self.assertTrue(set(SUSPENDED_TRIGGERS) <= {name for name, _ in before})
+        await self.storage.purge_pubsub_items(services=[SERVICE])
+        self.assertEqual(self.raw().execute(TRIGGERS_SQL).fetchall(), before)
+
+    @only_on("sqlite")
+    async def test_other_writers_still_counted(self) -> None:
+        """After a purge, a delete by another client (``sqlite3``, none of the
+        storage's code) is still counted and removes the index entry."""
+        await self.storage.purge_pubsub_items(services=[SERVICE])
+        raw = self.raw()
+        raw.execute("PRAGMA foreign_keys = ON")
+        raw.execute("DELETE FROM pubsub_items WHERE name = 'x'")
+        count, _version, rows = await counters(self.storage, self.other)
+        self.assertEqual((count, rows), (1, 1))
+        (entries,) = raw.execute("SELECT count(*) FROM pubsub_items_fts").fetchone()
+        self.assertEqual(entries, 1)
+
+    @only_on("sqlite")
+    async def test_failed_purge_rolled_back(self) -> None:
+        """A purge that fails (a delete refused by the database) deletes nothing and
+        leaves the triggers, the counts and the index as they were."""
+        raw = self.raw()
+        raw.execute(
+            "CREATE TRIGGER test_refuse BEFORE DELETE ON pubsub_items "
+            "BEGIN SELECT RAISE(ABORT, 'refused'); END"
+        )
+        before = raw.execute(TRIGGERS_SQL).fetchall()
+        counts = await counters(self.storage, self.node)
+        with self.assertRaises(IntegrityError):
+            await self.storage.purge_pubsub_items(services=[SERVICE])
+        self.assertEqual(raw.execute(TRIGGERS_SQL).fetchall(), before)
+        self.assertEqual(await counters(self.storage, self.node), counts)
+        (entries,) = raw.execute("SELECT count(*) FROM pubsub_items_fts").fetchone()
+        self.assertEqual(entries, 5)
+
+    @only_on("sqlite")
+    async def test_missing_trigger_plain_delete(self) -> None:
+        """With one of the two triggers missing (a database between migrations), the
+        purge is a plain delete: the count trigger still there does the counting."""
+        self.raw().execute(f'DROP TRIGGER "{SUSPENDED_TRIGGERS[1]}"')
+        await self.storage.purge_pubsub_items(services=[SERVICE])
+        count, _version, rows = await counters(self.storage, self.node)
+        self.assertEqual((count, rows), (0, 0))
