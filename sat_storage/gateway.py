@@ -23,6 +23,7 @@ from twisted.python.threadpool import ThreadPool
 
 from sat_storage import engines
 from sat_storage.driver_sql import Reader
+from sat_storage.wal_changes import WalChanges
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,8 @@ class Gateway:
         self._closed = False
         self._close_waiters: list[defer.Deferred[None]] = []
         self._close_outcome: object = _PENDING
+        #: a SQLite file's commits, told without a query (:meth:`watch_changes`)
+        self.changes: WalChanges | None = None
         self.pool.start()
         self._shutdown_trigger: Any = reactor.addSystemEventTrigger(
             "before", "shutdown", self._on_shutdown
@@ -186,6 +189,24 @@ class Gateway:
 
         return self._defer(work)
 
+    def watch_changes(self) -> defer.Deferred[None]:
+        """Start :attr:`changes` (a Deferred): a SQLite file in WAL mode, named by a
+        plain path, gets a :class:`~sat_storage.wal_changes.WalChanges` (opened in a
+        database thread), kept until :meth:`close`; other databases get None."""
+        url = self.engine.url
+        path = engines.sqlite_path(url) if engines.is_sqlite(url) else None
+        if path is None or "uri" in url.query or self.changes is not None:
+            return defer.succeed(None)
+
+        def watching(changes: WalChanges | None) -> None:
+            if self._closed:  # closed meanwhile
+                if changes is not None:
+                    changes.close()
+            else:
+                self.changes = changes
+
+        return self._defer(lambda: WalChanges.open(str(path))).addCallback(watching)
+
     def close(self) -> defer.Deferred[None]:
         """Refuse new work, wait for pending work, stop the threads, dispose the engine.
 
@@ -215,6 +236,9 @@ class Gateway:
             except (ValueError, KeyError):
                 pass  # already fired: we are closing because the reactor shuts down
             self._shutdown_trigger = None
+        if self.changes is not None:
+            self.changes.close()
+            self.changes = None
         self.pool.stop()
         self.engine.dispose()
 

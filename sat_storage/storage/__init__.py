@@ -119,6 +119,7 @@ class Storage(
             )
             self.profiles, self.components = yield self.db.run(self.load_profiles_txn)
             yield self.load_sort_keys()
+            yield self.db.watch_changes()  # SQLite: hits told current without a query
         except BaseException:
             yield self.db.close()
             raise

@@ -163,6 +163,11 @@ class ItemRow:
             return to_xml(self.data)
         return self._raw[0]
 
+    def stored(self) -> tuple[Sequence[Any], Sequence[Callable[[Any], Any] | None]]:
+        """The driver's values of the :data:`LAZY` columns, as read (a value assigned
+        since is not in them), and their readers (None: the value as it is)."""
+        return self._raw, self._readers
+
     def copy(self) -> ItemRow:
         """The same item, its values not read yet: its ``data`` is its own element."""
         return ItemRow(self.id, self.node_id, self.name, self._raw, self._readers, self.node)

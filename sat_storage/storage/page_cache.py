@@ -14,13 +14,14 @@ writes call to forget the pages they may change.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any, TypeVar
 
 from twisted.words.xish import domish
 
+from sat_storage.models import PubsubNode
+from sat_storage.storage.item_reads import ItemRow, node_from_row
+from sat_storage.wal_changes import WalChanges
 from sat_storage.xml_tools import copy_element
 
 T = TypeVar("T")
@@ -28,8 +29,10 @@ T = TypeVar("T")
 __all__ = [
     "DEFAULT_READ_CACHE_ITEMS",
     "CachedItem",
+    "HIT",
     "Entry",
     "PageCache",
+    "current_entry",
     "drop_pages",
     "dropping_pages",
     "entry_of_page",
@@ -38,7 +41,9 @@ __all__ = [
 
 #: items kept in memory by default (``[storage] read_cache_items``), all pages together
 DEFAULT_READ_CACHE_ITEMS = 2000
-Stamp = tuple[Any, ...]  # (node id, items version, sync_state_updated)
+Stamp = tuple[Any, ...]  # what changes with the node's items (its version, ...)
+#: a read's answer when the node's stamp is the cached page's (the page is current)
+HIT = "hit"
 Page = tuple[list[Any], dict[str, Any]]  # (items oldest first, RSM metadata)
 
 
@@ -68,90 +73,82 @@ def _copy_json(value: Any) -> Any:
     return value
 
 
-@dataclass(frozen=True, slots=True)
-class _Template:
-    """One cached item: never handed out, only copied."""
+class CachedItem(ItemRow):
+    """An item of an answer of the read cache: an
+    :class:`~sat_storage.storage.item_reads.ItemRow` (the same attributes, values and
+    behaviour as the database's reads give) built for this answer, whose ``data`` is
+    a copy of the cache's element (parsed once per cached page) and ``parsed`` its own
+    decoding: changing them changes no other answer."""
 
-    id: int
-    node_id: int
-    name: str
-    created: datetime
-    updated: datetime
-    data: domish.Element
-    parsed: dict[str, Any] | None
-
-
-class CachedItem:
-    """An item of an answer of the read cache, read as a ``PubsubItem``: ``id``,
-    ``node_id``, ``name``, ``created``, ``updated``, ``data`` (the ``<item/>``
-    element), ``parsed`` and ``node``. ``data`` and ``parsed`` belong to this object
-    (copies of the cache's, made when first read): changing them changes no other
-    answer."""
-
-    __slots__ = ("_data", "_parsed", "_template", "node")
-
-    def __init__(self, template: _Template, node: Any = None) -> None:
-        self._template = template
-        #: the item's :class:`~sat_storage.models.PubsubNode`, as read with the answer
-        self.node = node
-        self._data: domish.Element | None = None
-        self._parsed: Any = _UNSET
-
-    @property
-    def id(self) -> int:
-        return self._template.id
-
-    @property
-    def node_id(self) -> int:
-        return self._template.node_id
-
-    @property
-    def name(self) -> str:
-        return self._template.name
-
-    @property
-    def created(self) -> datetime:
-        return self._template.created
-
-    @property
-    def updated(self) -> datetime:
-        return self._template.updated
-
-    @property
-    def data(self) -> domish.Element:
-        """The ``<item/>`` element (this item's own copy)."""
-        if self._data is None:
-            self._data = copy_element(self._template.data)
-        return self._data
-
-    @property
-    def parsed(self) -> dict[str, Any] | None:
-        """The parsed data (this item's own copy)."""
-        if self._parsed is _UNSET:
-            self._parsed = _copy_json(self._template.parsed)
-        return self._parsed  # type: ignore[no-any-return]
+    __slots__ = ()
 
     def __repr__(self) -> str:
         return f"<CachedItem {self.name!r} of node #{self.node_id}>"
 
 
-_UNSET = object()
+def _element_copies(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """A reader of XML text giving a new copy of the element each time, the text
+    parsed by ``parse`` once (the parsed elements are never handed out)."""
+    templates: dict[Any, domish.Element] = {}
+
+    def copy_of(xml: Any) -> domish.Element:
+        template = templates.get(xml)
+        if template is None:
+            template = templates[xml] = parse(xml)
+        return copy_element(template)
+
+    return copy_of
 
 
-@dataclass(frozen=True, slots=True)
+Row = tuple[int, int, str, Sequence[Any]]  # id, node_id, name, the lazy columns as read
+
+
 class Entry:
-    """A cached page: the stamp it was read under, its items and metadata."""
+    """A cached page: the stamp it was read under, its items' stored values and its
+    metadata; for a synchronised read (:mod:`.read_cache`), the node's row too.
 
-    node_id: int
-    stamp: Stamp
-    items: tuple[_Template, ...]
-    metadata: dict[str, Any]
+    ``token`` is the wal-index header (:mod:`sat_storage.wal_changes`) read before the
+    read that last found the stamp current: while the header is the same, no
+    transaction committed, and the page is answered with no query."""
+
+    __slots__ = ("node_id", "stamp", "rows", "readers", "metadata", "node_values", "token")
+
+    def __init__(
+        self,
+        node_id: int,
+        stamp: Stamp,
+        rows: tuple[Row, ...],
+        readers: Sequence[Callable[[Any], Any] | None],
+        metadata: dict[str, Any],
+        node_values: Sequence[Any] | None = None,
+        token: bytes | None = None,
+    ) -> None:
+        self.node_id = node_id
+        self.stamp = stamp
+        self.rows = rows
+        data = readers[0] if readers else None
+        self.readers = (_element_copies(data), *readers[1:]) if data is not None else readers
+        self.metadata = metadata
+        self.node_values = node_values
+        self.token = token
+
+    def current(self, token: bytes | None) -> bool:
+        """True when no transaction committed since the page was last found the
+        database's: ``token`` (read now) is its :attr:`token`, and neither is None."""
+        return token is not None and token == self.token
 
     def answer(self, node: Any = None) -> Page:
         """The page for one caller: new items (of ``node``), new metadata dicts."""
         metadata = dict(self.metadata)
         metadata["rsm"] = dict(metadata["rsm"])
-        return [CachedItem(template, node) for template in self.items], metadata
+        readers = self.readers
+        items = [CachedItem(i, n, name, raw, readers, node) for i, n, name, raw in self.rows]
+        return items, metadata
+
+    def node(self) -> PubsubNode:
+        """A new node of the cached row (nothing mutable shared with another answer)."""
+        assert self.node_values is not None
+        return node_from_row([_copy_json(value) for value in self.node_values])
 
 
 class PageCache:
@@ -179,7 +176,7 @@ class PageCache:
         """Cache ``entry`` under ``key``; the least recently used pages go beyond the
         bound (a page bigger than the bound is not kept)."""
         self._remove(key)
-        weight = max(len(entry.items), 1)
+        weight = max(len(entry.rows), 1)
         if weight > self.max_items:
             return
         self._pages[key] = entry
@@ -203,30 +200,42 @@ class PageCache:
         entry = self._pages.pop(key, None)
         if entry is None:
             return
-        self.size -= max(len(entry.items), 1)
+        self.size -= max(len(entry.rows), 1)
         keys = self._by_node[entry.node_id]
         keys.discard(key)
         if not keys:
             del self._by_node[entry.node_id]
 
 
-def entry_of_page(node_id: int, stamp: Stamp, page: Page) -> Entry:
-    """The cache entry of a page read from the database: its items' elements and
-    parsed data become the cache's own (the page must not be handed out)."""
+def entry_of_page(
+    node_id: int,
+    stamp: Stamp,
+    page: Page,
+    token: bytes | None = None,
+    node_values: Sequence[Any] | None = None,
+) -> Entry:
+    """The cache entry of a page of :class:`~.item_reads.ItemRow` objects just read
+    from the database (their stored values are immutable: the page may be handed out;
+    its metadata is copied)."""
     items, metadata = page
-    templates = tuple(
-        _Template(
-            item.id,
-            node_id,
-            item.name,
-            item.created,
-            item.updated,
-            item.data,
-            item.parsed,
-        )
-        for item in items
-    )
-    return Entry(node_id, stamp, templates, metadata)
+    metadata = dict(metadata)
+    metadata["rsm"] = dict(metadata["rsm"])
+    rows: list[Row] = []
+    readers: Sequence[Callable[[Any], Any] | None] = ()
+    for item in items:
+        raw, readers = item.stored()
+        rows.append((item.id, item.node_id, item.name, raw))
+    return Entry(node_id, stamp, tuple(rows), readers, metadata, node_values, token)
+
+
+def current_entry(
+    cache: PageCache, key: Hashable, changes: WalChanges | None
+) -> tuple[Entry | None, bytes | None]:
+    """(the page cached under ``key`` or None, the token of ``changes`` now or None,
+    read first): the page is the database's without a query when
+    :meth:`Entry.current` says so; else the caller reads the node's stamp."""
+    token = None if changes is None else changes.token()
+    return cache.get(key), token
 
 
 def drop_pages(storage: Any, node_ids: list[int] | None = None) -> None:

@@ -11,6 +11,7 @@ before a cursor (:mod:`.rsm_positions`, see :meth:`PubsubPagingStore.get_items`)
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Integer, Select, Text, and_, bindparam, select, tuple_
@@ -25,9 +26,17 @@ from sat_storage.storage.base import as_deferred
 from sat_storage.storage.checks import batched, check_node
 from sat_storage.storage.item_reads import ITEM_READ_COLUMNS, ItemRow, items_from_rows
 from sat_storage.storage.items_query import ItemsQuery
+from sat_storage.storage.page_cache import (
+    HIT,
+    Entry,
+    PageCache,
+    Stamp,
+    current_entry,
+    entry_of_page,
+)
 from sat_storage.storage.pubsub_nodes import PubsubNodesStore
 
-__all__ = ["Page", "PubsubPagingStore"]
+__all__ = ["Page", "PubsubPagingStore", "plain_query"]
 
 Page = tuple[list[ItemRow], dict[str, Any]]  # (items oldest first, RSM metadata)
 
@@ -136,7 +145,7 @@ def _driver_page(keys: tuple[str, ...], mode: str, limited: bool) -> DriverState
     return DriverStatement(_page_statement(keys, mode, limited))
 
 
-def _plain(query: ItemsQuery) -> bool:
+def plain_query(query: ItemsQuery) -> bool:
     """True for the newest or oldest page of the node (no ids, no cursor): the
     query :meth:`PubsubPagingStore.read_items_page` answers."""
     return (
@@ -198,6 +207,9 @@ class PubsubPagingStore(PubsubNodesStore):
     """Pages of cached items (the one-transaction read of a synchronised node is
     :class:`~sat_storage.storage.read_cache.SyncedReadsStore`)."""
 
+    #: pages kept in memory (set by ``Storage.__init__``)
+    read_cache: PageCache
+
     @classmethod
     def get_items_txn(
         cls, session: Session, node_id: int, query: ItemsQuery, node: PubsubNode | None = None
@@ -211,14 +223,53 @@ class PubsubPagingStore(PubsubNodesStore):
             return cls.get_items_by_ids_txn(session, node_id, query, node)
         return cls.get_items_page_txn(session, node_id, query, node)
 
+    @classmethod
+    def get_items_unless_txn(
+        cls,
+        session: Session,
+        node_id: int,
+        query: ItemsQuery,
+        node: PubsubNode | None,
+        known: Stamp | None,
+    ) -> tuple[Page | str, Stamp | None]:
+        """(the page, the node's counters read before it), the page :data:`HIT` when
+        the counters are ``known`` (the cached page's); no counters: no node."""
+        row = session.connection().execute(_COUNTERS.statement, {"node_id": node_id}).first()
+        stamp = None if row is None else tuple(row)
+        if stamp is not None and stamp == known:
+            return HIT, stamp
+        return cls.get_items_txn(session, node_id, query, node), stamp
+
+    @classmethod
+    def read_items_page_unless(
+        cls,
+        reader: Reader,
+        node_id: int,
+        query: ItemsQuery,
+        node: PubsubNode | None,
+        known: Stamp | None,
+    ) -> tuple[Page | str, Stamp | None]:
+        """:meth:`get_items_unless_txn` for the queries :meth:`read_items_page` reads."""
+        counters = reader.rows(_COUNTERS, {"node_id": node_id})
+        stamp = tuple(counters[0]) if counters else None
+        if stamp is not None and stamp == known:
+            return HIT, stamp
+        return cls.read_items_page(reader, node_id, query, node, counters), stamp
+
     @staticmethod
     def read_items_page(
-        reader: Reader, node_id: int, query: ItemsQuery, node: PubsubNode | None = None
+        reader: Reader,
+        node_id: int,
+        query: ItemsQuery,
+        node: PubsubNode | None = None,
+        counters: Sequence[Any] | None = None,
     ) -> Page:
-        """The newest or oldest page (a query :func:`_plain` accepts) read by the driver
+        """The newest or oldest page (a query :func:`plain_query` accepts) read by the driver
         alone (:meth:`~sat_storage.gateway.Gateway.read`): the same page and metadata
-        as :meth:`get_items_page_txn` gives."""
-        counters = reader.rows(_COUNTERS, {"node_id": node_id})
+        as :meth:`get_items_page_txn` gives (``counters``: the node's counters' rows,
+        already read)."""
+        if counters is None:
+            counters = reader.rows(_COUNTERS, {"node_id": node_id})
         count = counters[0][0] if counters else 0
         max_items = query.max_items
         backwards = query.before == "" or query.desc
@@ -382,6 +433,35 @@ class PubsubPagingStore(PubsubNodesStore):
         """
         node = check_node(node)
         query = _query(max_items, item_ids, before, after, from_index, order_by, desc, force_rsm)
-        if _plain(query):  # the hot read: the driver alone
-            return self.db.read(self.read_items_page, node.id, query, node)
-        return self.db.run(self.get_items_txn, node.id, query, node)
+        if not self.read_cache.max_items:
+            if plain_query(query):  # the hot read: the driver alone
+                return self.db.read(self.read_items_page, node.id, query, node)
+            return self.db.run(self.get_items_txn, node.id, query, node)
+        key = (node.id, query)
+        entry, token = current_entry(self.read_cache, key, self.db.changes)
+        if entry is not None and entry.current(token):  # no commit since: no query
+            return defer.succeed(entry.answer(node))
+        known = None if entry is None else entry.stamp
+        if plain_query(query):
+            d = self.db.read(self.read_items_page_unless, node.id, query, node, known)
+        else:
+            d = self.db.run(self.get_items_unless_txn, node.id, query, node, known)
+        return d.addCallback(self._cached_page, key, entry, token, node)
+
+    def _cached_page(
+        self,
+        result: tuple[Page | str, Stamp | None],
+        key: tuple[int, ItemsQuery],
+        entry: Entry | None,
+        token: bytes | None,
+        node: PubsubNode,
+    ) -> Page:
+        page, stamp = result
+        if page is HIT:
+            assert entry is not None
+            entry.token = token  # current when ``token`` was read
+            return entry.answer(node)
+        assert not isinstance(page, str)
+        if stamp is not None:  # else no node: nothing kept
+            self.read_cache.put(key, entry_of_page(node.id, stamp, page, token))
+        return page

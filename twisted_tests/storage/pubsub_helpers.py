@@ -65,6 +65,21 @@ async def item_names(storage: Storage, node: PubsubNode) -> list[str]:
     return await storage.db.run(txn)
 
 
+def gateway_calls(testcase: Any, storage: Storage) -> list[Any]:
+    """The functions ``storage`` hands to its gateway (``run`` transactions and driver
+    ``read``s) from now on, until the test's end (a list filled later)."""
+    calls: list[Any] = []
+    for name in ("run", "read"):
+        method = getattr(storage.db, name)
+
+        def counting(fn: Any, *args: Any, _method: Any = method, **kwargs: Any) -> Any:
+            calls.append(fn)
+            return _method(fn, *args, **kwargs)
+
+        testcase.patch(storage.db, name, counting)
+    return calls
+
+
 @contextmanager
 def item_reads(storage: Storage) -> Iterator[list[str]]:
     """The statements reading ``pubsub_items`` that ``storage`` runs meanwhile (a list

@@ -13,7 +13,13 @@ from sat_storage.exceptions import ArgumentTypeError, NotFound
 from sat_storage.models import SyncState
 from sat_storage.storage import items_query
 from twisted_tests.db import storage_with_profiles
-from twisted_tests.storage.pubsub_helpers import OTHER_SERVICE, SERVICE, Client, make_items
+from twisted_tests.storage.pubsub_helpers import (
+    OTHER_SERVICE,
+    SERVICE,
+    Client,
+    gateway_calls,
+    make_items,
+)
 
 NAMES = [f"i{n}" for n in range(10)]  # cached in this order
 # requests of every kind get_items answers
@@ -198,15 +204,7 @@ class GetSyncedItemsTests(TestCase):
 
     def count_transactions(self) -> list[Any]:
         """The functions the storage runs in the gateway from now on (a list filled later)."""
-        calls: list[Any] = []
-        run = self.storage.db.run
-
-        def counting(fn: Any, *args: Any, **kwargs: Any) -> Any:
-            calls.append(fn)
-            return run(fn, *args, **kwargs)
-
-        self.patch(self.storage.db, "run", counting)
-        return calls
+        return gateway_calls(self, self.storage)
 
     async def test_completed_node_page(self) -> None:
         """A COMPLETED node gives (node, page), the page exactly as get_items gives it."""

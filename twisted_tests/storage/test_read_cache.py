@@ -3,7 +3,7 @@
 A hit is seen in the statements run: a page answered from memory reads nothing of
 ``pubsub_items``. Every write (this storage's, another storage's on the same
 database, another process's raw SQL) is followed by a read that must equal the
-database's (``get_items``, which the cache does not serve).
+database's (``get_items_txn``: the page read in a transaction, no cache).
 """
 
 from __future__ import annotations
@@ -20,10 +20,11 @@ from sat_storage.config import Config
 from sat_storage.exceptions import NotFound
 from sat_storage.models import SyncState
 from sat_storage.storage.page_cache import DEFAULT_READ_CACHE_ITEMS
-from twisted_tests.db import storage_with_profiles
+from twisted_tests.db import only_on, storage_with_profiles
 from twisted_tests.storage.pubsub_helpers import (
     SERVICE,
     Client,
+    gateway_calls,
     item_reads,
     make_item,
     make_items,
@@ -87,12 +88,13 @@ class ReadCacheTestCase(TestCase):
         self.assertEqual(reads, [])
 
     async def assert_as_database(self, storage: Storage | None = None) -> None:
-        """Every query of QUERIES answers what the database holds (get_items)."""
+        """Every query of QUERIES answers what the database holds (the page read by
+        get_items' transaction, no cache)."""
         storage = storage or self.storage
         node = await storage.get_pubsub_node(self.alice, SERVICE, "blog")
         for query in QUERIES:
             try:
-                items, metadata = await storage.get_items(node, query)
+                items, metadata = await storage.db.run(storage.get_items_txn, node.id, query)
             except NotFound:  # a cursor gone: the cache says so too
                 with self.assertRaises(NotFound):
                     await self.read(query, storage)
@@ -112,13 +114,24 @@ class HitTests(ReadCacheTestCase):
         self.assertEqual(([i.name for i in items], reads), (NAMES[-3:], []))
 
     async def test_one_transaction(self) -> None:
-        """A hit is one gateway transaction (the node's row and its version)."""
+        """A hit after a commit (another node's items written) is one gateway call
+        (the node's row and its version), reading no item row."""
         await self.read()
-        calls: list[Any] = []
-        run = self.storage.db.run
-        self.patch(self.storage.db, "run", lambda *a, **k: calls.append(a[0]) or run(*a, **k))
+        other = await self.storage.set_pubsub_node(self.alice, SERVICE, "other")
+        await self.storage.cache_pubsub_items(self.alice, other, make_items(["o"]))
+        calls = gateway_calls(self, self.storage)
+        with self.item_reads() as reads:
+            await self.read()
+        self.assertEqual((len(calls), reads), (1, []))
+
+    @only_on("sqlite")
+    async def test_no_query_without_commit(self) -> None:
+        """SQLite: a hit with no commit since the page was read runs no database work
+        (the wal-index header is the same)."""
         await self.read()
-        self.assertEqual(len(calls), 1)
+        calls = gateway_calls(self, self.storage)
+        await self.read()
+        self.assertEqual(calls, [])
 
     async def test_same_as_uncached(self) -> None:
         """Hits answer what get_items answers, for every kind of query."""

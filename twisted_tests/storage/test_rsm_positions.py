@@ -20,6 +20,7 @@ class MarksTests(TestCase):
         self.patch(rsm_positions, "MIN_ITEMS", 0)
         self.patch(rsm_positions, "_cache", type(rsm_positions._cache)())
         self.storage = await storage_with_profiles(self, "alice")
+        self.storage.read_cache.max_items = 0  # every page read from the database
         self.node = await self.storage.set_pubsub_node(ALICE, SERVICE, "blog")
         await self.storage.cache_pubsub_items(ALICE, self.node, make_items(NAMES))
 
