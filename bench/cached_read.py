@@ -6,8 +6,15 @@ row, in three ways, interleaved over ``--runs`` runs (median of the mean latency
 
 - ``two_transactions``: ``get_pubsub_node`` then ``get_items`` (the baseline: the
   cache's read path before ``get_synced_items``);
-- ``one_transaction``: ``get_synced_items`` with an ``ItemsQuery`` built per request
-  (a hit of the read cache: the node's row, its page from memory);
+- ``one_transaction``: ``get_synced_items`` with an ``ItemsQuery`` built per request,
+  asked again with no write between: a hit of the read cache (SQLite: told current
+  by the wal-index header, answered in the calling thread with no query; PostgreSQL:
+  one read of the node's row, its page from memory);
+- ``hit_after_commit``: the same, after a commit of another connection to another
+  node before each read (not timed): the hit is checked by one read of the node's
+  row (SQLite: the header changed);
+- ``miss``: the same, the read cache emptied before each read (the node's row and
+  page read in one hop, then kept);
 - ``one_transaction_no_read_cache``: the same on a storage without read cache
   (``read_cache_items=0``, same database): node and page read in one transaction;
 - ``page_only``: ``get_items`` with the node already in hand (one transaction, no
@@ -21,9 +28,11 @@ Ratios are to ``two_transactions`` in the same process.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from _common import SERVICE, Client, atom_items, engine_name, main, median, open_storage, parser
+from reads import OtherWriter, time_after
 
 from sat_storage import ItemsQuery, Storage
 from sat_storage.models import SyncState
@@ -34,6 +43,7 @@ async def run(args: Any, workdir: str) -> dict[str, Any]:
     uncached = Storage(storage.db_url, read_cache_items=0)
     await uncached.initialise()
     name = f"cached-read-{time.time_ns()}"
+    writer: OtherWriter | None = None
     try:
         node = await storage.set_pubsub_node(Client, SERVICE, name)
         items, parsed = atom_items(args.items)
@@ -52,6 +62,10 @@ async def run(args: Any, workdir: str) -> dict[str, Any]:
             assert found is not None
             return page
 
+        async def miss() -> list[Any]:
+            storage.read_cache.clear()
+            return await one_transaction()
+
         async def one_transaction_no_read_cache() -> list[Any]:
             query = ItemsQuery(max_items=args.max_items)
             found, (page, _) = await uncached.get_synced_items(Client, SERVICE, name, query)
@@ -62,22 +76,27 @@ async def run(args: Any, workdir: str) -> dict[str, Any]:
             page, _ = await storage.get_items(node, max_items=args.max_items)
             return page
 
-        cases = {
-            "two_transactions": two_transactions,
-            "one_transaction": one_transaction,
-            "one_transaction_no_read_cache": one_transaction_no_read_cache,
-            "page_only": page_only,
+        other = await storage.set_pubsub_node(Client, SERVICE, f"{name}-other")
+        writer = OtherWriter(storage, node.id, other.id)
+        nothing: Callable[[], None] = lambda: None  # noqa: E731
+        cases = {  # (before each read, not timed; the read)
+            "two_transactions": (nothing, two_transactions),
+            "one_transaction": (nothing, one_transaction),
+            "hit_after_commit": (writer.other_node, one_transaction),
+            "miss": (nothing, miss),
+            "one_transaction_no_read_cache": (nothing, one_transaction_no_read_cache),
+            "page_only": (nothing, page_only),
         }
         expected = [item.name for item in await two_transactions()]
         times: dict[str, list[float]] = {case: [] for case in cases}
         for _ in range(args.runs):  # interleaved: background load hits every case alike
-            for case, read in cases.items():
-                begin = time.perf_counter()
-                for _ in range(args.requests):
-                    page = await read()
-                times[case].append((time.perf_counter() - begin) / args.requests)
+            for case, (before, read) in cases.items():
+                times[case].append(await time_after(before, read, args.requests))
+                page = await read()
                 assert [item.name for item in page] == expected, case
     finally:
+        if writer is not None:
+            writer.close()
         await uncached.close()
         await storage.close()
     figures = {case: round(median(values) * 1000, 3) for case, values in times.items()}

@@ -36,6 +36,7 @@ runs of ``--requests`` sequential reads each, interleaved:
 
 from __future__ import annotations
 
+import inspect
 import json
 import time
 from collections.abc import Callable
@@ -55,7 +56,7 @@ from _common import (
     time_async,
     time_call,
 )
-from twisted.internet import defer, reactor, threads
+from twisted.internet import reactor, threads
 
 from sat_storage import Storage
 from sat_storage.xml_tools import parse_xml
@@ -141,14 +142,14 @@ class OtherWriter:
 async def time_after(
     before: Callable[[], Any], call: Callable[[], Any], repeat: int
 ) -> float:
-    """Mean seconds of ``repeat`` calls of ``call()`` (awaited when it gives a
-    Deferred), each after ``before()`` (not timed)."""
+    """Mean seconds of ``repeat`` calls of ``call()`` (awaited when it gives an
+    awaitable), each after ``before()`` (not timed)."""
     total = 0.0
     for _ in range(repeat):
         before()
         start = time.perf_counter()
         result = call()
-        if isinstance(result, defer.Deferred):
+        if inspect.isawaitable(result):
             await result
         total += time.perf_counter() - start
     return total / repeat

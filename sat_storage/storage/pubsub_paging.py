@@ -444,9 +444,26 @@ class PubsubPagingStore(PubsubNodesStore):
         known = None if entry is None else entry.stamp
         if plain_query(query):
             d = self.db.read(self.read_items_page_unless, node.id, query, node, known)
-        else:
-            d = self.db.run(self.get_items_unless_txn, node.id, query, node, known)
+        elif known is None:
+            d = self.db.run(self.get_items_unless_txn, node.id, query, node, None)
+        else:  # checked by the driver alone; the page read in a transaction if stale
+            d = self.db.read(self.read_counters, node.id)
+            d.addCallback(self._hit_or_read, node, query, known)
         return d.addCallback(self._cached_page, key, entry, token, node)
+
+    @staticmethod
+    def read_counters(reader: Reader, node_id: int) -> Stamp | None:
+        """The node's counters (its stamp: ``item_count``, ``items_version``), None
+        for no node."""
+        counters = reader.rows(_COUNTERS, {"node_id": node_id})
+        return tuple(counters[0]) if counters else None
+
+    def _hit_or_read(
+        self, stamp: Stamp | None, node: PubsubNode, query: ItemsQuery, known: Stamp
+    ) -> Any:
+        if stamp is not None and stamp == known:
+            return HIT, stamp
+        return self.db.run(self.get_items_unless_txn, node.id, query, node, None)
 
     def _cached_page(
         self,

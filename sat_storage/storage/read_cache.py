@@ -71,8 +71,18 @@ def _stamp(row: Sequence[Any]) -> Stamp:
 #: transaction (one local BEGIN IMMEDIATE: a consistent snapshot, no round trip).
 _READ_OPTIONS: dict[str, dict[str, Any]] = {"postgresql": {"isolation_level": "AUTOCOMMIT"}}
 _DRIVER_NODE_ROW = DriverStatement(_NODE_ROW)
+_STALE = "stale"  # the node's stamp is not the cached page's: read the page
 #: (the node's row values, the node, its page or HIT or None, its stamp)
 Synced = tuple[Sequence[Any] | None, PubsubNode | None, Page | str | None, Stamp | None]
+
+
+def _driver_node_row(
+    reader: Reader, profile_id: int, service: str, name: str
+) -> Sequence[Any] | None:
+    """The row of the node (None: no such node), read by the driver alone."""
+    params = {"profile_id": profile_id, "service": service, "name": name}
+    rows = reader.rows(_DRIVER_NODE_ROW, params)
+    return rows[0] if rows else None
 
 
 def _synced(
@@ -124,10 +134,17 @@ class SyncedReadsStore(PubsubPagingStore):
     ) -> Synced:
         """:meth:`get_synced_items_txn` by the driver alone, for the newest or oldest
         page (the queries :meth:`~.PubsubPagingStore.read_items_page` reads)."""
-        params = {"profile_id": profile_id, "service": service, "name": name}
-        rows = reader.rows(_DRIVER_NODE_ROW, params)
-        row = rows[0] if rows else None
+        row = _driver_node_row(reader, profile_id, service, name)
         return _synced(row, cached, lambda node: cls.read_items_page(reader, node.id, query, node))
+
+    @staticmethod
+    def read_synced_node(
+        reader: Reader, profile_id: int, service: str, name: str, cached: Stamp
+    ) -> Synced:
+        """:meth:`read_synced_items` without reading a page: :data:`_STALE` for it
+        when the stamp is not ``cached``."""
+        row = _driver_node_row(reader, profile_id, service, name)
+        return _synced(row, cached, lambda node: _STALE)
 
     @as_deferred
     def get_synced_items(
@@ -165,9 +182,17 @@ class SyncedReadsStore(PubsubPagingStore):
         args = (profile_id, service_text, name, query, cached)
         if plain_query(query):
             d = self.db.read(self.read_synced_items, *args)
-        else:
+        elif cached is None:
             d = self.db.run(self.get_synced_items_txn, *args)
+        else:  # checked by the driver alone; the page read in a transaction if stale
+            d = self.db.read(self.read_synced_node, profile_id, service_text, name, cached)
+            d.addCallback(self._hit_or_read_synced, args[:-1])
         return d.addCallback(self._synced_answer, key, entry, token)
+
+    def _hit_or_read_synced(self, result: Synced, args: tuple[Any, ...]) -> Any:
+        if result[2] is _STALE:
+            return self.db.run(self.get_synced_items_txn, *args, None)
+        return result
 
     def _synced_answer(
         self, result: Synced, key: Key, entry: Entry | None, token: bytes | None

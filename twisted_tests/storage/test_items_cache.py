@@ -129,6 +129,17 @@ class HitTests(ItemsCacheTestCase):
             await self.storage.get_items(self.node, QUERIES[0])
         self.assertEqual((len(calls), reads), (1, []))
 
+    async def test_cursor_page_checked_by_driver(self) -> None:
+        """After a commit not touching the node, a cursor page read again is checked
+        by one driver read of the counters: no transaction, no item row."""
+        query = ItemsQuery(max_items=2, after="i3", order_by=("creation",))
+        await self.storage.get_items(self.node, query)
+        await self.storage.set_pubsub_node(ALICE, SERVICE, "other")
+        calls = gateway_calls(self, self.storage)
+        with item_reads(self.storage) as reads:
+            await self.storage.get_items(self.node, query)
+        self.assertEqual(([fn.__name__ for fn in calls], reads), (["read_counters"], []))
+
     async def test_same_as_database(self) -> None:
         """Hits answer what the database holds, for every kind of query."""
         await self.read_all()

@@ -124,6 +124,17 @@ class HitTests(ReadCacheTestCase):
             await self.read()
         self.assertEqual((len(calls), reads), (1, []))
 
+    async def test_cursor_page_checked_by_driver(self) -> None:
+        """After a commit not touching the node, a cursor page read again is checked
+        by one driver read of the node's row: no transaction, no item row."""
+        query = ItemsQuery(max_items=2, after="i3", order_by=("creation",))
+        await self.read(query)
+        await self.storage.set_pubsub_node(self.alice, SERVICE, "other")
+        calls = gateway_calls(self, self.storage)
+        with self.item_reads() as reads:
+            await self.read(query)
+        self.assertEqual(([fn.__name__ for fn in calls], reads), (["read_synced_node"], []))
+
     @only_on("sqlite")
     async def test_no_query_without_commit(self) -> None:
         """SQLite: a hit with no commit since the page was read runs no database work
