@@ -3,10 +3,11 @@
 :func:`count_read_cost` wraps, for the time of one call, the functions that check
 the arguments of an items request at each layer (XEP-0060's entry checks, the cache
 plugin's reading of the request, ``get_items_args``, the storage's ``ItemsQuery`` and
-``get_items`` when handed unchecked arguments) and ``Gateway.run`` (one call = one transaction),
-and counts their calls. A check made inside another one is part of it (only the
-outermost is counted). Functions a version of the code does not have are skipped,
-so the same probe measures the code before and after a change.
+``get_items`` when handed unchecked arguments), ``Gateway.run`` and ``Gateway.read``
+(one call = one transaction, one thread hop), and counts their calls. A check made
+inside another one is part of it (only the outermost is counted). Functions a
+version of the code does not have are skipped, so the same probe measures the code
+before and after a change.
 
     python -m twisted_tests.pubsub_cache.read_cost     # one cached get_items, JSON
 
@@ -34,6 +35,8 @@ CHECKS = (
     ("storage get_items", "sat_storage", "Storage.get_items"),
 )
 GATEWAY_RUN = ("sat_storage.gateway", "Gateway.run")
+#: the driver-alone read (one call = one read-only transaction), when the code has it
+GATEWAY_READ = ("sat_storage.gateway", "Gateway.read")
 
 
 @dataclass
@@ -81,7 +84,7 @@ def _unchecked_get_items(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
 
 @contextmanager
 def counting() -> Iterator[ReadCost]:
-    """Count checks and ``Gateway.run`` calls while the block runs."""
+    """Count checks and ``Gateway.run``/``Gateway.read`` calls while the block runs."""
     cost = ReadCost()
     undo: list[Callable[[], None]] = []
 
@@ -119,6 +122,9 @@ def counting() -> Iterator[ReadCost]:
     found = _resolve(*GATEWAY_RUN)
     assert found is not None, "Gateway.run not found"
     wrap(*found, count_run)
+    found = _resolve(*GATEWAY_READ)
+    if found is not None:
+        wrap(*found, count_run)
     try:
         yield cost
     finally:
