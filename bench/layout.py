@@ -29,7 +29,10 @@ storage / reference at the same page size (lower is better, ≤ 1: not slower), 
 side's 8 KiB / 4 KiB, and the storage at its default (8 KiB) / the reference at
 SQLite's default (4 KiB, Libervia's files).
 
-    .venv/bin/python bench/layout.py [--json] [--items N] [--purged N] [--runs N]
+With ``--db-url`` naming a PostgreSQL database, the same figures there, beside a
+Libervia-shaped table in the same database (``bench/_layout_pg.py``).
+
+    .venv/bin/python bench/layout.py [--json] [--db-url URL] [--items N] [--purged N] [--runs N]
 """
 
 from __future__ import annotations
@@ -41,7 +44,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import SERVICE, Client, atom_items, main, median, open_storage, parser
+import _layout_pg
+from _common import SERVICE, Client, atom_items, engine_name, main, median, open_storage, parser
 
 from sat_storage import json_text
 from sat_storage.storage.pubsub import MAX_ITEMS_BATCH
@@ -208,7 +212,24 @@ async def measure(args: Any, workdir: str, page_size: int) -> dict[str, Any]:
 FIGURES = ("table_mb", "scan", "order_undeclared", "purge", "purge_merged")
 
 
+async def run_postgresql(args: Any, workdir: str) -> dict[str, Any]:
+    """The PostgreSQL figures (``bench/_layout_pg.py``)."""
+    storage = await open_storage(args.db_url, workdir)
+    try:
+        figures = await _layout_pg.measure(args, storage, fill)
+    finally:
+        await storage.close()
+    result = _layout_pg.result(args, figures)
+    if not args.json:
+        print(f"{args.items} items (+{args.purged} purged a run), {args.runs} runs, PostgreSQL")
+        shown = ("figures", "ratio_to_reference", "target")
+        print(json.dumps({k: result[k] for k in shown}, indent=1))
+    return result
+
+
 async def run(args: Any, workdir: str) -> dict[str, Any]:
+    if engine_name(args.db_url) == "postgresql":
+        return await run_postgresql(args, workdir)
     by_size = {
         size: await measure(args, os.path.join(workdir, str(size)), size) for size in PAGE_SIZES
     }
