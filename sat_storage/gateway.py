@@ -245,3 +245,14 @@ class Gateway:
     def _on_shutdown(self) -> defer.Deferred[None]:
         self._shutdown_trigger = None
         return self.close()
+
+    def keep_open_at_shutdown(self) -> None:
+        """Do not close by itself when the reactor shuts down: the owner closes it.
+
+        The reactor runs every ``before shutdown`` trigger at once; an owner whose own
+        shutdown work still uses the gateway (a host recording its synchronisations'
+        end) would otherwise find it closed under that work.
+        """
+        if self._shutdown_trigger is not None:
+            self.reactor.removeSystemEventTrigger(self._shutdown_trigger)
+            self._shutdown_trigger = None

@@ -109,7 +109,8 @@ class Host:
     distributions (default ``sys.path``); ``plugin_group``: the entry point group
     (default ``sat.plugins``);
     ``clock``: times the clients' connection timeouts and reconnection delays
-    (default: the reactor).
+    (default: the reactor); ``reactor``: the storage's reactor, whose shutdown stops
+    the host (default: the global one).
     """
 
     def __init__(
@@ -120,9 +121,10 @@ class Host:
         plugin_path: list[str] | None = None,
         plugin_group: str = "sat.plugins",
         clock: IReactorTime | None = None,
+        reactor: Any = None,
     ) -> None:
         self.config = Config.from_path(config_path)
-        storage = Storage(db_url, config=self.config, schema_path=plugin_path)
+        storage = Storage(db_url, config=self.config, reactor=reactor, schema_path=plugin_path)
         self.memory = Memory(self.config, storage)
         self.trigger = TriggerManager()
         self.plugins: dict[str, Any] = {}
@@ -134,6 +136,8 @@ class Host:
         self._features: dict[tuple[str, str], set[str]] = {}  # (profile, service): disco
         self._features_pending = SingleFlight()  # (profile, service): one disco#info
         self.started = False
+        self._stopping = SingleFlight()  # one stop at a time, shared by its callers
+        self._shutdown_trigger: Any = None
 
     def __repr__(self) -> str:
         return f"<Host {self.memory.storage!r}, {len(self.plugins)} plugins>"
@@ -146,25 +150,45 @@ class Host:
     # Start and stop
 
     def start(self) -> defer.Deferred[None]:
-        """Initialise the storage, then discover and load the plugins."""
+        """Initialise the storage, then discover and load the plugins.
+
+        Once started, the host stops itself (:meth:`stop`) before the reactor shuts
+        down, the storage last: the plugins' ``stop`` and ``profile_disconnected``
+        hooks still use it (the storage alone would close at once).
+        """
         return defer.ensureDeferred(self._start())
 
     async def _start(self) -> None:
         if self.started:
             raise RuntimeError(f"{self!r} is already started")
-        await self.memory.storage.initialise()
+        storage = self.memory.storage
+        await storage.initialise()
+        storage.keep_open_at_shutdown()
+        self._shutdown_trigger = storage.db.reactor.addSystemEventTrigger(
+            "before", "shutdown", self._on_shutdown
+        )
         self.started = True
         self.plugin_loader.schema_states = self.memory.storage.plugin_schemas
         self.plugin_loader.load(self)
 
     def stop(self) -> defer.Deferred[None]:
-        """Disconnect every client, run the plugins' ``stop`` hooks, close the storage."""
-        return defer.ensureDeferred(self._stop())
+        """Disconnect every client, run the plugins' ``stop`` hooks, close the storage.
+
+        A call while the host is stopping fires once it has stopped.
+        """
+        if not self.started and not self._stopping.running(None):
+            return defer.succeed(None)
+        return self._stopping.run(None, self._stop)
+
+    def _on_shutdown(self) -> defer.Deferred[None]:
+        self._shutdown_trigger = None
+        return self.stop()
 
     async def _stop(self) -> None:
-        if not self.started:
-            return
         self.started = False
+        if self._shutdown_trigger is not None:
+            self.memory.storage.db.reactor.removeSystemEventTrigger(self._shutdown_trigger)
+            self._shutdown_trigger = None
         try:
             for profile in list(self.clients):
                 await self.disconnect(profile)

@@ -58,6 +58,46 @@ def stop(self):
 )
 
 
+#: A plugin whose stop hook reads the database.
+READS_AT_STOP = plugin_source(
+    "READS_AT_STOP",
+    body="""
+async def stop(self):
+    db = self.host.memory.storage.db
+    one = await db.run_with_connection(lambda c: c.exec_driver_sql("SELECT 1").scalar())
+    self.host.events.append(("stop read", one))
+""",
+)
+
+
+class ShutdownReactor:
+    """The reactor, with ``shutdown`` triggers of its own that :meth:`shut_down` fires
+    as the reactor does: every ``before`` trigger at once, awaited, then ``during``."""
+
+    def __init__(self) -> None:
+        self.triggers: dict[int, tuple[str, Any]] = {}
+        self._next = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(reactor, name)
+
+    def addSystemEventTrigger(self, phase: str, event: str, fn: Any, *args: Any) -> int:
+        assert event == "shutdown", event
+        self._next += 1
+        self.triggers[self._next] = (phase, lambda: fn(*args))
+        return self._next
+
+    def removeSystemEventTrigger(self, handle: int) -> None:
+        del self.triggers[handle]
+
+    async def shut_down(self) -> None:
+        """Fire the shutdown triggers."""
+        for phase in ("before", "during", "after"):
+            called = [call for when, call in list(self.triggers.values()) if when == phase]
+            self.triggers = {k: v for k, v in self.triggers.items() if v[0] != phase}
+            await defer.gatherResults([defer.maybeDeferred(call) for call in called])
+
+
 class EventLog(list):
     """A list of events whose appends can be awaited."""
 
@@ -107,7 +147,7 @@ class HostTestCase(TestCase):
     ) -> RecordingHost:
         """A started host on a fresh database with only ``plugins``, stopped at cleanup.
 
-        ``kwargs`` go to the host (``clock``).
+        ``kwargs`` go to the host (``clock``, ``reactor``).
         """
         path = fake_distribution(self, plugins or {})
         host = RecordingHost(
@@ -145,6 +185,32 @@ class StartStopTests(HostTestCase):
             )
         self.assertEqual(list(host.plugins), ["OK"])
         self.assertIn("boom", str(host.plugin_errors["BAD"]))
+
+    async def test_stops_at_reactor_shutdown(self) -> None:
+        """The reactor's shutdown stops the host: its plugins' stop hooks still use the
+        storage, which is closed last."""
+        shutdown = ShutdownReactor()
+        host = await self.make_host({"READS_AT_STOP": READS_AT_STOP}, reactor=shutdown)
+        await shutdown.shut_down()
+        self.assertEqual(host.events, [("stop read", 1)])
+        self.assertTrue(host.memory.storage.closed)
+
+    async def test_stop_removes_shutdown_trigger(self) -> None:
+        """A stopped host leaves no shutdown trigger behind (nor does its storage)."""
+        shutdown = ShutdownReactor()
+        host = await self.make_host(reactor=shutdown)
+        self.assertEqual(len(shutdown.triggers), 1)
+        await host.stop()
+        self.assertEqual(shutdown.triggers, {})
+
+    async def test_concurrent_stops(self) -> None:
+        """A stop() called while the host stops waits for that stop; the hooks run once."""
+        host = await self.make_host({"READS_AT_STOP": READS_AT_STOP})
+        first, second = host.stop(), host.stop()
+        self.assertFalse(second.called)  # the hook's read is on its way
+        await defer.gatherResults([first, second])
+        self.assertEqual(host.events, [("stop read", 1)])
+        self.assertTrue(host.memory.storage.closed)
 
     async def test_stop(self) -> None:
         """stop() runs the plugins' stop hooks and closes the storage; twice is harmless."""

@@ -134,6 +134,11 @@ class Storage(
             return defer.succeed(None)
         return db.close()
 
+    def keep_open_at_shutdown(self) -> None:
+        """The reactor's shutdown will not close the (initialised) storage by itself:
+        its owner closes it, after the shutdown work that still uses it."""
+        self.db.keep_open_at_shutdown()
+
     @property
     def closed(self) -> bool:
         """True once closed (or never initialised)."""

@@ -181,17 +181,18 @@ class RunTests(ProsodyCliTestCase):
 
     async def test_stop_during_sync(self) -> None:
         """SIGINT as the sync starts: clean exit, and never a half-written COMPLETED node."""
-        running = self.start("-p", "reader", "--sync", self.service.full(), self.node)
+        # -v: the synchronisation's steps are logged, shown if the state is wrong
+        running = self.start("-p", "reader", "--sync", self.service.full(), self.node, "-v")
         await running.wait_for("sync", node=self.node)
         running.signal("INT")
         result = await running.ended
         self.assertEqual(result.code, 0, str(result))
         state, count = await self.cached()
         if state is SyncState.COMPLETED:
-            self.assertEqual(count, ITEMS)
+            self.assertEqual(count, ITEMS, str(result))
         else:
-            self.assertIn(state, (None, SyncState.ERROR))
-            self.assertEqual(count, 0)
+            self.assertIn(state, (None, SyncState.ERROR), str(result))
+            self.assertEqual(count, 0, str(result))
 
     async def test_unreachable_profile(self) -> None:
         """A profile that cannot connect is reported; the others run."""
