@@ -5,7 +5,9 @@ the gateway runs it in its own Twisted thread pool inside one transaction (commi
 on return, rollback on raise) and returns a Deferred with its result. Hot read-only
 work (the newest or oldest page of ``get_items``, a search asked again) may instead
 go through :meth:`Gateway.read`: the function receives a
-:class:`~sat_storage.driver_sql.Reader` on a pooled driver connection, no Session.
+:class:`~sat_storage.driver_sql.Reader` on a pooled driver connection, no Session;
+the hot write (``cache_pubsub_items``) through :meth:`Gateway.write`, a
+:class:`~sat_storage.driver_write.Writer` likewise.
 Nothing else in the package touches threads or opens sessions.
 """
 
@@ -23,6 +25,7 @@ from twisted.python.threadpool import ThreadPool
 
 from sat_storage import engines
 from sat_storage.driver_sql import Reader
+from sat_storage.driver_write import Writer
 from sat_storage.wal_changes import WalChanges
 
 log = logging.getLogger(__name__)
@@ -47,6 +50,17 @@ def _retrying(attempt: Callable[[], T]) -> T:
             log.warning("transient database error (attempt %d): %s", number, e)
             time.sleep(RETRY_DELAY * number)
     raise AssertionError("unreachable")
+
+
+def _close_writer(writer: Writer, driver: Any) -> None:
+    """Close ``writer``'s cursor and roll back whatever was not committed (nothing
+    after a commit). A connection that fails here is to be dropped by the pool;
+    the error is not raised (it would hide the one of the transaction, if any)."""
+    try:
+        writer.cursor.close()
+        driver.rollback()
+    except writer.dialect.loaded_dbapi.Error:
+        writer.invalidated = True
 
 
 class GatewayClosed(RuntimeError):
@@ -174,6 +188,48 @@ class Gateway:
                     pooled.invalidate(e)
                 raise
             finally:
+                pooled.close()
+
+        return self._defer(lambda: _retrying(attempt))
+
+    def write(self, fn: Callable[..., T], *args: Any) -> defer.Deferred[T]:
+        """Run ``fn(writer, *args)`` in one transaction, in a DB thread, without a Session.
+
+        ``writer`` is a :class:`~sat_storage.driver_write.Writer` on a pooled driver
+        connection. SQLite: ``BEGIN IMMEDIATE`` (the write lock at once, as :meth:`run`
+        takes it). PostgreSQL: psycopg's pipeline mode, so that the statements whose
+        results ``fn`` does not read travel together with the next one it reads, or
+        with the commit. Commit when ``fn`` returns, roll back when it raises;
+        transient errors are retried as by :meth:`run`; a lost connection is dropped
+        from the pool.
+        """
+        sqlite = self.dialect_name == "sqlite"
+
+        def attempt() -> T:
+            pooled = self.engine.raw_connection()
+            driver: Any = pooled.driver_connection
+            writer = Writer(driver.cursor(), self.engine)
+            error: Exception | None = None
+            try:
+                if sqlite:
+                    writer.execute("BEGIN IMMEDIATE")
+                    result = fn(writer, *args)
+                    writer.execute("COMMIT")
+                    return result
+                with driver.pipeline():
+                    result = fn(writer, *args)
+                    driver.commit()
+                return result
+            except self.engine.dialect.loaded_dbapi.Error as e:
+                error = writer.wrapped(e, None, None)
+                raise error from e
+            except Exception as e:
+                error = e
+                raise
+            finally:
+                _close_writer(writer, driver)
+                if writer.invalidated:
+                    pooled.invalidate(error)
                 pooled.close()
 
         return self._defer(lambda: _retrying(attempt))

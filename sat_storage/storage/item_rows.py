@@ -22,10 +22,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import TSVECTOR
-from sqlalchemy.orm import Session
 from twisted.words.xish import domish
 
 from sat_storage import engines, json_text
+from sat_storage.driver_write import DriverSQL
 from sat_storage.fts import SQLITE_WRITE, TEXT_COLUMN, VECTOR_COLUMN, item_text
 from sat_storage.models import PubsubItem
 from sat_storage.storage.checks import check_json_text, check_storable, unstorable
@@ -153,9 +153,11 @@ _ARRAYS = ("name", "data", "parsed", TEXT_COLUMN)
 
 def _unnest_rows() -> sa.Select[Any]:
     """PostgreSQL: the rows of a call from its column arrays, in their order."""
-    arrays = sa.func.unnest(
-        *(sa.bindparam(c, type_=postgresql.ARRAY(sa.Text())) for c in _ARRAYS)
-    ).table_valued(*_ARRAYS, with_ordinality="ord").render_derived()
+    arrays = (
+        sa.func.unnest(*(sa.bindparam(c, type_=postgresql.ARRAY(sa.Text())) for c in _ARRAYS))
+        .table_valued(*_ARRAYS, with_ordinality="ord")
+        .render_derived()
+    )
     now = sa.bindparam("now", type_=sa.DateTime(timezone=True))
     vector = sa.func.to_tsvector(
         sa.literal_column("'simple'::regconfig"),
@@ -204,12 +206,10 @@ class _SQLiteWrite:
         if text is None:
             if len(self.texts) > 64:
                 self.texts.clear()
-            text = self.texts[count] = (
-                self.head + ", ".join([self.group] * count) + self.tail
-            )
+            text = self.texts[count] = self.head + ", ".join([self.group] * count) + self.tail
         return text
 
-    def write(self, connection: sa.Connection, rows: Sequence[Row]) -> None:
+    def write(self, sql: DriverSQL, rows: Sequence[Row]) -> None:
         """Write ``rows``, then the words of those written (inserted or changed)."""
         words = {row[_NAME]: row[_TEXT] for row in rows}
         entries: list[tuple[int, str]] = []
@@ -217,10 +217,10 @@ class _SQLiteWrite:
         for start in range(0, len(rows), SQLITE_ROWS_PER_STATEMENT):
             chunk = rows[start : start + SQLITE_ROWS_PER_STATEMENT]
             parameters = [value for row in chunk for value in pick(row)]
-            written = connection.exec_driver_sql(self.sql(len(chunk)), tuple(parameters))
+            written = sql.fetch(self.sql(len(chunk)), tuple(parameters))
             entries.extend((item_id, words[name]) for item_id, name in written)
         if entries:
-            connection.exec_driver_sql(SQLITE_WRITE, entries)
+            sql.execute(SQLITE_WRITE, entries)
 
 
 _sqlite_writes: dict[bool, _SQLiteWrite] = {}
@@ -242,27 +242,28 @@ def _sqlite_write(dialect: sa.Dialect, payload: bool) -> _SQLiteWrite:
     return write
 
 
-def write_item_rows(session: Session, rows: Sequence[Row], empty: set[str]) -> None:
-    """Write ``rows`` of :func:`item_rows` (one node's) in ``session``'s transaction,
+def write_item_rows(sql: DriverSQL, rows: Sequence[Row], empty: set[str]) -> None:
+    """Write ``rows`` of :func:`item_rows` (one node's) in the transaction of ``sql``,
     with their full-text words: one statement, and one more for the rows named in
-    ``empty`` (insert only); SQLite: then the words of the rows written."""
-    connection = session.connection()
+    ``empty`` (insert only); SQLite: then the words of the rows written. PostgreSQL:
+    no result is read (with a :class:`~sat_storage.driver_write.Writer`, the
+    statements go with the next one whose rows are read)."""
     batches = [(True, rows)]
     if empty:
         batches = [
             (True, [row for row in rows if row[_NAME] not in empty]),
             (False, [row for row in rows if row[_NAME] in empty]),
         ]
-    dialect = connection.dialect
+    dialect = sql.dialect
     for payload, batch in batches:
         if not batch:
             continue
         if dialect.name == "postgresql":
-            sql = _pg_writes.get(payload)
-            if sql is None:
-                sql = _pg_writes[payload] = _statement(dialect.name, payload).compile(
-                    dialect=dialect
-                ).string
-            connection.exec_driver_sql(sql, _array_parameters(batch))
+            text = _pg_writes.get(payload)
+            if text is None:
+                text = _pg_writes[payload] = (
+                    _statement(dialect.name, payload).compile(dialect=dialect).string
+                )
+            sql.execute(text, _array_parameters(batch))
         else:
-            _sqlite_write(dialect, payload).write(connection, batch)
+            _sqlite_write(dialect, payload).write(sql, batch)

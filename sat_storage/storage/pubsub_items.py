@@ -1,7 +1,9 @@
 """Writes of cached pubsub items: store, delete, purge, and the count of a purge.
 
 Items are cached with one bulk upsert per call, of SQL compiled once
-(:mod:`~sat_storage.storage.item_rows`: the rows and their statements).
+(:mod:`~sat_storage.storage.item_rows`: the rows and their statements), on the
+driver alone (:meth:`.Gateway.write`: no Session; on PostgreSQL two round trips a
+call, the write and the sort keys' read, then the commit).
 The node's ``item_count``/``items_version`` follow in the same transaction (triggers,
 :mod:`sat_storage.item_counts`); every write here locks its nodes first.
 The purge and its count share one filter object (:class:`ItemFilters`): the count
@@ -16,7 +18,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import Integer, bindparam, delete, func, select
+from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from twisted.internet import defer
@@ -24,6 +27,7 @@ from twisted.words.protocols.jabber import jid
 from twisted.words.xish import domish
 
 from sat_storage import engines
+from sat_storage.driver_write import DriverSQL, SessionSQL
 from sat_storage.exceptions import NotFound
 from sat_storage.item_counts import lock_nodes_txn
 from sat_storage.models import PubsubItem, PubsubNode, utcnow
@@ -39,6 +43,21 @@ from sat_storage.storage.sort_keys import SortValueWriter
 __all__ = ["PubsubItemsStore", "build_item_rows"]
 
 _CREATED = PubsubItem.__table__.c.created
+_LOCK_NODE = (
+    select(PubsubNode.id)
+    .where(PubsubNode.id == bindparam("node_id", type_=Integer()))
+    .with_for_update(key_share=True)  # FOR NO KEY UPDATE, as lock_nodes_txn
+)
+_lock_node_texts: dict[str, str] = {}
+
+
+def _lock_node_sql(dialect: Dialect) -> str:
+    """PostgreSQL: :func:`~sat_storage.item_counts.lock_nodes_txn` of one node
+    (``:node_id``), as driver SQL compiled once."""
+    text = _lock_node_texts.get(dialect.name)
+    if text is None:
+        text = _lock_node_texts[dialect.name] = _LOCK_NODE.compile(dialect=dialect).string
+    return text
 
 
 class PubsubItemsStore(StorageBase):
@@ -56,23 +75,39 @@ class PubsubItemsStore(StorageBase):
         items: Sequence[domish.Element],
         parsed_items: Sequence[dict[str, Any] | None],
     ) -> None:
+        """:meth:`write_pubsub_items` in ``session``'s transaction."""
+        self.write_pubsub_items(SessionSQL(session), node_id, items, parsed_items)
+
+    def write_pubsub_items(
+        self,
+        sql: DriverSQL,
+        node_id: int,
+        items: Sequence[domish.Element],
+        parsed_items: Sequence[dict[str, Any] | None],
+    ) -> None:
         """Write checked ``items`` into node ``node_id`` (:func:`.item_rows.write_item_rows`)
-        and their sort values.
+        and their sort values, in the transaction of ``sql``: the node locked first
+        (PostgreSQL), then the rows, the declared sort keys read (the one result
+        waited for before the commit, on PostgreSQL) and their values.
 
         ``NotFound`` when the node does not exist (deleted meanwhile); the transaction
         is then to be rolled back (no savepoint is taken, so PostgreSQL aborts it).
         """
-        lock_nodes_txn(session, PubsubNode.id == node_id)
-        now = engines.db_value(session.get_bind().dialect, _CREATED, utcnow())
+        dialect = sql.dialect
+        if dialect.name == "postgresql":
+            sql.execute(_lock_node_sql(dialect), {"node_id": node_id})
+        now = engines.db_value(dialect, _CREATED, utcnow())
         rows, empty = item_rows(node_id, items, parsed_items, now)
+        values = self.sort_value_writer
         try:
-            write_item_rows(session, rows, empty)
+            write_item_rows(sql, rows, empty)
+            keys = values.key_rows(sql)  # PostgreSQL: the errors of the write come here
         except IntegrityError as e:
             # the conflict on (node_id, name) is handled: only node_id's foreign key is left
             if not engines.is_foreign_key_violation(e):
                 raise
             raise NotFound(f"pubsub node #{node_id} does not exist (any more)") from None
-        self.sort_value_writer.write_txn(session, node_id, [row[1] for row in rows])
+        values.write_values(sql, keys, node_id, [row[1] for row in rows])
 
     @as_deferred
     def cache_pubsub_items(
@@ -96,7 +131,7 @@ class PubsubItemsStore(StorageBase):
         checked = self.checked_items(client, node, items, parsed_items)
         if not items:
             return defer.succeed(None)
-        d = self.db.run(self.cache_pubsub_items_txn, node.id, items, checked)
+        d = self.db.write(self.write_pubsub_items, node.id, items, checked)
         return d.addBoth(dropping_pages(self, [node.id]))
 
     def checked_items(

@@ -34,10 +34,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 from twisted.internet import defer
 
 from sat_storage import engines
+from sat_storage.driver_write import CompiledWrite, DriverSQL, SessionSQL, bind, compile_driver
 from sat_storage.models import PubsubItem, PubsubItemSortValue, PubsubSortKey
 from sat_storage.storage.base import StorageBase
 from sat_storage.storage.search import KIND_ORDER, OPERATORS, _path, path_sort_keys
@@ -223,15 +225,15 @@ class SortKeyStore(StorageBase):
     @staticmethod
     def sort_keys_txn(session: Session) -> list[SortKey]:
         """Every declared key."""
-        return _keys_of(_key_rows(session))
+        return _keys_of(_key_rows(SessionSQL(session)))
 
 
 KeyRows = tuple[tuple[Any, ...], ...]
 
 
-def _key_rows(session: Session) -> KeyRows:
+def _key_rows(sql: DriverSQL) -> KeyRows:
     """The rows of ``pubsub_sort_keys`` (id, path, direction, type), by id."""
-    return tuple(map(tuple, session.connection().exec_driver_sql(_KEY_ROWS_SQL)))
+    return tuple(sql.fetch(_KEY_ROWS_SQL))
 
 
 def _keys_of(rows: KeyRows) -> list[SortKey]:
@@ -240,47 +242,77 @@ def _keys_of(rows: KeyRows) -> list[SortKey]:
 
 @dataclass(frozen=True)
 class _Declared:
-    """The keys a writer last read, and the statement storing their values (None: no key)."""
+    """The keys a writer last read, and the driver SQL storing their values (None: no key)."""
 
     rows: KeyRows
-    insert: sa.Insert | None
+    insert: CompiledWrite | None
+
+
+_GIVEN = ("node_id", "names")  # the parameters of _values_insert given at each write
 
 
 def _values_insert(keys: Sequence[SortKey], dialect: str) -> sa.Insert | None:
-    """Upsert of the values of items ``:names`` of node ``:node_id`` for ``keys``."""
+    """Upsert of the values of items ``:names`` of node ``:node_id`` for ``keys``
+    (``names``: one parameter, a JSON array on SQLite, an array on PostgreSQL, so that
+    the statement is compiled once whatever the number of items)."""
     if not keys:
         return None
-    node_id = sa.bindparam("node_id", type_=sa.Integer())
-    names = sa.bindparam("names", expanding=True, type_=sa.Text())
+    node_id = sa.bindparam("node_id", None, type_=sa.Integer())
+    if dialect == "postgresql":
+        names = sa.bindparam("names", None, type_=postgresql.ARRAY(sa.Text()))
+        named: sa.ColumnElement[bool] = PubsubItem.name == sa.any_(names)
+    else:
+        names = sa.bindparam("names", None, type_=sa.Text())
+        listed = sa.select(sa.column("value", sa.Text)).select_from(sa.func.json_each(names))
+        named = PubsubItem.name.in_(listed)
     selects = [
-        value_select(key, dialect).where(PubsubItem.node_id == node_id, PubsubItem.name.in_(names))
-        for key in keys
+        value_select(key, dialect).where(PubsubItem.node_id == node_id, named) for key in keys
     ]
     return _insert_values(selects[0] if len(selects) == 1 else sa.union_all(*selects), dialect)
+
+
+def _names_value(dialect: str, names: Sequence[str]) -> Any:
+    """The ``names`` parameter of :func:`_values_insert`."""
+    if dialect == "postgresql":
+        return list(names)
+    return json.dumps(list(names), ensure_ascii=False)
 
 
 class SortValueWriter:
     """Stores the sort values of written items, for every declared key (one per storage).
 
-    The keys and the statement are built when the keys read in a write transaction
-    differ from the cached ones (a key declared by this process or another one), and
-    reused otherwise. The read comes after the items' own write in the transaction: on
-    PostgreSQL a declaration locks ``pubsub_items`` in SHARE mode, so a writer either
-    wrote its rows before the declaration filled the values (which then include them)
-    or reads the key once the declaration committed; SQLite serialises writers. Safe
-    to share between database threads (a snapshot is replaced, never changed).
+    The keys and the statement (driver SQL, :func:`.driver_write.compile_driver`) are
+    built when the keys read in a write transaction differ from the cached ones (a key
+    declared by this process or another one), and reused otherwise. The read comes
+    after the items' own write in the transaction: on PostgreSQL a declaration locks
+    ``pubsub_items`` in SHARE mode, so a writer either wrote its rows before the
+    declaration filled the values (which then include them) or reads the key once the
+    declaration committed; SQLite serialises writers. Safe to share between database
+    threads (a snapshot is replaced, never changed).
     """
 
     def __init__(self, dialect: str) -> None:
         self.dialect = dialect
         self._declared = _Declared((), None)
 
-    def write_txn(self, session: Session, node_id: int, names: Sequence[str]) -> None:
-        """Store the values of items ``names`` of node ``node_id`` (already written)."""
-        rows = _key_rows(session)
+    def key_rows(self, sql: DriverSQL) -> KeyRows:
+        """Read the declared keys (the statement whose rows the write waits for)."""
+        return _key_rows(sql)
+
+    def write_values(
+        self, sql: DriverSQL, rows: KeyRows, node_id: int, names: Sequence[str]
+    ) -> None:
+        """Store the values of items ``names`` of node ``node_id`` (already written) for
+        the keys ``rows`` (:meth:`key_rows`, read after the items' write)."""
         declared = self._declared
         if rows != declared.rows:
-            declared = _Declared(rows, _values_insert(_keys_of(rows), self.dialect))
-            self._declared = declared
+            insert = _values_insert(_keys_of(rows), self.dialect)
+            compiled = None if insert is None else compile_driver(insert, sql.dialect, _GIVEN)
+            declared = self._declared = _Declared(rows, compiled)
         if declared.insert is not None:
-            session.execute(declared.insert, {"node_id": node_id, "names": list(names)})
+            params = {"node_id": node_id, "names": _names_value(self.dialect, names)}
+            sql.execute(declared.insert[0], bind(declared.insert, params))
+
+    def write_txn(self, sql: DriverSQL, node_id: int, names: Sequence[str]) -> None:
+        """Store the values of items ``names`` of node ``node_id`` (already written)."""
+        self.write_values(sql, self.key_rows(sql), node_id, names)

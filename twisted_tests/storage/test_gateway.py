@@ -17,6 +17,7 @@ from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial.unittest import TestCase
 
 from sat_storage import engines, gateway
+from sat_storage.driver_write import Writer
 from sat_storage.gateway import THREAD_NAME, GatewayClosed
 from sat_storage.models import Profile
 from twisted_tests.db import database_url, make_storage, migrate, only_on
@@ -186,6 +187,84 @@ class RetryTests(GatewayTestCase):
 
         self.assertEqual(await self.db.run(write), ["holder", "waiter"])
         self.assertEqual(attempts, [1])
+
+
+def add_profile_sql(writer: Writer, name: str) -> None:
+    """Insert profile ``name`` with driver SQL (the driver's parameter style)."""
+    mark = "?" if writer.dialect.name == "sqlite" else "%s"
+    writer.execute(f"INSERT INTO profiles (name) VALUES ({mark})", (name,))
+
+
+class WriteTests(GatewayTestCase):
+    """Gateway.write: a transaction on the driver alone."""
+
+    def setUp(self) -> Any:
+        self.patch(gateway, "RETRY_DELAY", 0)
+        self.locked = real_locked_error(self)
+        return super().setUp()
+
+    async def test_commit_on_return(self) -> None:
+        """What the function wrote is committed when it returns, and its result returned."""
+        self.assertEqual(await self.db.write(lambda w: add_profile_sql(w, "alice") or 7), 7)
+        self.assertEqual(await self.db.run(profile_names), ["alice"])
+
+    async def test_rollback_on_raise(self) -> None:
+        """When the function raises, its error reaches the caller and nothing is kept."""
+
+        def fails(writer: Writer) -> None:
+            add_profile_sql(writer, "alice")
+            raise ValueError("boom")
+
+        with self.assertRaises(ValueError):
+            await self.db.write(fails)
+        self.assertEqual(await self.db.run(profile_names), [])
+
+    async def test_rows_read_in_the_transaction(self) -> None:
+        """Rows read by the function see its own earlier writes (not yet committed)."""
+
+        def write_then_read(writer: Writer) -> list[tuple[Any, ...]]:
+            add_profile_sql(writer, "alice")
+            return writer.fetch("SELECT name FROM profiles")
+
+        self.assertEqual(await self.db.write(write_then_read), [("alice",)])
+
+    async def test_driver_error_as_sqlalchemy(self) -> None:
+        """A driver error (a constraint violation, on PostgreSQL seen at the commit) is
+        raised as SQLAlchemy raises it, once (not retried), and nothing is kept."""
+        await self.db.run(add_profile, "alice")
+        attempts: list[int] = []
+
+        def duplicate(writer: Writer) -> None:
+            attempts.append(1)
+            add_profile_sql(writer, "bob")
+            add_profile_sql(writer, "alice")
+
+        with self.assertRaises(IntegrityError):
+            await self.db.write(duplicate)
+        self.assertEqual(attempts, [1])
+        self.assertEqual(await self.db.run(profile_names), ["alice"])
+
+    async def test_transient_retried(self) -> None:
+        """A transient error is retried after a rollback: only the last attempt's writes stay."""
+        attempts: list[int] = []
+
+        def fn(writer: Writer) -> str:
+            attempts.append(1)
+            add_profile_sql(writer, f"attempt{len(attempts)}")
+            if len(attempts) == 1:
+                raise self.locked
+            return "done"
+
+        with self.assertLogs("sat_storage.gateway", "WARNING"):
+            self.assertEqual(await self.db.write(fn), "done")
+        self.assertEqual(await self.db.run(profile_names), ["attempt2"])
+
+    async def test_statements_reported(self) -> None:
+        """The function's statements reach the engine's ``before_cursor_execute``
+        listeners (tests and benchmarks watch them there)."""
+        seen = self.statements_seen()
+        await self.db.write(add_profile_sql, "alice")
+        self.assertIn("INSERT INTO profiles (name) VALUES", " ".join(seen))
 
 
 class CloseTests(GatewayTestCase):

@@ -6,7 +6,7 @@ import os
 import time
 from datetime import UTC, datetime, timedelta, timezone
 
-from sqlalchemy import update
+from sqlalchemy import event, update
 from sqlalchemy.orm import Session
 from twisted.internet import defer
 from twisted.trial.unittest import TestCase
@@ -72,6 +72,21 @@ class CacheItemsTests(TestCase):
         before = await snapshot(self.storage)
         await self.storage.cache_pubsub_items(self.alice, self.node, make_items(["a"]), [{"v": 1}])
         self.assertEqual(await snapshot(self.storage), before)
+
+    async def test_written_on_the_driver_alone(self) -> None:
+        """cache_pubsub_items runs its statements on the driver alone (Gateway.write):
+        none goes through a SQLAlchemy connection (no Session, no execution context)."""
+        connections: list[object] = []
+
+        def record(conn: object, *_args: object) -> None:
+            connections.append(conn)
+
+        event.listen(self.storage.db.engine, "before_cursor_execute", record)
+        self.addCleanup(event.remove, self.storage.db.engine, "before_cursor_execute", record)
+        await self.storage.cache_pubsub_items(self.alice, self.node, make_items(["a", "b"]))
+        self.assertTrue(connections)
+        self.assertEqual(set(connections), {None})
+        self.assertEqual(await item_names(self.storage, self.node), ["a", "b"])
 
     async def test_empty_item_keeps_payload(self) -> None:
         """An item without payload never replaces a cached one; a new one is stored."""
