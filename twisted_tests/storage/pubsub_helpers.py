@@ -66,10 +66,10 @@ async def item_names(storage: Storage, node: PubsubNode) -> list[str]:
 
 
 def gateway_calls(testcase: Any, storage: Storage) -> list[Any]:
-    """The functions ``storage`` hands to its gateway (``run`` transactions and driver
-    ``read``s) from now on, until the test's end (a list filled later)."""
+    """The functions ``storage`` hands to its gateway (``run`` transactions, driver
+    ``read``s and ``write``s) from now on, until the test's end (a list filled later)."""
     calls: list[Any] = []
-    for name in ("run", "read"):
+    for name in ("run", "read", "write"):
         method = getattr(storage.db, name)
 
         def counting(fn: Any, *args: Any, _method: Any = method, **kwargs: Any) -> Any:
