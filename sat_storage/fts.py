@@ -82,6 +82,7 @@ __all__ = [
     "match",
     "normalise",
     "parse_query",
+    "words_text",
 ]
 
 TEXT_COLUMN = "fts_text"  # the column of the SQLite FTS5 table
@@ -174,6 +175,28 @@ def _collect(element: domish.Element, out: list[str]) -> None:
             append(str(child))
 
 
+# ASCII bytes -> lower case, or a space for what _WORD does not match (_ASCII_SEPARATORS)
+_ASCII_WORD_BYTES = bytes(
+    ord(chr(c).lower()) if c < 128 and chr(c).isalnum() else 32 for c in range(256)
+)
+
+
+def words_text(text: str) -> str:
+    """The words of ``text`` (:func:`normalise`) of at most ``MAX_WORD`` characters,
+    space-separated. ASCII text takes a faster way through bytes (``bytes.translate``
+    lower-cases and blanks the separators in one C pass): the same words."""
+    if text.isascii():
+        data = text.encode("ascii").translate(_ASCII_WORD_BYTES)
+        pieces = data.split()
+        if len(data) > MAX_WORD and max(map(len, pieces)) > MAX_WORD:
+            pieces = [w for w in pieces if len(w) <= MAX_WORD]
+        return b" ".join(pieces).decode("ascii")
+    words = normalise(text)
+    if words and max(map(len, words)) > MAX_WORD:
+        words = [w for w in words if len(w) <= MAX_WORD]
+    return " ".join(words)
+
+
 def item_text(item: domish.Element | str) -> str:
     """The indexed text of an item (``<item/>`` element or its XML text).
 
@@ -188,10 +211,7 @@ def item_text(item: domish.Element | str) -> str:
             return ""
     parts: list[str] = []
     _collect(item, parts)
-    words = normalise(" ".join(parts))
-    if words and max(map(len, words)) > MAX_WORD:
-        words = [w for w in words if len(w) <= MAX_WORD]
-    text = " ".join(words)
+    text = words_text(" ".join(parts))
     if len(text) > MAX_TEXT:
         text = text[: text.rfind(" ", 0, MAX_TEXT + 1)]
     return text

@@ -84,6 +84,20 @@ class ExtractionTests(SynchronousTestCase):
         expected = re.findall(r"[^\W_]+", unicodedata.normalize("NFC", text).casefold())
         self.assertEqual(fts.normalise(text), expected)
 
+    @settings(max_examples=300, database=None, deadline=None)
+    @given(
+        st.lists(
+            st.text(alphabet=st.characters(max_codepoint=127), max_size=12)
+            | st.sampled_from(["x" * fts.MAX_WORD, "Y" * (fts.MAX_WORD + 1), "\x1f", "_-"]),
+            max_size=12,
+        ).map("".join)
+    )
+    def test_ascii_words_text(self, text: str) -> None:
+        """words_text() of ASCII text (its bytes way) gives the words of normalise(),
+        those over MAX_WORD characters left out, space-separated."""
+        expected = " ".join(w for w in fts.normalise(text) if len(w) <= fts.MAX_WORD)
+        self.assertEqual(fts.words_text(text), expected)
+
     def test_bounds(self) -> None:
         """Words over MAX_WORD characters are left out; the text is cut at MAX_TEXT."""
         item = domish.Element((PUBSUB, "item"))
