@@ -39,16 +39,21 @@ from sat_storage.models import SyncState
 
 
 async def run(args: Any, workdir: str) -> dict[str, Any]:
-    storage = await open_storage(args.db_url, workdir)
-    uncached = Storage(storage.db_url, read_cache_items=0)
-    await uncached.initialise()
+    filler = await open_storage(args.db_url, workdir)
     name = f"cached-read-{time.time_ns()}"
+    node = await filler.set_pubsub_node(Client, SERVICE, name)
+    items, parsed = atom_items(args.items)
+    await filler.cache_pubsub_items(Client, node, items, parsed)
+    await filler.update_pubsub_node_sync_state(node, SyncState.COMPLETED)
+    await filler.close()
+    # the readers' connections are opened after the node was filled (the filling
+    # connection reads slower)
+    storage = Storage(filler.db_url)
+    uncached = Storage(filler.db_url, read_cache_items=0)
+    await storage.initialise()
+    await uncached.initialise()
     writer: OtherWriter | None = None
     try:
-        node = await storage.set_pubsub_node(Client, SERVICE, name)
-        items, parsed = atom_items(args.items)
-        await storage.cache_pubsub_items(Client, node, items, parsed)
-        await storage.update_pubsub_node_sync_state(node, SyncState.COMPLETED)
 
         async def two_transactions() -> list[Any]:
             found = await storage.get_pubsub_node(Client, SERVICE, name)

@@ -42,6 +42,7 @@ __all__ = [
     "items_from_rows",
     "node_from_row",
     "readers",
+    "stored_rows",
 ]
 
 _items = PubsubItem.__table__
@@ -163,11 +164,6 @@ class ItemRow:
             return to_xml(self.data)
         return self._raw[0]
 
-    def stored(self) -> tuple[Sequence[Any], Sequence[Callable[[Any], Any] | None]]:
-        """The driver's values of the :data:`LAZY` columns, as read (a value assigned
-        since is not in them), and their readers (None: the value as it is)."""
-        return self._raw, self._readers
-
     def copy(self) -> ItemRow:
         """The same item, its values not read yet: its ``data`` is its own element."""
         return ItemRow(self.id, self.node_id, self.name, self._raw, self._readers, self.node)
@@ -191,6 +187,16 @@ def items_from_rows(
     """The items of rows of :data:`ITEM_READ_COLUMNS`, all of ``node`` when given."""
     row_readers = readers(dialect)
     return [ItemRow(r[0], r[1], r[2], r[3:7], row_readers, node) for r in rows]
+
+
+def stored_rows(
+    items: Sequence[ItemRow],
+) -> tuple[tuple[tuple[int, int, str, Sequence[Any]], ...], Sequence[Callable[[Any], Any] | None]]:
+    """What :class:`ItemRow` objects just read were built of: ``(id, node_id, name,
+    the driver's values of the LAZY columns)`` each (a value assigned since is not in
+    them), and the readers of the first (the same for a whole read), ``()`` if none."""
+    rows = tuple((item.id, item.node_id, item.name, item._raw) for item in items)
+    return rows, (items[0]._readers if items else ())
 
 
 def node_from_row(values: Sequence[Any]) -> PubsubNode:

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from twisted.words.xish import domish
 
 from sat_storage.models import PubsubNode
-from sat_storage.storage.item_reads import ItemRow, node_from_row
+from sat_storage.storage.item_reads import ItemRow, node_from_row, stored_rows
 from sat_storage.wal_changes import WalChanges
 from sat_storage.xml_tools import copy_element
 
@@ -220,12 +220,8 @@ def entry_of_page(
     items, metadata = page
     metadata = dict(metadata)
     metadata["rsm"] = dict(metadata["rsm"])
-    rows: list[Row] = []
-    readers: Sequence[Callable[[Any], Any] | None] = ()
-    for item in items:
-        raw, readers = item.stored()
-        rows.append((item.id, item.node_id, item.name, raw))
-    return Entry(node_id, stamp, tuple(rows), readers, metadata, node_values, token)
+    rows, readers = stored_rows(items)
+    return Entry(node_id, stamp, rows, readers, metadata, node_values, token)
 
 
 def current_entry(

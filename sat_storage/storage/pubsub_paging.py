@@ -433,7 +433,9 @@ class PubsubPagingStore(PubsubNodesStore):
         """
         node = check_node(node)
         query = _query(max_items, item_ids, before, after, from_index, order_by, desc, force_rsm)
-        if not self.read_cache.max_items:
+        if not self.read_cache.max_items or (query.max_items is None and query.item_ids is None):
+            # (a read of all the node's items, e.g. a catch-up's, is not kept: it would
+            # push the hot pages out)
             if plain_query(query):  # the hot read: the driver alone
                 return self.db.read(self.read_items_page, node.id, query, node)
             return self.db.run(self.get_items_txn, node.id, query, node)

@@ -39,7 +39,6 @@ QUERIES = [
     ItemsQuery(max_items=3),
     ItemsQuery(max_items=3, desc=False),
     ItemsQuery(max_items=3, order_by=("creation",)),
-    ItemsQuery(),
     ItemsQuery(max_items=2, before=""),
     ItemsQuery(max_items=2, after="i3", order_by=("creation",)),
     ItemsQuery(max_items=2, before="i6"),
@@ -144,6 +143,15 @@ class HitTests(ItemsCacheTestCase):
         """Hits answer what the database holds, for every kind of query."""
         await self.read_all()
         await self.assert_as_database()
+
+    async def test_all_items_not_kept(self) -> None:
+        """A read of all the node's items (no max_items, no ids) is not kept: read
+        again, it reads its item rows again."""
+        await self.storage.get_items(self.node)
+        with item_reads(self.storage) as reads:
+            items, _ = await self.storage.get_items(self.node)
+        self.assertEqual((len(items), len(self.storage.read_cache)), (len(NAMES), 0))
+        self.assertNotEqual(reads, [])
 
     async def test_disabled(self) -> None:
         """With read_cache_items = 0, a page read again reads its item rows again."""
