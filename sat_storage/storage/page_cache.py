@@ -1,14 +1,20 @@
-"""The pages of the read cache (:mod:`.read_cache`), in the reactor thread.
+"""The pages of the read cache (:mod:`.read_cache`, ``Storage.get_items``), in the
+reactor thread.
 
-:class:`PageCache` is an LRU of pages of synchronised nodes, bounded by the items of
-all its pages together, that forgets a node's pages at once (Synapse's ``@cached``
-descriptors keep results in front of the database likewise). A page is cached with
-the *stamp* of its node it was read under; callers get :class:`CachedItem` objects
-built for each answer, whose ``data`` is a copy of the cached element
-(:func:`~sat_storage.xml_tools.copy_element`, faster than parsing the XML again) and
-``parsed`` a copy of the cached dict, made when first read: nothing mutable is shared.
-The functions :func:`drop_pages` and :func:`dropping_pages` are what this process's
-writes call to forget the pages they may change.
+:class:`PageCache` is an LRU of pages, bounded by the items of all its pages
+together, that forgets a node's pages at once (Synapse's ``@cached`` descriptors keep
+results in front of the database likewise). A page (:class:`Entry`) is cached with
+the *stamp* of its node it was read under and the *token* of the database's
+wal-index header (:mod:`sat_storage.wal_changes`) under which it was last found
+current: while the token is the same, no transaction committed and the page is
+answered with no query (:meth:`Entry.current`); otherwise the caller reads the
+stamp. An entry keeps the driver's values of its items (immutable); callers get
+:class:`CachedItem` objects built for each answer, whose ``data`` is a copy of an
+element parsed once per entry (:func:`~sat_storage.xml_tools.copy_element`, faster
+than parsing the XML again) and ``parsed`` its own decoding: nothing mutable is
+shared. The functions :func:`drop_pages` and :func:`dropping_pages` are what this
+process's writes call to forget the pages they may change (memory only: the token
+and the stamp keep answers right).
 """
 
 from __future__ import annotations

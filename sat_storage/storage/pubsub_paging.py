@@ -430,6 +430,13 @@ class PubsubPagingStore(PubsubNodesStore):
         A request already checked, an :class:`~sat_storage.ItemsQuery`, is given as
         the only argument after ``node`` (``get_items(node, query)``): it is not
         checked again.
+
+        Pages (except a read of all the items) are kept by the read cache
+        (:mod:`.page_cache`): a page asked again is answered from memory, on SQLite
+        with no query while no transaction committed since, else after one read of
+        the node's counters; never older than the database. Items are then
+        :class:`~sat_storage.storage.page_cache.CachedItem` objects (``ItemRow``
+        subclasses), of the caller's own.
         """
         node = check_node(node)
         query = _query(max_items, item_ids, before, after, from_index, order_by, desc, force_rsm)
