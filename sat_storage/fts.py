@@ -64,7 +64,7 @@ from twisted.words.xish import domish
 
 from sat_storage import engines, migration
 from sat_storage.models import PubsubItem
-from sat_storage.xml_tools import parse_xml
+from sat_storage.xml_tools import TextRules, parse_xml, to_xml_text
 
 __all__ = [
     "DELETE_TRIGGER",
@@ -76,7 +76,9 @@ __all__ = [
     "UNMAPPED_PREFIXES",
     "create_statements",
     "drop_statements",
+    "ITEM_TEXT_RULES",
     "item_text",
+    "item_xml_text",
     "legacy_create_statements",
     "legacy_drop_statements",
     "match",
@@ -179,22 +181,40 @@ def _collect(element: domish.Element, out: list[str]) -> None:
 _ASCII_WORD_BYTES = bytes(
     ord(chr(c).lower()) if c < 128 and chr(c).isalnum() else 32 for c in range(256)
 )
+# a space stays, any other byte -> "x": a word over MAX_WORD is then a run of "x"
+_ASCII_WORD_RUNS = bytes(32 if c == 32 else 120 for c in range(256))
+_LONG_WORD = b"x" * (MAX_WORD + 1)
 
 
 def words_text(text: str) -> str:
     """The words of ``text`` (:func:`normalise`) of at most ``MAX_WORD`` characters,
-    space-separated. ASCII text takes a faster way through bytes (``bytes.translate``
-    lower-cases and blanks the separators in one C pass): the same words."""
+    space-separated.
+
+    ASCII text takes a faster way through bytes, with no object per word: one
+    ``bytes.translate`` lower-cases and blanks the separators, runs of spaces are
+    halved until none is left (``bytes.replace``: a pass or two for prose), and only
+    text holding a word over ``MAX_WORD`` (found as a run of ``x`` by
+    ``bytes.find`` after a second translate) is split: the same words.
+    """
     if text.isascii():
         data = text.encode("ascii").translate(_ASCII_WORD_BYTES)
-        pieces = data.split()
-        if len(data) > MAX_WORD and max(map(len, pieces)) > MAX_WORD:
-            pieces = [w for w in pieces if len(w) <= MAX_WORD]
-        return b" ".join(pieces).decode("ascii")
+        if len(data) > MAX_WORD and data.translate(_ASCII_WORD_RUNS).find(_LONG_WORD) >= 0:
+            return b" ".join(w for w in data.split() if len(w) <= MAX_WORD).decode("ascii")
+        while b"  " in data:
+            data = data.replace(b"  ", b" ")
+        return data.strip().decode("ascii")
     words = normalise(text)
     if words and max(map(len, words)) > MAX_WORD:
         words = [w for w in words if len(w) <= MAX_WORD]
     return " ".join(words)
+
+
+def _indexed(parts: list[str]) -> str:
+    """The indexed text of an item's text ``parts`` (:func:`item_text`)."""
+    text = words_text(" ".join(parts))
+    if len(text) > MAX_TEXT:
+        text = text[: text.rfind(" ", 0, MAX_TEXT + 1)]
+    return text
 
 
 def item_text(item: domish.Element | str) -> str:
@@ -211,10 +231,23 @@ def item_text(item: domish.Element | str) -> str:
             return ""
     parts: list[str] = []
     _collect(item, parts)
-    text = words_text(" ".join(parts))
-    if len(text) > MAX_TEXT:
-        text = text[: text.rfind(" ", 0, MAX_TEXT + 1)]
-    return text
+    return _indexed(parts)
+
+
+#: the text of an item as :func:`item_text` collects it, for :func:`xml_tools.to_xml_text`
+ITEM_TEXT_RULES = TextRules(
+    attributes=TEXT_ATTRIBUTES,
+    skipped={uri: frozenset(n for u, n in SKIPPED_TEXT if u == uri) for uri in _SKIPPED_URIS},
+    markup=(ATOM_NS, "type", "html"),
+    collect=_collect,
+)
+
+
+def item_xml_text(item: domish.Element) -> tuple[str, str]:
+    """``(to_xml(item), item_text(item))`` in one walk of the element
+    (:func:`xml_tools.to_xml_text`); the errors of :func:`xml_tools.to_xml`."""
+    xml, parts = to_xml_text(item, ITEM_TEXT_RULES)
+    return xml, _indexed(parts)
 
 
 # --- DDL (shared by create_all and migration 0007) ---------------------------------

@@ -17,12 +17,28 @@ from typing import Any
 __all__ = ["EXACT_FROM", "dumps"]
 
 EXACT_FROM = 1e16  # floats from here on are integers, written by repr() with an exponent
-_encode = json.JSONEncoder(allow_nan=False, ensure_ascii=False).encode
+_ENCODER = json.JSONEncoder(allow_nan=False, ensure_ascii=False)
+_encode = _ENCODER.encode
+_c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
+# what JSONEncoder.encode hands the C encoder for _ENCODER (the markers dict aside)
+_C_ARGUMENTS = (_ENCODER.default, json.encoder.encode_basestring, None, ": ", ", ")
+
+
+def _encode_c(value: Any) -> str:
+    """``_encode(value)``: the C encoder that ``JSONEncoder.encode`` makes, made here
+    directly (with a new markers dict for each value, as there), without its Python steps."""
+    if _c_make_encoder is None:  # pragma: no cover (CPython has it)
+        return _encode(value)
+    default, strings, indent, key_separator, item_separator = _C_ARGUMENTS
+    encoder = _c_make_encoder(
+        {}, default, strings, indent, key_separator, item_separator, False, False, False
+    )
+    return "".join(encoder(value, 0))
 
 
 def dumps(value: Any) -> str:
     """``value`` as JSON text (``ValueError``/``TypeError`` as :func:`json.dumps`)."""
-    text = _encode(value)
+    text = _encode_c(value)
     if "e+" not in text:  # no float written with a positive exponent
         return text
     return _exact(value)

@@ -16,11 +16,13 @@ out, never its own elements).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from xml.etree import ElementTree
 
 from twisted.words.xish import domish
 
-__all__ = ["copy_element", "parse_xml", "parse_xml_stream", "to_xml"]
+__all__ = ["TextRules", "copy_element", "parse_xml", "parse_xml_stream", "to_xml", "to_xml_text"]
 
 # domish.ExpatElementStream's limits of one stanza, kept so both parsers refuse alike
 MAX_BYTES = domish.ExpatElementStream.maxStanzaSize
@@ -29,6 +31,7 @@ _Element = domish.Element
 _new = object.__new__
 _XML_NS = "http://www.w3.org/XML/1998/namespace"
 _G_PREFIXES = domish.G_PREFIXES
+_NONE: frozenset[str] = frozenset()
 
 
 class _NeedsPrefixes(Exception):
@@ -54,8 +57,34 @@ def _escape_attribute(text: str) -> str:
     return text
 
 
-def _serialise(elem: domish.Element, parent_default: str, out: list[str]) -> None:
-    """Append the XML of ``elem`` to ``out`` as domish would write it.
+@dataclass(frozen=True)
+class TextRules:
+    """What :func:`to_xml_text` collects as text while it writes an element's XML.
+
+    Collected in document order: the values of the unqualified ``attributes`` of an
+    element (in its attributes' order), then its text children (``str()`` of string
+    subclasses such as ``SerializedXML``) and its children's. ``skipped``: namespace ->
+    names of the elements whose children are not collected (their attributes are).
+    ``markup``: ``(namespace, attribute, value)``; an element of that namespace with
+    that attribute value has its whole text (attributes included) from ``collect(element,
+    texts)`` instead (text that is itself markup, e.g. Atom's ``type="html"``).
+    """
+
+    attributes: frozenset[str]
+    skipped: Mapping[str, frozenset[str]]
+    markup: tuple[str, str, str]
+    collect: Callable[[domish.Element, list[str]], None]
+
+
+def _serialise(
+    elem: domish.Element,
+    parent_default: str,
+    out: list[str],
+    texts: list[str] | None,
+    rules: TextRules | None,
+) -> None:
+    """Append the XML of ``elem`` to ``out`` as domish would write it, and (when
+    ``texts`` is a list) its text to ``texts`` as ``rules`` say.
 
     Text needing no escape (the usual case) is appended as it is, without a call.
     """
@@ -69,15 +98,26 @@ def _serialise(elem: domish.Element, parent_default: str, out: list[str]) -> Non
         raise _NeedsPrefixes
     name = elem.name
     append = out.append
+    attributes = elem.attributes
+    child_texts = texts
+    if texts is not None:
+        skipped = rules.skipped.get(uri)  # type: ignore[union-attr]
+        markup_uri, markup_key, markup_value = rules.markup  # type: ignore[union-attr]
+        if skipped is not None and name in skipped:
+            child_texts = None
+        elif uri == markup_uri and attributes and attributes.get(markup_key) == markup_value:
+            rules.collect(elem, texts)  # type: ignore[union-attr]
+            texts = child_texts = None
     if default != parent_default:
         append(f"<{name} xmlns='{default}'")
     else:
         append("<" + name)
-    attributes = elem.attributes
     if attributes:
         for key, value in attributes.items():
             if key.__class__ is tuple:
                 raise _NeedsPrefixes
+            if texts is not None and key in rules.attributes:  # type: ignore[union-attr]
+                texts.append(value)
             if "&" in value or "<" in value or ">" in value or "'" in value or '"' in value:
                 value = _escape_attribute(value)
             append(f" {key}='{value}'")
@@ -86,17 +126,39 @@ def _serialise(elem: domish.Element, parent_default: str, out: list[str]) -> Non
         append("/>")
         return
     append(">")
+    leaf_skipped: frozenset[str] | None = None
     for child in children:
         if child.__class__ is str:
+            if child_texts is not None:
+                child_texts.append(child)
             append(_escape_text(child) if "&" in child or "<" in child or ">" in child else child)
         elif child.__class__ is _Element:
-            _serialise(child, default, out)
-        elif isinstance(child, domish.SerializedXML):
-            append(child)
+            inner = child.children
+            if (
+                len(inner) == 1
+                and inner[0].__class__ is str
+                and not child.attributes
+                and child.uri == default
+                and child.defaultUri == default
+                and not child.localPrefixes
+            ):  # <name>text</name> in this namespace (titles, dates, names): no call
+                text, leaf = inner[0], child.name
+                if child_texts is not None:
+                    if leaf_skipped is None:
+                        leaf_skipped = rules.skipped.get(default, _NONE)  # type: ignore[union-attr]
+                    if leaf not in leaf_skipped:
+                        child_texts.append(text)
+                if "&" in text or "<" in text or ">" in text:
+                    text = _escape_text(text)
+                append(f"<{leaf}>{text}</{leaf}>")
+            else:
+                _serialise(child, default, out, child_texts, rules)
         elif isinstance(child, str):
-            append(_escape_text(child))
+            if child_texts is not None:
+                child_texts.append(str(child))
+            append(child if isinstance(child, domish.SerializedXML) else _escape_text(child))
         else:
-            _serialise(child, default, out)
+            _serialise(child, default, out, child_texts, rules)
     append(f"</{name}>")
 
 
@@ -104,10 +166,24 @@ def to_xml(element: domish.Element) -> str:
     """XML text of ``element``, identical to ``element.toXml()``."""
     out: list[str] = []
     try:
-        _serialise(element, "", out)
+        _serialise(element, "", out, None, None)
     except _NeedsPrefixes:
         return element.toXml()
     return "".join(out)
+
+
+def to_xml_text(element: domish.Element, rules: TextRules) -> tuple[str, list[str]]:
+    """:func:`to_xml` of ``element`` and its text as ``rules`` say, in one walk (an
+    element needing ``toXml()``: its text from ``rules.collect(element, texts)``)."""
+    out: list[str] = []
+    texts: list[str] = []
+    try:
+        _serialise(element, "", out, texts, rules)
+    except _NeedsPrefixes:
+        texts = []
+        rules.collect(element, texts)
+        return element.toXml(), texts
+    return "".join(out), texts
 
 
 def _check_text(text: object) -> bytes:

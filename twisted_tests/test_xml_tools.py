@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import random
 
+from hypothesis import given, settings
 from sqlalchemy.dialects import postgresql, sqlite
 from twisted.trial.unittest import TestCase
 from twisted.words.xish import domish
 
 from sat_storage.models import XmlElement
-from sat_storage.xml_tools import MAX_ELEMENTS, copy_element, parse_xml, parse_xml_stream, to_xml
+from sat_storage.xml_tools import (
+    MAX_ELEMENTS,
+    TextRules,
+    copy_element,
+    parse_xml,
+    parse_xml_stream,
+    to_xml,
+    to_xml_text,
+)
+from twisted_tests.item_strategies import items
 
 SAMPLES = [
     "<a/>",
@@ -95,6 +105,45 @@ class ToXmlTests(TestCase):
         item.addElement("sibling")
         item.addChild(domish.SerializedXML("<raw/>"))
         self.assertEqual(to_xml(item), item.toXml())
+
+    @settings(max_examples=300, database=None, deadline=None)
+    @given(items())
+    def test_same_as_domish_generated(self, item: domish.Element) -> None:
+        """to_xml gives exactly toXml() for generated items (namespaces declared and
+        inherited, escaped characters, adjacent text, SerializedXML, prefixes)."""
+        self.assertEqual(to_xml(item), item.toXml())
+
+
+def _all_text(element: domish.Element, out: list[str]) -> None:
+    """Every text child and ``k`` attribute value of a tree (no rule skips any)."""
+    if "k" in element.attributes:
+        out.append(element["k"])
+    for child in element.children:
+        if isinstance(child, domish.Element):
+            _all_text(child, out)
+        else:
+            out.append(str(child))
+
+
+class ToXmlTextTests(TestCase):
+    RULES = TextRules(frozenset({"k"}), {"urn:s": frozenset({"s"})}, ("urn:m", "t", "m"), _all_text)
+
+    def test_rules(self) -> None:
+        """to_xml_text collects kept attributes then text in document order, skips the
+        children of skipped elements (not their attributes), and asks collect() for
+        the whole text of a markup element."""
+        item = parse_xml(
+            "<a k='1' j='no'>one<s xmlns='urn:s' k='2'>skipped<b k='no'/></s>"
+            "<b xmlns='urn:m' t='m' k='3'>three<c k='4'/></b><c k='5'>five</c></a>"
+        )
+        xml, texts = to_xml_text(item, self.RULES)
+        self.assertEqual(xml, item.toXml())
+        self.assertEqual(texts, ["1", "one", "2", "3", "three", "4", "5", "five"])
+
+    def test_prefixes(self) -> None:
+        """An element needing toXml(): its XML from there, its text from collect()."""
+        item = parse_xml("<a xmlns:p='urn:p' k='1'><p:s xmlns:q='urn:q'>t</p:s></a>")
+        self.assertEqual(to_xml_text(item, self.RULES), (item.toXml(), ["1", "t"]))
 
 
 class ParseXmlTests(TestCase):

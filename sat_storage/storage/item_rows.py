@@ -1,7 +1,8 @@
 """Rows of cached pubsub items and the statements writing them (the hot write path).
 
 :func:`item_rows` makes the rows of ``pubsub_items`` for checked items in one pass
-(XML text, parsed JSON text, full-text words: :func:`sat_storage.fts.item_text`), as
+(XML text and full-text words in one walk of the element,
+:func:`sat_storage.fts.item_xml_text`; parsed JSON text), as
 tuples in :data:`ITEM_COLUMNS` order. :func:`write_item_rows` writes them with driver
 SQL compiled once per dialect (SQLAlchemy's Core upsert, compiled on first use and
 kept, so no statement is built or compiled per call and no per-row parameter
@@ -26,10 +27,9 @@ from twisted.words.xish import domish
 
 from sat_storage import engines, json_text
 from sat_storage.driver_write import DriverSQL
-from sat_storage.fts import SQLITE_WRITE, TEXT_COLUMN, VECTOR_COLUMN, item_text
+from sat_storage.fts import SQLITE_WRITE, TEXT_COLUMN, VECTOR_COLUMN, item_xml_text
 from sat_storage.models import PubsubItem
 from sat_storage.storage.checks import check_json_text, check_storable, unstorable
-from sat_storage.xml_tools import to_xml
 
 __all__ = ["ITEM_COLUMNS", "build_item_rows", "item_rows", "write_item_rows"]
 
@@ -40,6 +40,7 @@ ITEM_KEY = ("node_id", "name")
 ITEM_KEPT_ON_UPDATE = ("node_id", "name", "created")  # the id is never written
 _NAME = ITEM_COLUMNS.index("name")
 _TEXT = ITEM_COLUMNS.index(TEXT_COLUMN)
+_Element = domish.Element
 
 Row = tuple[Any, ...]
 
@@ -64,7 +65,7 @@ def item_rows(
     dumps = json_text.dumps  # floats read back equal on both engines
     for index, (item, parsed) in enumerate(zip(items, parsed_items, strict=True)):
         try:
-            data = to_xml(item)
+            data, words = item_xml_text(item)  # one walk: XML and full-text words
         except (TypeError, AttributeError) as e:
             raise ValueError(f"items[{index}] cannot be serialised as XML: {e}") from None
         if unstorable(data) is not None:
@@ -76,13 +77,24 @@ def item_rows(
                 raise ValueError(f"parsed_items[{index}] is not JSON-serialisable: {e}") from None
             check_json_text(f"parsed_items[{index}]", parsed, text)
             parsed = text
-        name = item["id"]
-        rows[name] = (node_id, name, data, parsed, item_text(item), now, now)
-        if item.firstChildElement() is None:
-            empty.add(name)
-        else:
+        name = item.attributes["id"]
+        rows[name] = (node_id, name, data, parsed, words, now, now)
+        if _has_child_element(item):
             empty.discard(name)
+        else:
+            empty.add(name)
     return list(rows.values()), empty
+
+
+def _has_child_element(item: domish.Element) -> bool:
+    """``item.firstChildElement() is not None``, without its interface check for the
+    usual children (text, plain elements)."""
+    for child in item.children:
+        if child.__class__ is _Element:
+            return True
+        if child.__class__ is not str:
+            return item.firstChildElement() is not None
+    return False
 
 
 def build_item_rows(

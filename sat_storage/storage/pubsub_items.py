@@ -32,7 +32,13 @@ from sat_storage.exceptions import NotFound
 from sat_storage.item_counts import lock_nodes_txn
 from sat_storage.models import PubsubItem, PubsubNode, utcnow
 from sat_storage.storage.base import StorageBase, as_deferred, check_type
-from sat_storage.storage.checks import batched, check_node, check_strings, check_text
+from sat_storage.storage.checks import (
+    batched,
+    check_node,
+    check_strings,
+    check_text,
+    unstorable,
+)
 from sat_storage.storage.item_purge import delete_items_txn
 from sat_storage.storage.item_rows import build_item_rows, item_rows, write_item_rows
 from sat_storage.storage.items_query import MAX_ITEMS_BATCH
@@ -154,10 +160,11 @@ class PubsubItemsStore(StorageBase):
         for index, item in enumerate(items):
             if not isinstance(item, domish.Element) or item.name != "item":
                 raise ValueError(f"items[{index}] is not an <item/> element: {item!r}")
-            item_id = item.getAttribute("id")
+            item_id = item.attributes.get("id")
             if not isinstance(item_id, str) or not item_id:
                 raise ValueError(f"items[{index}] has no id")
-            check_text(f"items[{index}] id", item_id)
+            if unstorable(item_id) is not None:  # the check of check_text, named only then
+                check_text(f"items[{index}] id", item_id)
         if parsed_items is None:
             return [None] * len(items)
         check_type("parsed_items", parsed_items, list, tuple)

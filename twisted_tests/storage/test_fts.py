@@ -17,6 +17,7 @@ from sat_storage import fts
 from sat_storage.models import PubsubItem
 from sat_storage.xml_tools import parse_xml
 from twisted_tests.db import make_storage
+from twisted_tests.item_strategies import items
 from twisted_tests.storage.search_data import (
     ATOM,
     PUBSUB,
@@ -107,6 +108,14 @@ class ExtractionTests(SynchronousTestCase):
         text = fts.item_text(item)
         self.assertLessEqual(len(text), fts.MAX_TEXT)
         self.assertTrue(text.endswith(f" w{len(text.split()) - 3}"))
+
+    @settings(max_examples=300, database=None, deadline=None)
+    @given(items())
+    def test_one_walk(self, item: domish.Element) -> None:
+        """item_xml_text() gives exactly toXml() and item_text()'s words for generated
+        items (XHTML, Atom html text constructs, content attributes, skipped Atom
+        identifiers and timestamps, escaped characters, non-ASCII, SerializedXML)."""
+        self.assertEqual(fts.item_xml_text(item), (item.toXml(), fts.item_text(item)))
 
     def test_xml_text(self) -> None:
         """The XML text of an item gives the same words; malformed text gives none."""
