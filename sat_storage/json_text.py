@@ -21,19 +21,24 @@ _ENCODER = json.JSONEncoder(allow_nan=False, ensure_ascii=False)
 _encode = _ENCODER.encode
 _c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
 # what JSONEncoder.encode hands the C encoder for _ENCODER (the markers dict aside)
-_C_ARGUMENTS = (_ENCODER.default, json.encoder.encode_basestring, None, ": ", ", ")
+_C_ARGUMENTS = (
+    _ENCODER.default,
+    json.encoder.encode_basestring,  # ensure_ascii=False
+    _ENCODER.indent,
+    _ENCODER.key_separator,
+    _ENCODER.item_separator,
+    _ENCODER.sort_keys,
+    _ENCODER.skipkeys,
+    _ENCODER.allow_nan,
+)
 
 
 def _encode_c(value: Any) -> str:
     """``_encode(value)``: the C encoder that ``JSONEncoder.encode`` makes, made here
     directly (with a new markers dict for each value, as there), without its Python steps."""
-    if _c_make_encoder is None:  # pragma: no cover (CPython has it)
+    if _c_make_encoder is None or isinstance(value, str):
         return _encode(value)
-    default, strings, indent, key_separator, item_separator = _C_ARGUMENTS
-    encoder = _c_make_encoder(
-        {}, default, strings, indent, key_separator, item_separator, False, False, False
-    )
-    return "".join(encoder(value, 0))
+    return "".join(_c_make_encoder({}, *_C_ARGUMENTS)(value, 0))
 
 
 def dumps(value: Any) -> str:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from twisted.trial.unittest import TestCase
+from hypothesis import given, settings
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.words.protocols.jabber.jid import JID
 from twisted.words.xish import domish
 
+from sat_storage import json_text
 from twisted_tests.db import storage_with_profiles
+from twisted_tests.storage.search_strategies import json_values
 
 BIG = 2**70
 VALUES: list[Any] = [BIG, -(2**80), 2**63, 3.0, -0.5, 7, {"n": BIG}, [BIG, 1.0, 2], "2"]
@@ -72,3 +76,28 @@ class ExactJSONTests(TestCase):
         await self.storage.cache_pubsub_items(Client(), node, [item], [{"big": BIG}])
         items, _ = await self.storage.get_items(node)
         self.assertEqual(_same(items[0].parsed), _same({"big": BIG}))
+
+
+class EncoderTests(SynchronousTestCase):
+    REFERENCE = json.JSONEncoder(allow_nan=False, ensure_ascii=False).encode
+
+    @settings(max_examples=300, database=None, deadline=None)
+    @given(json_values)
+    def test_same_text_as_json(self, value: Any) -> None:
+        """The C encoder made directly writes what JSONEncoder.encode writes."""
+        self.assertEqual(json_text._encode_c(value), self.REFERENCE(value))
+
+    def test_same_errors_as_json(self) -> None:
+        """A circular value, NaN and an unknown type raise json's errors; the list that
+        was circular is written as usual once it is not (no marker kept from the failure)."""
+        circular: list[Any] = [1]
+        circular.append(circular)
+        for bad, error in ((circular, ValueError), ([float("nan")], ValueError),
+                           ({"a": object()}, TypeError)):  # fmt: skip
+            with self.assertRaises(error) as caught:
+                json_text.dumps(bad)
+            with self.assertRaises(error) as expected:
+                self.REFERENCE(bad)
+            self.assertEqual(str(caught.exception), str(expected.exception))
+        circular.pop()  # no longer circular: a marker left from the failure would say it is
+        self.assertEqual(json_text.dumps(circular), "[1]")
