@@ -24,7 +24,7 @@ from alembic.script import ScriptDirectory, write_hooks
 from alembic.util.exc import CommandError
 from sqlalchemy import Connection, MetaData, inspect, text
 
-from sat_storage import item_counts  # noqa: F401  (create_all makes the count triggers)
+from sat_storage import item_counts, sort_values  # noqa: F401  (create_all makes their triggers)
 from sat_storage.exceptions import UnknownDatabaseError
 from sat_storage.models import Base
 

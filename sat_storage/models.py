@@ -482,9 +482,8 @@ class PubsubItemSortValue(Base):
         ),
     )
 
-    item_id: Mapped[int] = mapped_column(
-        ForeignKey("pubsub_items.id", ondelete="CASCADE"), primary_key=True
-    )
+    # no foreign key: a trigger deletes an item's values with it (sat_storage.sort_values)
+    item_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     key_id: Mapped[int] = mapped_column(
         ForeignKey("pubsub_sort_keys.id", ondelete="CASCADE"), primary_key=True
     )

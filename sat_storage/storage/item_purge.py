@@ -1,15 +1,17 @@
 """The purge's delete of cached items: set-based on SQLite, where triggers run per row.
 
 SQLite has row triggers only: deleting N items runs the count trigger
-(:mod:`sat_storage.item_counts`) and the full-text delete trigger (:mod:`sat_storage.fts`)
-N times each, which cost more than the delete itself. The purge does their work with
-one statement each instead, in its own transaction:
+(:mod:`sat_storage.item_counts`), the full-text delete trigger (:mod:`sat_storage.fts`)
+and the sort values' delete trigger (:mod:`sat_storage.sort_values`) N times each,
+which cost more than the delete itself. The purge does their work with one statement
+each instead, in its own transaction:
 
-1. it drops those two triggers (their text is read from ``sqlite_master`` first);
+1. it drops those three triggers (their text is read from ``sqlite_master`` first);
 2. one ``UPDATE ... FROM`` takes each touched node's deleted items off its
    ``item_count`` and adds one to its ``items_version`` (what the PostgreSQL statement
    trigger does);
-3. one ``DELETE`` removes the items' full-text entries, one ``DELETE`` the items;
+3. one ``DELETE`` removes the items' sort values, one their full-text entries, one
+   the items;
 4. it creates the triggers again, from their own text.
 
 Schema changes are transactional in SQLite: no other connection (another process, a
@@ -17,9 +19,10 @@ Schema changes are transactional in SQLite: no other connection (another process
 counted by them; a purge that fails is rolled back with its ``DROP``. Readers of other
 connections prepare their statements again after the commit (the schema cookie
 changed): a purge is a maintenance operation, not a hot path. When the triggers are not
-both there (a database between migrations), the purge is a plain ``DELETE``.
+all there (a database between migrations), the purge is a plain ``DELETE``.
 
-PostgreSQL: a plain ``DELETE`` (its count trigger runs once per statement already).
+PostgreSQL: a plain ``DELETE`` (its count and sort values triggers run once per
+statement already).
 """
 
 from __future__ import annotations
@@ -29,19 +32,20 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from sat_storage import fts, item_counts
-from sat_storage.models import PubsubItem, PubsubNode
+from sat_storage import fts, item_counts, sort_values
+from sat_storage.models import PubsubItem, PubsubItemSortValue, PubsubNode
 
 __all__ = ["SUSPENDED_TRIGGERS", "delete_items_txn"]
 
 _ITEMS = PubsubItem.__table__
 _NODES = PubsubNode.__table__
+_VALUES = PubsubItemSortValue.__table__
 #: the SQLite row triggers the purge replaces by set-based statements
-SUSPENDED_TRIGGERS = (item_counts.DELETE_TRIGGER, fts.DELETE_TRIGGER)
+SUSPENDED_TRIGGERS = (item_counts.DELETE_TRIGGER, fts.DELETE_TRIGGER, sort_values.DELETE_TRIGGER)
 _TRIGGERS_SQL = sa.text(
     "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' "
-    "AND tbl_name = 'pubsub_items' AND name IN (:counts, :fts)"
-).bindparams(counts=SUSPENDED_TRIGGERS[0], fts=SUSPENDED_TRIGGERS[1])
+    "AND tbl_name = 'pubsub_items' AND name IN (:counts, :fts, :values)"
+).bindparams(counts=SUSPENDED_TRIGGERS[0], fts=SUSPENDED_TRIGGERS[1], values=SUSPENDED_TRIGGERS[2])
 
 
 def _count_update(clauses: Sequence[sa.ColumnElement[bool]]) -> sa.Update:
@@ -64,8 +68,8 @@ def _count_update(clauses: Sequence[sa.ColumnElement[bool]]) -> sa.Update:
 def delete_items_txn(session: Session, clauses: Sequence[sa.ColumnElement[bool]]) -> int:
     """Delete the items matching ``clauses`` (on ``pubsub_items``); how many.
 
-    The nodes' counts and versions and the full-text entries follow in the same
-    transaction, as with the triggers (see the module docstring).
+    The nodes' counts and versions, the sort values and the full-text entries follow
+    in the same transaction, as with the triggers (see the module docstring).
     """
     items = sa.delete(_ITEMS).where(*clauses)
     if session.get_bind().dialect.name != "sqlite":
@@ -79,6 +83,7 @@ def delete_items_txn(session: Session, clauses: Sequence[sa.ColumnElement[bool]]
     try:
         session.execute(_count_update(clauses))
         ids = sa.select(_ITEMS.c.id).where(*clauses)
+        session.execute(sa.delete(_VALUES).where(_VALUES.c.item_id.in_(ids)))
         session.execute(sa.delete(fts.FTS5_TABLE).where(fts.FTS5_TABLE.c.rowid.in_(ids)))
         return session.execute(items).rowcount
     finally:

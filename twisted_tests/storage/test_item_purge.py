@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 from datetime import UTC, datetime
 
+import sqlalchemy as sa
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -13,12 +14,18 @@ from twisted.trial.unittest import TestCase
 from sat_storage import engines
 from sat_storage.models import PubsubItem
 from sat_storage.storage.item_purge import SUSPENDED_TRIGGERS
-from twisted_tests.db import only_on, storage_with_profiles
+from twisted_tests.db import make_storage, only_on, storage_with_profiles
 from twisted_tests.storage.pubsub_helpers import OTHER_SERVICE, SERVICE, Client, make_items
 from twisted_tests.storage.test_item_counts import counters
 
 OLD = datetime(2020, 1, 1, tzinfo=UTC)
 CUTOFF = datetime(2021, 1, 1, tzinfo=UTC)
+#: (sort values whose item is gone, their item's item_id, values of live items)
+ORPHANS_SQL = sa.text(
+    "SELECT count(*) FROM pubsub_item_sort_values AS v "
+    "WHERE NOT EXISTS (SELECT 1 FROM pubsub_items AS i WHERE i.id = v.item_id)"
+)
+VALUES_SQL = sa.text("SELECT count(*) FROM pubsub_item_sort_values")
 TRIGGERS_SQL = (
     "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' "
     "AND tbl_name = 'pubsub_items' ORDER BY name"
@@ -44,6 +51,23 @@ class ItemPurgeTests(TestCase):
             session.execute(stmt)
 
         await self.storage.db.run(txn)
+
+    async def sort_values(self) -> tuple[int, int]:
+        """``(sort values whose item is gone, sort values)``."""
+
+        def txn(session: Session) -> tuple[int, int]:
+            return session.execute(ORPHANS_SQL).scalar(), session.execute(VALUES_SQL).scalar()
+
+        return await self.storage.db.run(txn)
+
+    async def full_text_entries(self) -> int:
+        """Entries of the full-text index (SQLite: FTS5 rows; PostgreSQL: item vectors)."""
+        sql = sa.text(
+            "SELECT count(*) FROM pubsub_items_fts"
+            if self.storage.db.engine.dialect.name == "sqlite"
+            else "SELECT count(fts_vector) FROM pubsub_items"
+        )
+        return await self.storage.db.run(lambda session: session.execute(sql).scalar())
 
     def raw(self) -> sqlite3.Connection:
         """A connection of another client (``sqlite3`` alone) to the storage's file."""
@@ -117,3 +141,44 @@ class ItemPurgeTests(TestCase):
         await self.storage.purge_pubsub_items(services=[SERVICE])
         count, _version, rows = await counters(self.storage, self.node)
         self.assertEqual((count, rows), (0, 0))
+
+    async def test_sort_values_of_purged_items_only(self) -> None:
+        """A purge deletes the sort values of its items (none left without an item) and
+        keeps those of the items it leaves."""
+        await self.storage.declare_sort_key(["published"], "desc")
+        items = make_items(list("abc"))
+        await self.storage.cache_pubsub_items(self.alice, self.node, items, [{"published": 1}] * 3)
+        items = make_items(list("xy"))
+        await self.storage.cache_pubsub_items(self.alice, self.other, items, [{"published": 2}] * 2)
+        self.assertEqual(await self.sort_values(), (0, 5))
+        self.assertEqual(await self.storage.purge_pubsub_items(services=[SERVICE]), 3)
+        self.assertEqual(await self.sort_values(), (0, 2))
+
+    async def test_other_storage_wrote_meanwhile(self) -> None:
+        """Items another storage (another process) cached since this one's last write
+        are purged with their counts, sort values and index entries."""
+        await self.storage.declare_sort_key(["published"], "desc")
+        second = await make_storage(self, self.storage.db_url)
+        node = await second.get_pubsub_node(self.alice, SERVICE, "blog")
+        await second.cache_pubsub_items(self.alice, node, make_items(list("cde")), [{}] * 3)
+        self.assertEqual((await counters(self.storage, self.node))[0], 5)
+        self.assertEqual(await self.storage.purge_pubsub_items(services=[SERVICE]), 5)
+        count, _version, rows = await counters(self.storage, self.node)
+        self.assertEqual((count, rows), (0, 0))
+        self.assertEqual(await self.sort_values(), (0, 2))  # the other node's x and y
+        self.assertEqual(await self.full_text_entries(), 2)
+        await second.cache_pubsub_items(self.alice, node, make_items(["f"]), [{"published": 3}])
+        count, _version, rows = await counters(second, node)  # counted again after the purge
+        self.assertEqual((count, rows), (1, 1))
+
+    @only_on("sqlite")
+    async def test_other_client_deletes_sort_values(self) -> None:
+        """After a purge, a delete by another client (``sqlite3``, none of the storage's
+        code) still takes the item's sort values along (the trigger is back)."""
+        await self.storage.declare_sort_key(["published"], "desc")
+        await self.storage.cache_pubsub_items(
+            self.alice, self.other, make_items(list("xy")), [{"published": 1}] * 2
+        )
+        await self.storage.purge_pubsub_items(services=[SERVICE])
+        self.raw().execute("DELETE FROM pubsub_items WHERE name = 'x'")
+        self.assertEqual(await self.sort_values(), (0, 1))

@@ -610,6 +610,49 @@ class MigrationStepTests(TestCase):
         check_step(self, "0007", before_upgrade=cached, after_upgrade=moved,
                    after_downgrade=back)  # fmt: skip
 
+    def test_step_0008(self) -> None:
+        """0008 replaces the sort values' foreign key to items by a delete trigger (values
+        kept, still deleted with their item); downgrade brings the foreign key back."""
+        keys = sa.table("pubsub_sort_keys", sa.column("id"), sa.column("path"),
+                        sa.column("direction"), sa.column("type"))  # fmt: skip
+        values = sa.table("pubsub_item_sort_values", sa.column("key_id"), sa.column("item_id"),
+                          sa.column("rank"), sa.column("num"))  # fmt: skip
+
+        def item_keys(connection: Connection) -> list[str]:
+            return [fk["referred_table"] for fk in
+                    inspect(connection).get_foreign_keys("pubsub_item_sort_values")]  # fmt: skip
+
+        def second_item(connection: Connection) -> None:
+            connection.execute(sa.insert(items_0001).values(
+                id=2, node_id=1, name="second", data=ITEM_XML, created=WHEN, updated=WHEN
+            ))  # fmt: skip
+            connection.execute(sa.insert(values).values(key_id=1, item_id=2, rank=0, num=None))
+
+        def valued(connection: Connection) -> None:
+            add_item(connection)
+            connection.execute(sa.insert(keys).values(id=1, path='["published"]',
+                                                      direction="desc", type="number"))  # fmt: skip
+            connection.execute(sa.insert(values).values(key_id=1, item_id=1, rank=0, num=None))
+
+        def by_trigger(connection: Connection) -> None:
+            self.assertEqual(item_keys(connection), ["pubsub_sort_keys"])
+            self.assertEqual(count(connection, "pubsub_item_sort_values"), 1)
+            second_item(connection)
+            connection.execute(sa.text("DELETE FROM pubsub_items WHERE id = 2"))
+            rows = connection.execute(sa.select(values.c.item_id)).scalars().all()
+            self.assertEqual(rows, [1])  # the deleted item's value only
+
+        def by_foreign_key(connection: Connection) -> None:
+            self.assertEqual(sorted(item_keys(connection)), ["pubsub_items", "pubsub_sort_keys"])
+            self.assertEqual(count(connection, "pubsub_item_sort_values"), 1)
+            second_item(connection)
+            connection.execute(sa.text("DELETE FROM pubsub_items WHERE id = 2"))
+            rows = connection.execute(sa.select(values.c.item_id)).scalars().all()
+            self.assertEqual(rows, [1])  # cascaded
+
+        check_step(self, "0008", before_upgrade=valued, after_upgrade=by_trigger,
+                   after_downgrade=by_foreign_key)  # fmt: skip
+
     def test_downgrade_0003_refuses_big_sizes(self) -> None:
         """A size that does not fit 32 bits stops the downgrade, naming it; nothing changes."""
         connection = connect(self, empty_database(self))
