@@ -167,7 +167,8 @@ class Reader:
             self.cursor.execute(sql, bound)
             rows = self.cursor.fetchall()
         except self.dialect.loaded_dbapi.Error as e:
-            lost = self.dialect.is_disconnect(e, None, self.cursor)
+            # (psycopg's dialect tells a lost connection by the connection alone)
+            lost = self.dialect.is_disconnect(e, self.cursor.connection, self.cursor)
             self.invalidated = self.invalidated or lost
             raise DBAPIError.instance(
                 sql, bound, e, self.dialect.loaded_dbapi.Error, connection_invalidated=lost

@@ -4,7 +4,10 @@ SQLite (embedded default): a 0600 file in a 0700 directory, WAL journal, foreign
 a busy timeout, ``BEGIN IMMEDIATE`` transactions and a single database thread, so
 writes are serialised and "database is locked" never reaches a caller; every
 connection also gets the SQL functions the storage uses (``sat_lower``).
-PostgreSQL (scale-out): psycopg 3, a small pool and as many database threads.
+PostgreSQL (scale-out): psycopg 3, a small pool and as many database threads; a
+pooled connection is pinged when checked out (one round trip, as SQLAlchemy's
+``pool_pre_ping``) except by the reads (:func:`checkout_unpinged`), which retry on a
+lost connection instead (:meth:`sat_storage.gateway.Gateway.read`).
 Dialect SQL of the table families lives here too: upserts, byte lengths, bulk
 bind parameters, substring and case folding. (Full-text search and JSON paths keep
 theirs in :mod:`sat_storage.fts` and :mod:`sat_storage.storage.search`.)
@@ -15,6 +18,7 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,8 +27,8 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Engine, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.exc import ArgumentError, DBAPIError, InvalidatePoolError
+from sqlalchemy.pool import PoolProxiedConnection, StaticPool
 
 from sat_storage import json_text
 
@@ -157,6 +161,46 @@ def _configure_sqlite(engine: Engine, synchronous: str) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+#: ``connection_record.info`` key of a connection not checked out since it connected
+_FRESH = "sat_storage_fresh"
+_checkout = threading.local()  # ``unpinged``: the thread's checkout skips the ping
+
+
+def _configure_postgresql(engine: Engine) -> None:
+    """Ping a pooled connection when it is checked out, as ``pool_pre_ping`` does
+    (not a new one; a lost one invalidates every connection of the pool older than
+    now, which are then replaced at their next checkout), unless the checkout is
+    :func:`checkout_unpinged`'s."""
+    dialect = engine.dialect
+
+    @event.listens_for(engine, "connect")
+    def on_connect(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_FRESH] = True
+
+    @event.listens_for(engine, "checkout")
+    def on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        if record.info.pop(_FRESH, False) or getattr(_checkout, "unpinged", False):
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except dialect.loaded_dbapi.Error as e:
+            if dialect.is_disconnect(e, dbapi_connection, None):
+                raise InvalidatePoolError(f"lost connection found by the ping: {e}") from e
+            raise
+
+
+def checkout_unpinged(engine: Engine) -> PoolProxiedConnection:
+    """A pooled DBAPI connection of ``engine`` checked out without the ping (a round
+    trip on PostgreSQL): for idempotent reads that, on a lost connection, drop it
+    and run again on a connection checked out with the ping (which finds the pool's
+    other lost ones, as the ping of any checkout does)."""
+    _checkout.unpinged = True
+    try:
+        return engine.raw_connection()
+    finally:
+        _checkout.unpinged = False
+
+
 def create_engine(url: str | URL, *, synchronous: str | None = None) -> Engine:
     """Engine for ``url``, with this package's settings for its dialect.
 
@@ -181,14 +225,15 @@ def create_engine(url: str | URL, *, synchronous: str | None = None) -> Engine:
             engine = sa.create_engine(parsed, pool_size=1, max_overflow=0, **json_args)
         _configure_sqlite(engine, synchronous)
         return engine
-    return sa.create_engine(
+    engine = sa.create_engine(
         parsed,
         pool_size=POSTGRESQL_THREADS,
         max_overflow=0,
-        pool_pre_ping=True,
         connect_args={"connect_timeout": 10},
         **json_args,
     )
+    _configure_postgresql(engine)  # the pre-ping, but for the reads
+    return engine
 
 
 def thread_count(engine: Engine) -> int:

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from twisted.internet import defer, threads
 from twisted.python.threadpool import ThreadPool
@@ -61,6 +62,14 @@ def _close_writer(writer: Writer, driver: Any) -> None:
         driver.rollback()
     except writer.dialect.loaded_dbapi.Error:
         writer.invalidated = True
+
+
+class _Lost(Exception):
+    """A read found its (unpinged) connection lost: to be run again at once."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 class GatewayClosed(RuntimeError):
@@ -161,36 +170,65 @@ class Gateway:
         statements see one snapshot (a deferred ``BEGIN``, rolled back: no write lock
         is taken, where :meth:`run` takes it at once). PostgreSQL: autocommit, no
         BEGIN/COMMIT round trips; each statement sees its own snapshot, as it does in
-        a READ COMMITTED transaction. ``fn`` must not write. Transient errors are
-        retried as by :meth:`run`; a lost connection is dropped from the pool.
+        a READ COMMITTED transaction; the connection is not pinged when checked out
+        (:func:`~sat_storage.engines.checkout_unpinged`, one round trip saved): when
+        it is found lost, it is dropped and ``fn`` runs again at once on a connection
+        checked out as every other checkout is (pinged unless new: a failed ping
+        drops the pool's connections older than it, as after a server restart).
+        ``fn`` must not write (it may run twice). Transient errors are retried as
+        by :meth:`run`.
         """
-        sqlite = self.dialect_name == "sqlite"
 
         def attempt() -> T:
-            pooled = self.engine.raw_connection()
-            driver: Any = pooled.driver_connection
-            reader = Reader(driver.cursor(), self.engine)
             try:
-                try:
-                    if sqlite:
-                        reader.cursor.execute("BEGIN")
-                    else:
-                        driver.autocommit = True
-                    return fn(reader, *args)
-                finally:
-                    reader.cursor.close()
-                    if sqlite:
-                        driver.rollback()
-                    elif not reader.invalidated:
-                        driver.autocommit = False
-            except Exception as e:
-                if reader.invalidated:
-                    pooled.invalidate(e)
-                raise
-            finally:
-                pooled.close()
+                return self._read_once(fn, args, pinged=False)
+            except _Lost as lost:
+                log.info("lost database connection on a read, read again: %s", lost.error)
+                return self._read_once(fn, args, pinged=True)
 
         return self._defer(lambda: _retrying(attempt))
+
+    def _read_once(self, fn: Callable[..., T], args: tuple[Any, ...], pinged: bool) -> T:
+        """``fn(reader, *args)`` once (see :meth:`read`), the connection checked out
+        with the ping if ``pinged``. A lost connection is dropped; not ``pinged``,
+        :class:`_Lost` is raised for it."""
+        sqlite = self.dialect_name == "sqlite"
+        if pinged or sqlite:  # (SQLite has no ping)
+            pooled = self.engine.raw_connection()
+        else:
+            pooled = engines.checkout_unpinged(self.engine)
+        driver: Any = pooled.driver_connection
+        reader = Reader(driver.cursor(), self.engine)
+        try:
+            try:
+                if sqlite:
+                    reader.cursor.execute("BEGIN")
+                else:
+                    driver.autocommit = True
+                return fn(reader, *args)
+            finally:
+                reader.cursor.close()
+                if sqlite:
+                    driver.rollback()
+                elif not driver.closed:  # (psycopg: closed once found lost)
+                    driver.autocommit = False
+        except Exception as e:
+            if reader.invalidated or self._lost(driver, e):
+                pooled.invalidate(e)
+                if not pinged:
+                    raise _Lost(e) from e
+            raise
+        finally:
+            pooled.close()
+
+    def _lost(self, driver: Any, error: Exception) -> bool:
+        """True when ``error`` (raw from the driver or wrapped by SQLAlchemy) is
+        ``driver``'s connection lost."""
+        orig = error.orig if isinstance(error, DBAPIError) else error
+        dialect = self.engine.dialect
+        return isinstance(orig, dialect.loaded_dbapi.Error) and dialect.is_disconnect(
+            orig, driver, None
+        )
 
     def write(self, fn: Callable[..., T], *args: Any) -> defer.Deferred[T]:
         """Run ``fn(writer, *args)`` in one transaction, in a DB thread, without a Session.
