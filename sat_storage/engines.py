@@ -222,7 +222,8 @@ def create_engine(url: str | URL, *, synchronous: str | None = None) -> Engine:
             )
         else:
             _prepare_sqlite_file(path)
-            engine = sa.create_engine(parsed, pool_size=1, max_overflow=0, **json_args)
+            # one connection for the transactions, one kept by the reads (Gateway.read)
+            engine = sa.create_engine(parsed, pool_size=2, max_overflow=0, **json_args)
         _configure_sqlite(engine, synchronous)
         return engine
     engine = sa.create_engine(

@@ -101,6 +101,9 @@ class Gateway:
         self._close_outcome: object = _PENDING
         #: a SQLite file's commits, told without a query (:meth:`watch_changes`)
         self.changes: WalChanges | None = None
+        #: a SQLite file: :meth:`read` keeps a connection of the pool (and its cursor)
+        self._sqlite_file = engines.is_sqlite(engine) and bool(engines.sqlite_path(engine.url))
+        self._read_connection: tuple[Any, Any] | None = None
         self.pool.start()
         self._shutdown_trigger: Any = reactor.addSystemEventTrigger(
             "before", "shutdown", self._on_shutdown
@@ -192,6 +195,8 @@ class Gateway:
         """``fn(reader, *args)`` once (see :meth:`read`), the connection checked out
         with the ping if ``pinged``. A lost connection is dropped; not ``pinged``,
         :class:`_Lost` is raised for it."""
+        if self._sqlite_file:
+            return self._read_sqlite(fn, args)
         sqlite = self.dialect_name == "sqlite"
         if pinged or sqlite:  # (SQLite has no ping)
             pooled = self.engine.raw_connection()
@@ -220,6 +225,31 @@ class Gateway:
             raise
         finally:
             pooled.close()
+
+    def _read_sqlite(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        """``fn(reader, *args)`` on the SQLite file's read connection: one of the pool's,
+        checked out by the first read and kept (only the one database thread uses it),
+        with its cursor; its statements in a deferred ``BEGIN``, rolled back."""
+        held = self._read_connection
+        if held is None:
+            pooled = self.engine.raw_connection()
+            held = self._read_connection = (pooled, pooled.driver_connection.cursor())
+        pooled, cursor = held
+        reader = Reader(cursor, self.engine)
+        try:
+            if pooled.driver_connection.in_transaction:  # (a failed rollback, if ever)
+                pooled.driver_connection.rollback()
+            cursor.execute("BEGIN")
+            try:
+                return fn(reader, *args)
+            finally:
+                pooled.driver_connection.rollback()
+        except Exception as e:
+            if reader.invalidated or self._lost(pooled.driver_connection, e):
+                self._read_connection = None
+                pooled.invalidate(e)
+                pooled.close()
+            raise
 
     def _lost(self, driver: Any, error: Exception) -> bool:
         """True when ``error`` (raw from the driver or wrapped by SQLAlchemy) is
@@ -334,6 +364,11 @@ class Gateway:
             self.changes.close()
             self.changes = None
         self.pool.stop()
+        if self._read_connection is not None:  # (the threads are stopped: nothing uses it)
+            pooled, cursor = self._read_connection
+            self._read_connection = None
+            cursor.close()
+            pooled.close()
         self.engine.dispose()
 
     def _on_shutdown(self) -> defer.Deferred[None]:

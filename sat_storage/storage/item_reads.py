@@ -24,6 +24,7 @@ their row (:func:`node_from_row`), as the ORM would load them, so a caller can h
 from __future__ import annotations
 
 import json
+import operator
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -189,13 +190,16 @@ def items_from_rows(
     return [ItemRow(r[0], r[1], r[2], r[3:7], row_readers, node) for r in rows]
 
 
+_STORED = operator.attrgetter("id", "node_id", "name", "_raw")
+
+
 def stored_rows(
     items: Sequence[ItemRow],
 ) -> tuple[tuple[tuple[int, int, str, Sequence[Any]], ...], Sequence[Callable[[Any], Any] | None]]:
     """What :class:`ItemRow` objects just read were built of: ``(id, node_id, name,
     the driver's values of the LAZY columns)`` each (a value assigned since is not in
     them), and the readers of the first (the same for a whole read), ``()`` if none."""
-    rows = tuple((item.id, item.node_id, item.name, item._raw) for item in items)
+    rows = tuple(map(_STORED, items))
     return rows, (items[0]._readers if items else ())
 
 

@@ -101,6 +101,18 @@ class ItemsQuery:
             set_field(self, "order_by", tuple(self.order_by))
         set_field(self, "keys", keys)
 
+    def __hash__(self) -> int:
+        """The hash of the compared fields, computed once (a query is immutable; it
+        is the read cache's key, hashed at every look-up)."""
+        found: int | None = self.__dict__.get("_hash")
+        if found is None:
+            found = hash(
+                (self.max_items, self.item_ids, self.before, self.after, self.from_index,
+                 self.order_by, self.desc, self.force_rsm)
+            )  # fmt: skip
+            object.__setattr__(self, "_hash", found)
+        return found
+
     @property
     def cursors(self) -> list[str]:
         """Names of the cursor arguments given (``before``, ``after``, ``from_index``)."""
@@ -118,6 +130,7 @@ class ItemsQuery:
         """This query in the order ``order_by`` (kinds of :data:`ORDER_KEYS`); the other
         fields, already checked, are not checked again."""
         query = copy.copy(self)
+        query.__dict__.pop("_hash", None)  # (another order_by: another hash)
         set_field = object.__setattr__
         set_field(query, "keys", order_keys(order_by))
         set_field(query, "order_by", tuple(order_by))

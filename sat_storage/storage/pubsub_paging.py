@@ -59,6 +59,13 @@ def _metadata(
     }
 
 
+@functools.lru_cache(maxsize=256)
+def _plain_query(max_items: int | None, desc: bool, force_rsm: bool) -> ItemsQuery:
+    """The query of the newest or oldest ``max_items`` (immutable: built, checked once;
+    a refused value raises each time, nothing is kept for it)."""
+    return ItemsQuery(max_items, desc=desc, force_rsm=force_rsm)
+
+
 def _query(
     max_items: int | ItemsQuery | None,
     item_ids: list[str] | None,
@@ -71,9 +78,18 @@ def _query(
 ) -> ItemsQuery:
     """The query of ``get_items`` arguments: a ready one as is, else built (checked)."""
     if not isinstance(max_items, ItemsQuery):
+        if (
+            item_ids is None and before is None and after is None and from_index is None
+            and order_by is None and (max_items is None or type(max_items) is int)
+            and type(desc) is bool and type(force_rsm) is bool
+        ):  # fmt: skip
+            return _plain_query(max_items, desc, force_rsm)
         return ItemsQuery(max_items, item_ids, before, after, from_index, order_by, desc, force_rsm)  # type: ignore[arg-type]
-    others = (item_ids, before, after, from_index, order_by)
-    if any(value is not None for value in others) or desc is not True or force_rsm is not False:
+    if (
+        item_ids is not None or before is not None or after is not None
+        or from_index is not None or order_by is not None
+        or desc is not True or force_rsm is not False
+    ):  # fmt: skip
         raise ValueError("get_items(node, query): an ItemsQuery takes no other argument")
     return max_items
 
@@ -446,17 +462,18 @@ class PubsubPagingStore(PubsubNodesStore):
             if plain_query(query):  # the hot read: the driver alone
                 return self.db.read(self.read_items_page, node.id, query, node)
             return self.db.run(self.get_items_txn, node.id, query, node)
-        key = (node.id, query)
+        node_id = node.id
+        key = (node_id, query)
         entry, token = current_entry(self.read_cache, key, self.db.changes)
         if entry is not None and entry.current(token):  # no commit since: no query
             return defer.succeed(entry.answer(node))
         known = None if entry is None else entry.stamp
         if plain_query(query):
-            d = self.db.read(self.read_items_page_unless, node.id, query, node, known)
+            d = self.db.read(self.read_items_page_unless, node_id, query, node, known)
         elif known is None:
-            d = self.db.run(self.get_items_unless_txn, node.id, query, node, None)
+            d = self.db.run(self.get_items_unless_txn, node_id, query, node, None)
         else:  # checked by the driver alone; the page read in a transaction if stale
-            d = self.db.read(self.read_counters, node.id)
+            d = self.db.read(self.read_counters, node_id)
             d.addCallback(self._hit_or_read, node, query, known)
         return d.addCallback(self._cached_page, key, entry, token, node)
 

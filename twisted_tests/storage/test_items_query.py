@@ -11,7 +11,7 @@ from twisted.trial.unittest import TestCase
 from sat_storage import ItemsQuery, Storage
 from sat_storage.exceptions import ArgumentTypeError, NotFound
 from sat_storage.models import SyncState
-from sat_storage.storage import items_query
+from sat_storage.storage import items_query, pubsub_paging
 from twisted_tests.db import storage_with_profiles
 from twisted_tests.storage.pubsub_helpers import (
     OTHER_SERVICE,
@@ -124,6 +124,15 @@ class ItemsQueryTests(TestCase):
         self.assertEqual(query.in_order(["creation"]).keys, items_query.order_keys(["creation"]))
         self.assertEqual(query.order_by, None)  # the original is untouched
 
+    def test_hash_of_in_order(self) -> None:
+        """A query hashed, then put in another order, hashes as one built in that order
+        (the hash is kept per query: a cache key)."""
+        query = ItemsQuery(max_items=3, desc=False)
+        hash(query)
+        built = ItemsQuery(max_items=3, desc=False, order_by=["creation"])
+        self.assertEqual(hash(query.in_order(["creation"])), hash(built))
+        self.assertEqual({query.in_order(["creation"]): 1}.get(built), 1)
+
     def test_in_order_unknown_order(self) -> None:
         """in_order refuses an unknown order, naming it."""
         with self.assertRaisesRegex(ValueError, "colour"):
@@ -174,11 +183,35 @@ class GetItemsQueryTests(TestCase):
             checks(self)
 
         self.patch(ItemsQuery, "__post_init__", counting)
+        pubsub_paging._plain_query.cache_clear()  # (queries of arguments seen before, kept)
         items, _ = await self.storage.get_items(self.node, query)
         self.assertEqual([i.name for i in items], NAMES[-2:])
         self.assertEqual(built, [])
         await self.storage.get_items(self.node, max_items=2)
         self.assertEqual(len(built), 1)
+
+    async def test_plain_arguments_checked_once(self) -> None:
+        """The query of the newest or oldest page's arguments is built once and kept
+        (it is immutable); a refused value is refused at every call."""
+        built: list[ItemsQuery] = []
+        checks = ItemsQuery.__post_init__
+
+        def counting(self: ItemsQuery) -> None:
+            built.append(self)
+            checks(self)
+
+        self.patch(ItemsQuery, "__post_init__", counting)
+        pubsub_paging._plain_query.cache_clear()
+        for _ in range(2):
+            items, _ = await self.storage.get_items(self.node, max_items=2, desc=False)
+            self.assertEqual([i.name for i in items], NAMES[:2])
+        self.assertEqual(len(built), 1)
+        for _ in range(2):
+            with self.assertRaisesRegex(ValueError, "max_items"):
+                await self.storage.get_items(self.node, max_items=-1)
+        with self.assertRaisesRegex(TypeError, "max_items"):
+            await self.storage.get_items(self.node, max_items=True)
+        self.assertEqual(len(built), 4)
 
     async def test_query_takes_no_other_argument(self) -> None:
         """A query given with other arguments is refused, naming the mistake."""
