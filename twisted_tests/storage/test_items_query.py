@@ -172,18 +172,24 @@ class GetItemsQueryTests(TestCase):
             self.assertIs(type(by_query.exception), type(by_storage.exception), kwargs)
             self.assertEqual(str(by_query.exception), str(by_storage.exception), kwargs)
 
-    async def test_ready_query_not_checked_again(self) -> None:
-        """A ready query is read as is: get_items builds no other query."""
-        query = ItemsQuery(max_items=2)
+    def queries_built(self) -> list[ItemsQuery]:
+        """The queries built (checked) from now on; the queries of arguments seen
+        before, kept by get_items, forgotten first."""
         built: list[ItemsQuery] = []
         checks = ItemsQuery.__post_init__
 
-        def counting(self: ItemsQuery) -> None:
-            built.append(self)
-            checks(self)
+        def counting(query: ItemsQuery) -> None:
+            built.append(query)
+            checks(query)
 
         self.patch(ItemsQuery, "__post_init__", counting)
-        pubsub_paging._plain_query.cache_clear()  # (queries of arguments seen before, kept)
+        pubsub_paging._plain_query.cache_clear()
+        return built
+
+    async def test_ready_query_not_checked_again(self) -> None:
+        """A ready query is read as is: get_items builds no other query."""
+        query = ItemsQuery(max_items=2)
+        built = self.queries_built()
         items, _ = await self.storage.get_items(self.node, query)
         self.assertEqual([i.name for i in items], NAMES[-2:])
         self.assertEqual(built, [])
@@ -193,15 +199,7 @@ class GetItemsQueryTests(TestCase):
     async def test_plain_arguments_checked_once(self) -> None:
         """The query of the newest or oldest page's arguments is built once and kept
         (it is immutable); a refused value is refused at every call."""
-        built: list[ItemsQuery] = []
-        checks = ItemsQuery.__post_init__
-
-        def counting(self: ItemsQuery) -> None:
-            built.append(self)
-            checks(self)
-
-        self.patch(ItemsQuery, "__post_init__", counting)
-        pubsub_paging._plain_query.cache_clear()
+        built = self.queries_built()
         for _ in range(2):
             items, _ = await self.storage.get_items(self.node, max_items=2, desc=False)
             self.assertEqual([i.name for i in items], NAMES[:2])
