@@ -5,7 +5,11 @@ Pages are read with keyset paging on the ``pubsub_items(node_id, id)`` and
 is the node's ``item_count`` (kept by the item writes, :mod:`sat_storage.item_counts`);
 ``index`` is known from the request, or read from the same index for pages after or
 before a cursor (:mod:`.rsm_positions`, see :meth:`PubsubPagingStore.get_items`). A request is an
-:class:`~sat_storage.storage.items_query.ItemsQuery`, checked once.
+:class:`~sat_storage.storage.items_query.ItemsQuery`, checked once. Every page is read
+by the driver alone (statements compiled once per shape, a
+:class:`~sat_storage.driver_sql.Reader`): in a read of the gateway, or on the
+connection of a Session's transaction (the ``*_txn`` twins); a cursor's key is bound
+back as the driver read it.
 """
 
 from __future__ import annotations
@@ -14,17 +18,17 @@ import functools
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Integer, Select, Text, and_, bindparam, select, tuple_
 from sqlalchemy.orm import Session
 from twisted.internet import defer
 
-from sat_storage.driver_sql import DriverStatement, Reader
+from sat_storage.driver_sql import Reader
 from sat_storage.exceptions import NotFound
-from sat_storage.models import PubsubItem, PubsubNode
+from sat_storage.models import PubsubNode
+from sat_storage.storage import page_statements as sql
 from sat_storage.storage import rsm_positions
 from sat_storage.storage.base import as_deferred
 from sat_storage.storage.checks import batched, check_node
-from sat_storage.storage.item_reads import ITEM_READ_COLUMNS, ItemRow, items_from_rows
+from sat_storage.storage.item_reads import ItemRow, items_from_rows
 from sat_storage.storage.items_query import ItemsQuery
 from sat_storage.storage.page_cache import (
     HIT,
@@ -94,73 +98,6 @@ def _query(
     return max_items
 
 
-_items = PubsubItem.__table__
-_NODE_ID = bindparam("node_id", type_=Integer)
-#: the items of one node named in a list (``names``: expanded at execution)
-_NAMED_ITEMS = (
-    select(*ITEM_READ_COLUMNS)
-    .where(_items.c.node_id == _NODE_ID, _items.c.name.in_(bindparam("names", expanding=True)))
-)  # fmt: skip
-
-
-def _cursor(keys: tuple[str, ...]) -> tuple[Any, Any, list[Any], list[Any]]:
-    """The keyset ``keys`` as SQL: the columns' tuple, the tuple of their bound values
-    (``k0``, ``k1``...), the columns ascending and descending."""
-    columns = [_items.c[k] for k in keys]
-    bound = tuple_(*(bindparam(f"k{i}", type_=c.type) for i, c in enumerate(columns)))
-    return tuple_(*columns), bound, [c.asc() for c in columns], [c.desc() for c in columns]
-
-
-@functools.cache
-def _page_statement(keys: tuple[str, ...], mode: str, limited: bool) -> Select[Any]:
-    """The statement of a page, built once per shape: ``keys`` the keyset, ``mode``
-    ``after``/``before``/``from`` (bound by the keyset ``k0``...), ``desc`` or ``asc``
-    (the newest or the oldest); ``limited``: bound by ``limit``."""
-    key, bound, ascending, descending = _cursor(keys)
-    stmt = select(*ITEM_READ_COLUMNS).where(_items.c.node_id == _NODE_ID)
-    if mode == "after":
-        stmt = stmt.where(key > bound).order_by(*ascending)
-    elif mode == "before":
-        stmt = stmt.where(key < bound).order_by(*descending)
-    elif mode == "from":
-        stmt = stmt.where(key >= bound).order_by(*ascending)
-    else:
-        stmt = stmt.order_by(*(descending if mode == "desc" else ascending))
-    if limited:
-        stmt = stmt.limit(bindparam("limit", type_=Integer))
-    return stmt
-
-
-@functools.cache
-def _key_statement(keys: tuple[str, ...]) -> Select[Any]:
-    """The keyset of the item named ``name`` of a node, built once (the key at a
-    position is :func:`.rsm_positions.key_at`'s)."""
-    key = _cursor(keys)[0]
-    stmt = select(*key.clauses).where(_items.c.node_id == _NODE_ID)
-    return stmt.where(_items.c.name == bindparam("name", type_=Text))
-
-
-@functools.cache
-def _counters_statement(keys: tuple[str, ...] | None) -> Select[Any]:
-    """The node's ``item_count`` and ``items_version``, built once; with ``keys``: and
-    the keyset of its item named ``name`` (NULLs when it is not cached)."""
-    nodes = PubsubNode.__table__
-    stmt = select(nodes.c.item_count, nodes.c.items_version).where(nodes.c.id == _NODE_ID)
-    if keys is None:
-        return stmt
-    named = and_(_items.c.node_id == nodes.c.id, _items.c.name == bindparam("name", type_=Text))
-    return stmt.add_columns(*(_items.c[k] for k in keys)).outerjoin(_items, named)
-
-
-_COUNTERS = DriverStatement(_counters_statement(None))
-
-
-@functools.cache
-def _driver_page(keys: tuple[str, ...], mode: str, limited: bool) -> DriverStatement:
-    """:func:`_page_statement` for the driver alone (``desc``/``asc`` pages only)."""
-    return DriverStatement(_page_statement(keys, mode, limited))
-
-
 def plain_query(query: ItemsQuery) -> bool:
     """True for the newest or oldest page of the node (no ids, no cursor): the
     query :meth:`PubsubPagingStore.read_items_page` answers."""
@@ -172,56 +109,11 @@ def plain_query(query: ItemsQuery) -> bool:
     )
 
 
-def _bound_key(key: tuple[Any, ...]) -> dict[str, Any]:
-    return {f"k{i}": value for i, value in enumerate(key)}
-
-
-def _cursor_key(
-    connection: Connection, node_id: int, keys: tuple[str, ...], cursor: str
-) -> tuple[Any, ...]:
-    """The keyset of the cached item ``cursor`` (``NotFound`` when not cached)."""
-    row = connection.execute(
-        _key_statement(keys), {"node_id": node_id, "name": cursor}
-    ).one_or_none()
-    if row is None:
-        raise NotFound(f"item {cursor!r} is not in the cache of node #{node_id}")
-    return tuple(row)
-
-
-def _page(
-    connection: Connection,
-    node_id: int,
-    query: ItemsQuery,
-    cursor_key: tuple[Any, ...] | None,
-    node: PubsubNode | None,
-) -> list[ItemRow]:
-    """Items of one page, oldest first, read from the order's index."""
-    params: dict[str, Any] = {"node_id": node_id, "limit": query.max_items}
-    backwards = False
-    if query.after is not None:
-        mode = "after"
-    elif query.before:
-        mode, backwards = "before", True
-    elif query.from_index is not None:  # cursor_key: the key at that position
-        if cursor_key is None:
-            return []
-        mode = "from"
-    elif query.before == "" or query.desc:
-        mode, backwards = "desc", True
-    else:
-        mode = "asc"
-    if cursor_key is not None:
-        params.update(_bound_key(cursor_key))
-    stmt = _page_statement(query.keys, mode, query.max_items is not None)
-    items = items_from_rows(connection.execute(stmt, params), connection.dialect, node)
-    if backwards:
-        items.reverse()
-    return items
-
-
 class PubsubPagingStore(PubsubNodesStore):
     """Pages of cached items (the one-transaction read of a synchronised node is
-    :class:`~sat_storage.storage.read_cache.SyncedReadsStore`)."""
+    :class:`~sat_storage.storage.read_cache.SyncedReadsStore`). Every page is read by
+    the driver alone (:meth:`read_items`), in a read of the gateway or in a Session's
+    transaction (the ``*_txn`` methods)."""
 
     #: pages kept in memory (set by ``Storage.__init__``)
     read_cache: PageCache
@@ -230,34 +122,28 @@ class PubsubPagingStore(PubsubNodesStore):
     def get_items_txn(
         cls, session: Session, node_id: int, query: ItemsQuery, node: PubsubNode | None = None
     ) -> Page:
-        """The page of node ``node_id`` that ``query`` asks for, with its metadata.
+        """The page of node ``node_id`` that ``query`` asks for, with its metadata, in
+        ``session``'s transaction (:meth:`read_items`).
 
         Items are :class:`~sat_storage.storage.item_reads.ItemRow` objects (``node``
         given: as their ``.node``).
         """
+        with sql.session_reader(session) as reader:
+            return cls.read_items(reader, node_id, query, node)
+
+    @classmethod
+    def read_items(
+        cls, reader: Reader, node_id: int, query: ItemsQuery, node: PubsubNode | None = None
+    ) -> Page:
+        """The page of node ``node_id`` that ``query`` asks for, by the driver alone."""
         if query.item_ids is not None:
-            return cls.get_items_by_ids_txn(session, node_id, query, node)
-        return cls.get_items_page_txn(session, node_id, query, node)
+            return cls.read_items_by_ids(reader, node_id, query, node)
+        if plain_query(query):
+            return cls.read_items_page(reader, node_id, query, node)
+        return cls.read_cursor_page(reader, node_id, query, node)[0]
 
     @classmethod
-    def get_items_unless_txn(
-        cls,
-        session: Session,
-        node_id: int,
-        query: ItemsQuery,
-        node: PubsubNode | None,
-        known: Stamp | None,
-    ) -> tuple[Page | str, Stamp | None]:
-        """(the page, the node's counters read before it), the page :data:`HIT` when
-        the counters are ``known`` (the cached page's); no counters: no node."""
-        row = session.connection().execute(_COUNTERS.statement, {"node_id": node_id}).first()
-        stamp = None if row is None else tuple(row)
-        if stamp is not None and stamp == known:
-            return HIT, stamp
-        return cls.get_items_txn(session, node_id, query, node), stamp
-
-    @classmethod
-    def read_items_page_unless(
+    def read_items_unless(
         cls,
         reader: Reader,
         node_id: int,
@@ -265,12 +151,20 @@ class PubsubPagingStore(PubsubNodesStore):
         node: PubsubNode | None,
         known: Stamp | None,
     ) -> tuple[Page | str, Stamp | None]:
-        """:meth:`get_items_unless_txn` for the queries :meth:`read_items_page` reads."""
-        counters = reader.rows(_COUNTERS, {"node_id": node_id})
+        """(the page, the node's counters read before it), the page :data:`HIT` when
+        the counters are ``known`` (the cached page's); no counters: no node."""
+        cursor = query.item_ids is None and (query.before or query.after)
+        if cursor and known is None:  # the counters read with the cursor's key
+            return cls.read_cursor_page(reader, node_id, query, node)
+        counters = reader.rows(sql.COUNTERS, {"node_id": node_id})
         stamp = tuple(counters[0]) if counters else None
         if stamp is not None and stamp == known:
             return HIT, stamp
-        return cls.read_items_page(reader, node_id, query, node, counters), stamp
+        if query.item_ids is not None:
+            return cls.read_items_by_ids(reader, node_id, query, node), stamp
+        if plain_query(query):
+            return cls.read_items_page(reader, node_id, query, node, counters), stamp
+        return cls.read_cursor_page(reader, node_id, query, node, counters)[0], stamp
 
     @staticmethod
     def read_items_page(
@@ -280,18 +174,18 @@ class PubsubPagingStore(PubsubNodesStore):
         node: PubsubNode | None = None,
         counters: Sequence[Any] | None = None,
     ) -> Page:
-        """The newest or oldest page (a query :func:`plain_query` accepts) read by the driver
-        alone (:meth:`~sat_storage.gateway.Gateway.read`): the same page and metadata
-        as :meth:`get_items_page_txn` gives (``counters``: the node's counters' rows,
-        already read)."""
+        """The newest or oldest page (a query :func:`plain_query` accepts): the same
+        page and metadata as :meth:`read_cursor_page` gives, one statement fewer
+        (``counters``: the node's counters' rows, already read)."""
         if counters is None:
-            counters = reader.rows(_COUNTERS, {"node_id": node_id})
+            counters = reader.rows(sql.COUNTERS, {"node_id": node_id})
         count = counters[0][0] if counters else 0
         max_items = query.max_items
         backwards = query.before == "" or query.desc
         items: list[ItemRow] = []
         if max_items != 0:
-            stmt = _driver_page(query.keys, "desc" if backwards else "asc", max_items is not None)
+            mode = "desc" if backwards else "asc"
+            stmt = sql.page_statement(query.keys, mode, max_items is not None)
             rows = reader.rows(stmt, {"node_id": node_id, "limit": max_items})
             items = items_from_rows(rows, reader.dialect, node)
         if items:
@@ -307,45 +201,58 @@ class PubsubPagingStore(PubsubNodesStore):
     def get_items_page_txn(
         cls, session: Session, node_id: int, query: ItemsQuery, node: PubsubNode | None = None
     ) -> Page:
-        """Keyset paging: a range scan of the order's index; the count is the node's
-        stored ``item_count``, the index known from the request or read cheaply."""
+        """:meth:`read_cursor_page`'s page in ``session``'s transaction."""
+        with sql.session_reader(session) as reader:
+            return cls.read_cursor_page(reader, node_id, query, node)[0]
+
+    @classmethod
+    def read_cursor_page(
+        cls,
+        reader: Reader,
+        node_id: int,
+        query: ItemsQuery,
+        node: PubsubNode | None = None,
+        counters: Sequence[Any] | None = None,
+    ) -> tuple[Page, Stamp | None]:
+        """Keyset paging (any query without ``item_ids``): a range scan of the order's
+        index; the count is the node's stored ``item_count``, the index known from the
+        request or read cheaply. With the node's counters read first (``counters``:
+        their rows, already read, unless a cursor's key is read with them)."""
         keys, max_items, before = query.keys, query.max_items, query.before
-        key = tuple_(*(getattr(PubsubItem, k) for k in keys))
-        connection = session.connection()
         cursor = before or query.after
         cursor_key = None
         if cursor:  # its keyset, read with the node's counters (one statement)
-            row = connection.execute(
-                _counters_statement(keys), {"node_id": node_id, "name": cursor}
-            ).one_or_none()
-            if row is None or row[2] is None:
+            rows = reader.rows(sql.counters_statement(keys), {"node_id": node_id, "name": cursor})
+            if not rows or rows[0][2] is None:
                 raise NotFound(f"item {cursor!r} is not in the cache of node #{node_id}")
-            count, version, cursor_key = row[0], row[1], tuple(row[2:])
+            count, version, cursor_key = rows[0][0], rows[0][1], tuple(rows[0][2:])
+            stamp: Stamp | None = (count, version)
         else:
-            row = connection.execute(_counters_statement(None), {"node_id": node_id}).first()
-            count, version = row or (0, 0)
+            if counters is None:
+                counters = reader.rows(sql.COUNTERS, {"node_id": node_id})
+            stamp = tuple(counters[0]) if counters else None
+            count, version = stamp or (0, 0)
             if query.from_index is not None and max_items != 0:
                 # the key at that position (from the index alone); the page starts there
                 cursor_key = rsm_positions.key_at(
-                    session, node_id, key, query.from_index, count, version
+                    reader, node_id, keys, query.from_index, count, version
                 )
         items: list[ItemRow] = []
         if max_items != 0:
-            items = _page(connection, node_id, query, cursor_key, node)
+            items = sql.page_items(reader, node_id, query, cursor_key, node)
         if items:
-            index = cls._index(session, node_id, key, query, items, count, version)
+            index = cls._index(reader, node_id, query, items, count, version)
             complete = index + len(items) == count
         else:
             index = None
             # an empty page ends the node, except before the first item or when max is 0
             complete = count == 0 or (max_items != 0 and not before)
-        return items, _metadata(items, index, count, complete)
+        return (items, _metadata(items, index, count, complete)), stamp
 
     @staticmethod
     def _index(
-        session: Session,
+        reader: Reader,
         node_id: int,
-        key: Any,
         query: ItemsQuery,
         items: list[ItemRow],
         count: int,
@@ -362,12 +269,20 @@ class PubsubPagingStore(PubsubNodesStore):
             if query.before == "" or query.desc:
                 return count - len(items)
             return 0
-        first = _key_of(items[0], query.keys)
-        return rsm_positions.position(session, node_id, key, first, count, version)
+        first = sql.raw_key(items[0], query.keys)
+        return rsm_positions.position(reader, node_id, query.keys, first, count, version)
 
     @classmethod
     def get_items_by_ids_txn(
         cls, session: Session, node_id: int, query: ItemsQuery, node: PubsubNode | None = None
+    ) -> Page:
+        """:meth:`read_items_by_ids` in ``session``'s transaction."""
+        with sql.session_reader(session) as reader:
+            return cls.read_items_by_ids(reader, node_id, query, node)
+
+    @staticmethod
+    def read_items_by_ids(
+        reader: Reader, node_id: int, query: ItemsQuery, node: PubsubNode | None = None
     ) -> Page:
         """The items named ``query.item_ids`` (at most ``MAX_ITEMS_BATCH``), paged in memory.
 
@@ -376,16 +291,19 @@ class PubsubPagingStore(PubsubNodesStore):
         (a position among the named items found), else the newest or oldest ones.
         """
         assert query.item_ids is not None
-        connection = session.connection()
         found: list[ItemRow] = []
         for chunk in batched(query.item_ids):
-            rows = connection.execute(_NAMED_ITEMS, {"node_id": node_id, "names": chunk})
-            found.extend(items_from_rows(rows, connection.dialect, node))
+            size, params = sql.named_params(node_id, chunk)
+            rows = reader.rows(sql.named_items(size), params)
+            found.extend(items_from_rows(rows, reader.dialect, node))
         found.sort(key=lambda item: _key_of(item, query.keys))
         count, most = len(found), query.max_items
         cursor = query.before or query.after
         if cursor:
-            cursor_key = _cursor_key(connection, node_id, query.keys, cursor)
+            rows = reader.rows(sql.key_statement(query.keys), {"node_id": node_id, "name": cursor})
+            if not rows:
+                raise NotFound(f"item {cursor!r} is not in the cache of node #{node_id}")
+            cursor_key = tuple(rows[0])
             keyed = [(_key_of(item, query.keys), item) for item in found]
             if query.after is not None:
                 pool = [item for k, item in keyed if k > cursor_key]
@@ -459,37 +377,15 @@ class PubsubPagingStore(PubsubNodesStore):
         if not self.read_cache.max_items or (query.max_items is None and query.item_ids is None):
             # (a read of all the node's items, e.g. a catch-up's, is not kept: it would
             # push the hot pages out)
-            if plain_query(query):  # the hot read: the driver alone
-                return self.db.read(self.read_items_page, node.id, query, node)
-            return self.db.run(self.get_items_txn, node.id, query, node)
+            return self.db.read(self.read_items, node.id, query, node)
         node_id = node.id
         key = (node_id, query)
         entry, token = current_entry(self.read_cache, key, self.db.changes)
         if entry is not None and entry.current(token):  # no commit since: no query
             return defer.succeed(entry.answer(node))
         known = None if entry is None else entry.stamp
-        if plain_query(query):
-            d = self.db.read(self.read_items_page_unless, node_id, query, node, known)
-        elif known is None:
-            d = self.db.run(self.get_items_unless_txn, node_id, query, node, None)
-        else:  # checked by the driver alone; the page read in a transaction if stale
-            d = self.db.read(self.read_counters, node_id)
-            d.addCallback(self._hit_or_read, node, query, known)
+        d = self.db.read(self.read_items_unless, node_id, query, node, known)
         return d.addCallback(self._cached_page, key, entry, token, node)
-
-    @staticmethod
-    def read_counters(reader: Reader, node_id: int) -> Stamp | None:
-        """The node's counters (its stamp: ``item_count``, ``items_version``), None
-        for no node."""
-        counters = reader.rows(_COUNTERS, {"node_id": node_id})
-        return tuple(counters[0]) if counters else None
-
-    def _hit_or_read(
-        self, stamp: Stamp | None, node: PubsubNode, query: ItemsQuery, known: Stamp
-    ) -> Any:
-        if stamp is not None and stamp == known:
-            return HIT, stamp
-        return self.db.run(self.get_items_unless_txn, node.id, query, node, None)
 
     def _cached_page(
         self,

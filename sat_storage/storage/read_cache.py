@@ -1,15 +1,17 @@
 """The read cache: a cached read in one thread hop, never older than the database.
 
 A cached read (:meth:`SyncedReadsStore.get_synced_items`, the pubsub cache's hit) is
-one transaction in one database thread hop. In the reactor thread, the page asked
-for is looked up in the storage's :class:`~.page_cache.PageCache`. The transaction
+one read of the driver alone (:meth:`~sat_storage.gateway.Gateway.read`, no Session)
+in one database thread hop, whatever the query. In the reactor thread, the page
+asked for is looked up in the storage's :class:`~.page_cache.PageCache`. The read
 then reads the node's row (the look-up the read needs anyway, a Core row) and with it
 the node's *stamp*: its id, its items version (bumped by every write of its items in
 the writer's transaction, whichever process writes) and ``sync_state_updated`` (a
 node deleted and created again has a new one). When the stamp equals the cached
 page's, the page is answered from memory; otherwise the page is read in the same
-transaction and cached under the stamp read *before* it: an entry is never younger
-than its stamp, so an answer is never older than the database.
+read (one snapshot on SQLite; on PostgreSQL after the node's row) and cached under
+the stamp read *before* it: an entry is never younger than its stamp, so an answer
+is never older than the database.
 
 Every write of this process also forgets at once the pages it may change
 (:func:`~.page_cache.dropping_pages`): that frees memory; the stamp is what keeps
@@ -34,7 +36,7 @@ from sat_storage.storage.base import as_deferred
 from sat_storage.storage.item_reads import NODE_COLUMNS, node_from_row
 from sat_storage.storage.items_query import ItemsQuery
 from sat_storage.storage.page_cache import HIT, Entry, Stamp, current_entry, entry_of_page
-from sat_storage.storage.pubsub_paging import Page, PubsubPagingStore, plain_query
+from sat_storage.storage.pubsub_paging import Page, PubsubPagingStore
 
 __all__ = ["SyncedReadsStore"]
 
@@ -71,7 +73,6 @@ def _stamp(row: Sequence[Any]) -> Stamp:
 #: transaction (one local BEGIN IMMEDIATE: a consistent snapshot, no round trip).
 _READ_OPTIONS: dict[str, dict[str, Any]] = {"postgresql": {"isolation_level": "AUTOCOMMIT"}}
 _DRIVER_NODE_ROW = DriverStatement(_NODE_ROW)
-_STALE = "stale"  # the node's stamp is not the cached page's: read the page
 #: (the node's row values, the node, its page or HIT or None, its stamp)
 Synced = tuple[Sequence[Any] | None, PubsubNode | None, Page | str | None, Stamp | None]
 
@@ -132,33 +133,23 @@ class SyncedReadsStore(PubsubPagingStore):
         query: ItemsQuery,
         cached: Stamp | None = None,
     ) -> Synced:
-        """:meth:`get_synced_items_txn` by the driver alone, for the newest or oldest
-        page (the queries :meth:`~.PubsubPagingStore.read_items_page` reads)."""
+        """:meth:`get_synced_items_txn` by the driver alone."""
         row = _driver_node_row(reader, profile_id, service, name)
-        return _synced(row, cached, lambda node: cls.read_items_page(reader, node.id, query, node))
-
-    @staticmethod
-    def read_synced_node(
-        reader: Reader, profile_id: int, service: str, name: str, cached: Stamp
-    ) -> Synced:
-        """:meth:`read_synced_items` without reading a page: :data:`_STALE` for it
-        when the stamp is not ``cached``."""
-        row = _driver_node_row(reader, profile_id, service, name)
-        return _synced(row, cached, lambda node: _STALE)
+        return _synced(row, cached, lambda node: cls.read_items(reader, node.id, query, node))
 
     @as_deferred
     def get_synced_items(
         self, client: Any, service: jid.JID, name: str, query: ItemsQuery
     ) -> defer.Deferred[tuple[PubsubNode | None, Page | None]]:
-        """A cache read in ONE transaction at most: the node, and its page if it is
+        """A cache read in ONE driver read at most: the node, and its page if it is
         synchronised.
 
         Looks up the cached node ``name`` of ``service`` for ``client``'s profile
         (as :meth:`get_pubsub_node`) and, only when its ``sync_state`` is
         ``COMPLETED``, gives the page ``query`` asks for (as :meth:`get_items`): from
         the read cache when the node's items did not change since it was cached (no
-        transaction committed since, or the node's stamp, read in this transaction,
-        says so), else read in the same transaction. Returns ``(node, page)``:
+        transaction committed since, or the node's stamp, read in this read, says
+        so), else read in the same read. Returns ``(node, page)``:
         ``(None, None)`` for an unknown node, ``(node, None)`` for a node not
         synchronised, else ``(node, (items, metadata))`` as ``get_items`` gives them,
         the items being :class:`~.page_cache.CachedItem` or
@@ -179,20 +170,8 @@ class SyncedReadsStore(PubsubPagingStore):
                 node = entry.node()
                 return defer.succeed((node, entry.answer(node)))
         cached = None if entry is None else entry.stamp
-        args = (profile_id, service_text, name, query, cached)
-        if plain_query(query):
-            d = self.db.read(self.read_synced_items, *args)
-        elif cached is None:
-            d = self.db.run(self.get_synced_items_txn, *args)
-        else:  # checked by the driver alone; the page read in a transaction if stale
-            d = self.db.read(self.read_synced_node, profile_id, service_text, name, cached)
-            d.addCallback(self._hit_or_read_synced, args[:-1])
+        d = self.db.read(self.read_synced_items, profile_id, service_text, name, query, cached)
         return d.addCallback(self._synced_answer, key, entry, token)
-
-    def _hit_or_read_synced(self, result: Synced, args: tuple[Any, ...]) -> Any:
-        if result[2] is _STALE:
-            return self.db.run(self.get_synced_items_txn, *args, None)
-        return result
 
     def _synced_answer(
         self, result: Synced, key: Key, entry: Entry | None, token: bytes | None

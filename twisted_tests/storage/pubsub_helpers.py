@@ -80,6 +80,16 @@ def gateway_calls(testcase: Any, storage: Storage) -> list[Any]:
     return calls
 
 
+def refuse_transactions(testcase: Any, storage: Storage) -> None:
+    """Make ``storage``'s gateway refuse Session transactions (``run``) until the
+    test's end: a read that asks for one fails."""
+
+    def refuse(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        raise AssertionError(f"a transaction was asked for: {fn.__name__}")
+
+    testcase.patch(storage.db, "run", refuse)
+
+
 @contextmanager
 def item_reads(storage: Storage) -> Iterator[list[str]]:
     """The statements reading ``pubsub_items`` that ``storage`` runs meanwhile (a list

@@ -28,6 +28,7 @@ from twisted_tests.storage.pubsub_helpers import (
     item_reads,
     make_item,
     make_items,
+    refuse_transactions,
 )
 
 NAMES = [f"i{n}" for n in range(10)]
@@ -105,6 +106,18 @@ class ReadCacheTestCase(TestCase):
             self.assertEqual(page_of(answer), expected, query)
 
 
+class MissTests(ReadCacheTestCase):
+    async def test_every_miss_one_driver_read(self) -> None:
+        """A miss of every kind of page (cursors, index and ids too) is one driver
+        read (the node's row and its page), no Session transaction."""
+        refuse_transactions(self, self.storage)
+        calls = gateway_calls(self, self.storage)
+        for query in QUERIES:
+            self.storage.read_cache.clear()
+            await self.read(query)
+        self.assertEqual([fn.__name__ for fn in calls], ["read_synced_items"] * len(QUERIES))
+
+
 class HitTests(ReadCacheTestCase):
     async def test_second_read_from_memory(self) -> None:
         """A page read again, unchanged, reads no item row: only the node's."""
@@ -133,7 +146,7 @@ class HitTests(ReadCacheTestCase):
         calls = gateway_calls(self, self.storage)
         with self.item_reads() as reads:
             await self.read(query)
-        self.assertEqual(([fn.__name__ for fn in calls], reads), (["read_synced_node"], []))
+        self.assertEqual(([fn.__name__ for fn in calls], reads), (["read_synced_items"], []))
 
     @only_on("sqlite")
     async def test_no_query_without_commit(self) -> None:
