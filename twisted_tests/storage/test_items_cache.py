@@ -24,6 +24,7 @@ from sat_storage import ItemsQuery, Storage
 from sat_storage.exceptions import NotFound
 from sat_storage.storage.item_reads import ItemRow
 from twisted_tests.db import make_storage, only_on, storage_with_profiles
+from twisted_tests.storage.cache_writes import RAW_WRITER, ThisProcessWrites
 from twisted_tests.storage.pubsub_helpers import (
     SERVICE,
     Client,
@@ -47,15 +48,6 @@ QUERIES = [
     ItemsQuery(item_ids=("i1", "i4", "i8")),
     ItemsQuery(max_items=0),
 ]
-# a writer in another process: raw SQL on the same database (no storage code)
-RAW_WRITER = """
-import sys
-import sqlalchemy as sa
-engine = sa.create_engine(sys.argv[1])
-with engine.begin() as connection:
-    connection.execute(sa.text(sys.argv[2]), {"name": sys.argv[3]})
-engine.dispose()
-"""
 EDIT = "UPDATE pubsub_items SET data = replace(data, 'title of i9', 'edited') WHERE name = :name"
 
 
@@ -233,30 +225,18 @@ class OwnObjectsTests(ItemsCacheTestCase):
         self.assertNotIn("assigned", copy.xml)
 
 
-class ThisProcessWritesTests(ItemsCacheTestCase):
-    """After each write of this storage, the next read is the database's."""
+class ThisProcessWritesTests(ThisProcessWrites, ItemsCacheTestCase):
+    """After each write of this storage, the next read is the database's (the
+    scenarios shared with get_synced_items', and:)."""
+
+    client = ALICE
 
     async def setUp(self) -> None:
         await super().setUp()
         await self.read_all()
 
-    async def test_new_and_edited_items(self) -> None:
-        """New items and an edited one are seen at once."""
-        items = [make_item("new"), make_item("i8", "edited")]
-        await self.storage.cache_pubsub_items(ALICE, self.node, items)
-        await self.assert_as_database()
-
-    async def test_retracted(self) -> None:
-        """Deleted items are gone at once, cursors on them too."""
-        await self.storage.delete_pubsub_items(self.node, ["i9", "i3", "i6"])
-        await self.assert_as_database()
-
-    async def test_purge(self) -> None:
-        """A purge empties the pages."""
-        await self.storage.purge_pubsub_items()
-        await self.assert_as_database()
-        items, metadata = await self.storage.get_items(self.node, max_items=3)
-        self.assertEqual((items, metadata["rsm"]["count"]), ([], 0))
+    async def page(self, query: ItemsQuery) -> tuple[list[Any], dict[str, Any]]:
+        return await self.storage.get_items(self.node, query)
 
     async def test_node_deleted_and_created_again(self) -> None:
         """A node deleted then created again (maybe under the same id) with other
@@ -267,14 +247,6 @@ class ThisProcessWritesTests(ItemsCacheTestCase):
         node = await self.storage.set_pubsub_node(ALICE, SERVICE, "blog")
         await self.storage.cache_pubsub_items(ALICE, node, make_items(["i1", "i3", "i6"]))
         await self.assert_as_database(node=node)
-
-    async def test_catch_up(self) -> None:
-        """A catch-up (changed, removed, appended in one transaction) is seen at once."""
-        await self.storage.catch_up_pubsub_items(
-            ALICE, self.node, [make_item("i2", "changed")], None, ["i9"],
-            [make_item("late")], None,
-        )  # fmt: skip
-        await self.assert_as_database()
 
 
 class OtherWritersTests(ItemsCacheTestCase):

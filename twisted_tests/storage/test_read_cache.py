@@ -21,6 +21,7 @@ from sat_storage.exceptions import NotFound
 from sat_storage.models import SyncState
 from sat_storage.storage.page_cache import DEFAULT_READ_CACHE_ITEMS
 from twisted_tests.db import only_on, storage_with_profiles
+from twisted_tests.storage.cache_writes import CREATED, RAW_WRITER, ThisProcessWrites
 from twisted_tests.storage.pubsub_helpers import (
     SERVICE,
     Client,
@@ -33,7 +34,6 @@ from twisted_tests.storage.pubsub_helpers import (
 
 NAMES = [f"i{n}" for n in range(10)]
 NEWEST = ItemsQuery(max_items=3)
-CREATED = ItemsQuery(max_items=3, order_by=("creation",))  # newest 3 by creation
 QUERIES = [
     NEWEST,
     CREATED,
@@ -42,17 +42,6 @@ QUERIES = [
     ItemsQuery(max_items=2, before=""),
     ItemsQuery(item_ids=("i1", "i4", "i8")),
 ]
-# a writer in another process: raw SQL on the same database (no storage code)
-RAW_WRITER = """
-import sys
-import sqlalchemy as sa
-engine = sa.create_engine(sys.argv[1])
-with engine.begin() as connection:
-    connection.execute(sa.text(sys.argv[2]), {"name": sys.argv[3]})
-engine.dispose()
-"""
-
-
 def page_of(result: tuple[Any, Any]) -> tuple[list[tuple[str, str]], dict[str, Any]]:
     """(names and XML of the items, metadata) of a get_synced_items answer."""
     _, (items, metadata) = result
@@ -212,32 +201,18 @@ class OwnObjectsTests(ReadCacheTestCase):
         self.assertEqual((metadata_again["rsm"]["count"], metadata_again["complete"]), (1, True))
 
 
-class ThisProcessWritesTests(ReadCacheTestCase):
-    """After each write of this storage, the next read is the database's."""
+class ThisProcessWritesTests(ThisProcessWrites, ReadCacheTestCase):
+    """After each write of this storage, the next read is the database's (the
+    scenarios shared with get_items', and:)."""
 
     async def setUp(self) -> None:
         await super().setUp()
+        self.client = self.alice
         await self.assert_cached()
 
-    async def test_new_and_edited_items(self) -> None:
-        """New items and an edited one are seen at once."""
-        items = [make_item("new"), make_item("i8", "edited")]
-        await self.storage.cache_pubsub_items(self.alice, self.node, items)
-        await self.assert_as_database()
-        _, (page, _) = await self.read(CREATED)
-        self.assertEqual([i.name for i in page], ["i8", "i9", "new"])
-
-    async def test_retracted(self) -> None:
-        """Deleted items are gone at once."""
-        await self.storage.delete_pubsub_items(self.node, ["i9", "i4"])
-        await self.assert_as_database()
-
-    async def test_purge(self) -> None:
-        """A purge (of every node) empties the pages."""
-        await self.storage.purge_pubsub_items()
-        await self.assert_as_database()
-        _, (page, metadata) = await self.read()
-        self.assertEqual((page, metadata["rsm"]["count"]), ([], 0))
+    async def page(self, query: ItemsQuery) -> tuple[list[Any], dict[str, Any]]:
+        _, page = await self.read(query)
+        return page
 
     async def test_node_deleted_and_created_again(self) -> None:
         """A node deleted (reset) then created again with other items: the new ones."""
@@ -248,16 +223,6 @@ class ThisProcessWritesTests(ReadCacheTestCase):
         await self.storage.update_pubsub_node_sync_state(node, SyncState.COMPLETED)
         _, (page, _) = await self.read()
         self.assertEqual([i.name for i in page], ["a", "b"])
-
-    async def test_catch_up(self) -> None:
-        """A catch-up (changed, removed, appended in one transaction) is seen at once."""
-        await self.storage.catch_up_pubsub_items(
-            self.alice, self.node, [make_item("i2", "changed")], None, ["i9"],
-            [make_item("late")], None,
-        )  # fmt: skip
-        await self.assert_as_database()
-        _, (page, _) = await self.read(CREATED)
-        self.assertEqual([i.name for i in page], ["i7", "i8", "late"])
 
     async def test_sync_page(self) -> None:
         """A resynchronisation's pages (lease claimed, items written) are seen."""
