@@ -18,7 +18,10 @@ writes. Both hold the same items (Atom-like, ≈0.5 KB of text, 3 tags): a node 
 - ``purge_merged``: the same, on other nodes, once both full-text indexes were merged
   into one segment (FTS5 ``optimize``): a purge's FTS5 work includes the incremental
   merging of older segments that it happens to trigger, which depends on each
-  index's history (its fill); merged, both sides pay for their own entries only.
+  index's history (its fill); merged, both sides pay for their own entries only;
+- ``purge_cpu``, ``purge_merged_cpu``: the CPU time of the process during those
+  purges (``time.process_time``: the database thread's included), less sensitive
+  than wall-clock time to other processes on a loaded machine.
 
 Both sides are written in the same transactions (``MAX_ITEMS_BATCH`` items each).
 Times are medians of ``--runs`` (scans and sorts: 5 a run; the two sides alternate
@@ -154,8 +157,7 @@ async def measure(args: Any, workdir: str, page_size: int) -> dict[str, Any]:
             connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         (node_id,) = reader.execute("SELECT id FROM pubsub_nodes WHERE name = 'main'").fetchone()
         times: dict[str, dict[str, list[float]]] = {
-            side: {"scan": [], "order_undeclared": [], "purge": [], "purge_merged": []}
-            for side in ("storage", "reference")
+            side: {name: [] for name in FIGURES[1:]} for side in ("storage", "reference")
         }
         sizes = {
             "storage": reader.execute(TABLE_SIZE).fetchone()[0],
@@ -169,16 +171,18 @@ async def measure(args: Any, workdir: str, page_size: int) -> dict[str, Any]:
             ("reference", reference.query, 1),
         ]
 
-        async def purge(side: str, run: int) -> float:
-            """Seconds of one purge of node ``2 + run`` (its WAL checkpointed first)."""
+        async def purge(side: str, run: int, figure: str) -> None:
+            """One purge of node ``2 + run`` (its WAL checkpointed first): its seconds
+            and CPU seconds, kept as ``figure`` and ``{figure}_cpu``."""
             connection = reader if side == "storage" else reference.connection
             connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            start = time.perf_counter()
+            cpu, start = time.process_time(), time.perf_counter()
             if side == "storage":
                 await storage.purge_pubsub_items(services=[SERVICE], names=[f"purged-{run}"])
             else:
                 reference.purge(2 + run)
-            return time.perf_counter() - start
+            times[side][figure].append(time.perf_counter() - start)
+            times[side][f"{figure}_cpu"].append(time.process_time() - cpu)
 
         for run in range(args.runs):
             for _ in range(READS_A_RUN):
@@ -189,13 +193,13 @@ async def measure(args: Any, workdir: str, page_size: int) -> dict[str, Any]:
                         timed(lambda: answers.__setitem__(side, run_query(ORDER, node)))  # noqa: B023
                     )
             for side in PURGE_ORDER[run % 2]:
-                times[side]["purge"].append(await purge(side, run))
+                await purge(side, run, "purge")
         for connection in (reader, reference.connection):
             connection.execute(f"INSERT INTO {FTS}({FTS}) VALUES ('optimize')")
             connection.commit()  # the reader's sqlite3 began a transaction for it
         for run in range(args.runs, 2 * args.runs):
             for side in PURGE_ORDER[run % 2]:
-                times[side]["purge_merged"].append(await purge(side, run))
+                await purge(side, run, "purge_merged")
         if len(answers["storage"]) != len(answers["reference"]):
             raise RuntimeError("the two sides do not hold the same items")
     finally:
@@ -209,7 +213,10 @@ async def measure(args: Any, workdir: str, page_size: int) -> dict[str, Any]:
     }
 
 
-FIGURES = ("table_mb", "scan", "order_undeclared", "purge", "purge_merged")
+FIGURES = (
+    "table_mb", "scan", "order_undeclared", "purge", "purge_merged", "purge_cpu",
+    "purge_merged_cpu",
+)  # fmt: skip
 
 
 async def run_postgresql(args: Any, workdir: str) -> dict[str, Any]:
