@@ -117,7 +117,11 @@ class RawSQLite:
         pick, text = self.pick, self.text
         numbered = list(zip(ids, rows, strict=True))
         self.conn.executemany(self.sql, [(i, *pick(r)) for i, r in numbered])
-        self.conn.executemany(fts.SQLITE_WRITE, [(i, r[text]) for i, r in numbered])
+        conn = self.conn  # the index entries as the storage writes them
+        fts.sqlite_write(
+            lambda sql, p: (conn.executemany if isinstance(p, list) else conn.execute)(sql, p),
+            [(i, r[text]) for i, r in numbered],
+        )
         self.conn.execute("COMMIT")
 
     def close(self) -> None:

@@ -77,7 +77,10 @@ def make_source(path: Path, rows: int) -> None:
         "VALUES (?, 1, ?, ?, ?, ?, ?)",
         items(),
     )
-    db.executemany(fts.SQLITE_WRITE, ((i + 1, words) for i in range(rows)))
+    fts.sqlite_write(
+        lambda sql, p: (db.executemany if isinstance(p, list) else db.execute)(sql, p),
+        [(i + 1, words) for i in range(rows)],
+    )
     db.commit()
     db.close()
 

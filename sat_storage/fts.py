@@ -19,10 +19,17 @@ letter or a digit) by the storage when it caches an item, and kept *out of* the 
 that scans of items read half the pages). Both engines index them with a plain
 tokeniser and no stemming, so they agree on what matches:
 
-- SQLite: the FTS5 table ``pubsub_items_fts`` with its own content (column
-  ``fts_text``, ``unicode61``, diacritics kept), one row per item, its rowid the
-  item's id; the writer inserts it (:data:`SQLITE_WRITE`, ``INSERT OR REPLACE``), the
-  trigger ``pubsub_items_fts_delete`` removes it with its item (also on cascades);
+- SQLite: the FTS5 table ``pubsub_items_fts`` (column ``fts_text``, ``unicode61``,
+  diacritics kept), one row per item, its rowid the item's id, with the words as
+  *external content* in the plain table ``pubsub_items_fts_words`` (revision 0009;
+  0007's FTS5 table kept them as its own content). The writer runs
+  :func:`sqlite_write` (the old entry deleted with the old words, the new one
+  inserted, the words stored); the trigger ``pubsub_items_fts_delete`` removes both
+  with their item (also on cascades). An external-content delete is handed the words
+  (FTS5's ``'delete'`` command) where an own-content one looks each row up and deletes
+  it through the virtual table: the purge deletes the entries of all its items with
+  one ``INSERT … SELECT`` and their words with one ``DELETE``
+  (:mod:`sat_storage.storage.item_purge`);
 - PostgreSQL: the ``tsvector`` column ``pubsub_items.fts_vector`` (no text column),
   which the writer sets from the words (:data:`POSTGRESQL_VECTOR`), with the GIN
   index ``pubsub_items_fts``.
@@ -51,8 +58,10 @@ ascending rank order gives the best matches first.
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from typing import Any
@@ -71,9 +80,9 @@ __all__ = [
     "FTS5_TABLE",
     "FtsQuery",
     "POSTGRESQL_VECTOR",
-    "SQLITE_WRITE",
     "TEXT_COLUMN",
     "UNMAPPED_PREFIXES",
+    "WORDS_TABLE",
     "create_statements",
     "drop_statements",
     "ITEM_TEXT_RULES",
@@ -84,13 +93,17 @@ __all__ = [
     "match",
     "normalise",
     "parse_query",
+    "sqlite_delete_statements",
+    "sqlite_write",
     "words_text",
 ]
 
 TEXT_COLUMN = "fts_text"  # the column of the SQLite FTS5 table
 TABLE = "pubsub_items_fts"  # SQLite FTS5 table; PostgreSQL GIN index
 VECTOR_COLUMN = "fts_vector"  # PostgreSQL tsvector column of pubsub_items
-#: SQLite: the trigger removing an item's entry with the item
+#: SQLite: the table of the words (the FTS5 table's external content), one row per item
+WORDS_TABLE = f"{TABLE}_words"
+#: SQLite: the trigger removing an item's entry and words with the item
 DELETE_TRIGGER = f"{TABLE}_delete"
 # Names of the structures above, which the models do not map (autogenerate skips them).
 UNMAPPED_PREFIXES = (TABLE, VECTOR_COLUMN)
@@ -253,14 +266,17 @@ def item_xml_text(item: domish.Element) -> tuple[str, str]:
 # --- DDL (shared by create_all and migration 0007) ---------------------------------
 
 _SQLITE_CREATE = (
-    f"CREATE VIRTUAL TABLE {TABLE} USING fts5({TEXT_COLUMN}, "
-    "tokenize='unicode61 remove_diacritics 0')",
+    f"CREATE TABLE {WORDS_TABLE} (id INTEGER PRIMARY KEY, {TEXT_COLUMN} TEXT NOT NULL)",
+    f"CREATE VIRTUAL TABLE {TABLE} USING fts5({TEXT_COLUMN}, content='{WORDS_TABLE}', "
+    "content_rowid='id', tokenize='unicode61 remove_diacritics 0')",
     f"CREATE TRIGGER {DELETE_TRIGGER} AFTER DELETE ON pubsub_items BEGIN "
-    f"DELETE FROM {TABLE} WHERE rowid = old.id; END",
+    f"INSERT INTO {TABLE}({TABLE}, rowid, {TEXT_COLUMN}) SELECT 'delete', id, {TEXT_COLUMN} "
+    f"FROM {WORDS_TABLE} WHERE id = old.id; DELETE FROM {WORDS_TABLE} WHERE id = old.id; END",
 )
 _SQLITE_DROP = (
     f"DROP TRIGGER IF EXISTS {DELETE_TRIGGER}",
     f"DROP TABLE IF EXISTS {TABLE}",
+    f"DROP TABLE IF EXISTS {WORDS_TABLE}",
 )
 _POSTGRESQL_CREATE = (
     f"ALTER TABLE pubsub_items ADD COLUMN {VECTOR_COLUMN} tsvector",
@@ -270,8 +286,35 @@ _POSTGRESQL_DROP = (
     f"DROP INDEX IF EXISTS {TABLE}",
     f"ALTER TABLE pubsub_items DROP COLUMN IF EXISTS {VECTOR_COLUMN}",
 )
-#: SQLite: the index entry of an item (parameters: its id, its words)
-SQLITE_WRITE = f"INSERT OR REPLACE INTO {TABLE}(rowid, {TEXT_COLUMN}) VALUES (?, ?)"
+# SQLite: the index entries of written items, by :func:`sqlite_write`
+_SQLITE_DELETE_OLD = (  # parameter: the items' ids, a JSON array
+    f"INSERT INTO {TABLE}({TABLE}, rowid, {TEXT_COLUMN}) SELECT 'delete', id, {TEXT_COLUMN} "
+    f"FROM {WORDS_TABLE} WHERE id IN (SELECT value FROM json_each(?))"
+)
+_SQLITE_INSERT = f"INSERT INTO {TABLE}(rowid, {TEXT_COLUMN}) VALUES (?, ?)"
+_SQLITE_STORE = f"INSERT OR REPLACE INTO {WORDS_TABLE}(id, {TEXT_COLUMN}) VALUES (?, ?)"
+
+
+def sqlite_write(execute: Callable[[str, Any], object], entries: Sequence[tuple[int, str]]) -> None:
+    """SQLite: write the index entries of items, ``entries`` their (id, words) pairs
+    (the items written: new, or changed and indexed before).
+
+    ``execute(sql, params)`` runs a statement, once per parameter set when ``params``
+    is a list (:meth:`sat_storage.driver_write.DriverSQL.execute`). The entries of the
+    items' old words (if any) are deleted by one statement, then the new ones are
+    inserted and the words stored, by one-row statements run for every entry: an
+    ``INSERT … SELECT`` into FTS5 run once per row (or a trigger) would flush the
+    pending entries at each row (a savepoint), where these keep them in memory until
+    the commit.
+    """
+    if not entries:
+        return
+    execute(_SQLITE_DELETE_OLD, (json.dumps([item_id for item_id, _words in entries]),))
+    rows = list(entries)
+    execute(_SQLITE_INSERT, rows)
+    execute(_SQLITE_STORE, rows)
+
+
 #: PostgreSQL: the vector of words given as the text ``{}`` (an SQL expression)
 POSTGRESQL_VECTOR = "to_tsvector('simple'::regconfig, coalesce({}, ''))"
 
@@ -285,6 +328,19 @@ def drop_statements(dialect: str) -> tuple[str, ...]:
     """DDL dropping the full-text structures (``pubsub_items`` is left as it is)."""
     return {"sqlite": _SQLITE_DROP, "postgresql": _POSTGRESQL_DROP}[dialect]
 
+
+# --- the layout of revisions 0007-0008 (for migration 0009 only) --------------------
+# An FTS5 table with its own content, the trigger deleting its row.
+
+V0007_SQLITE_CREATE = (
+    f"CREATE VIRTUAL TABLE {TABLE} USING fts5({TEXT_COLUMN}, "
+    "tokenize='unicode61 remove_diacritics 0')",
+    f"CREATE TRIGGER {DELETE_TRIGGER} AFTER DELETE ON pubsub_items BEGIN "
+    f"DELETE FROM {TABLE} WHERE rowid = old.id; END",
+)
+V0007_SQLITE_DROP = _SQLITE_DROP[:2]
+#: the index entry of an item then (parameters: its id, its words)
+V0007_SQLITE_WRITE = f"INSERT OR REPLACE INTO {TABLE}(rowid, {TEXT_COLUMN}) VALUES (?, ?)"
 
 # --- the layout of revisions 0002-0006 (for migrations 0002 and 0007 only) ----------
 # The words in ``pubsub_items.fts_text``; SQLite: an FTS5 table on that column
@@ -329,12 +385,12 @@ def legacy_drop_statements(dialect: str) -> tuple[str, ...]:
 
 
 # A new database is made by create_all (then stamped at head): create the structures
-# there too. Dropping pubsub_items drops its trigger and column, not the FTS5 table.
+# there too. Dropping pubsub_items drops its trigger and column, not the SQLite tables.
 event.listen(PubsubItem.__table__, "after_create", engines.ddl_listener(create_statements))
 event.listen(
     PubsubItem.__table__,
     "after_drop",
-    engines.ddl_listener(lambda dialect: _SQLITE_DROP[-1:] if dialect == "sqlite" else ()),
+    engines.ddl_listener(lambda dialect: _SQLITE_DROP[1:] if dialect == "sqlite" else ()),
 )
 
 # --- queries -------------------------------------------------------------------------
@@ -440,6 +496,17 @@ def parse_query(text: object) -> FtsQuery:
 FTS5_TABLE = sa.table(TABLE, sa.column("rowid", sa.Integer), sa.column("rank"), sa.column(TABLE))
 _fts5 = FTS5_TABLE
 _vector = sa.literal_column(f"pubsub_items.{VECTOR_COLUMN}", TSVECTOR)
+
+
+def sqlite_delete_statements(ids: str) -> tuple[str, str]:
+    """SQLite: the statements deleting the index entries, then the words, of the items
+    whose ids the subquery ``ids`` (SQL text of the caller's, never a user's value)
+    selects: set-based, what the delete trigger does row by row."""
+    return (
+        f"INSERT INTO {TABLE}({TABLE}, rowid, {TEXT_COLUMN}) SELECT 'delete', id, "
+        f"{TEXT_COLUMN} FROM {WORDS_TABLE} WHERE id IN ({ids})",
+        f"DELETE FROM {WORDS_TABLE} WHERE id IN ({ids})",
+    )
 
 
 def match(

@@ -13,7 +13,8 @@ purges read about half the pages):
   EXPRESSION``, values and GIN index kept) that the writer sets, and ``fts_text`` is
   dropped.
 
-The downgrade adds ``fts_text`` again (SQLite: from the FTS5 content; PostgreSQL:
+(Its SQLite layout is ``fts.V0007_SQLITE_CREATE``: revision 0009 gave the words a table
+of their own.) The downgrade adds ``fts_text`` again (SQLite: from the FTS5 content; PostgreSQL:
 computed from each item's XML) and restores 0002's structures.
 
 Revision ID: 0007
@@ -40,7 +41,7 @@ def upgrade() -> None:
     connection = op.get_bind()
     run = connection.exec_driver_sql
     if connection.dialect.name == "sqlite":
-        for statement in fts.legacy_drop_statements("sqlite") + fts.create_statements("sqlite"):
+        for statement in fts.legacy_drop_statements("sqlite") + fts.V0007_SQLITE_CREATE:
             run(statement)
         run(f"INSERT INTO {TABLE}(rowid, {TEXT}) SELECT id, {TEXT} FROM pubsub_items ORDER BY id")
         run(f"ALTER TABLE pubsub_items DROP COLUMN {TEXT}")
@@ -72,5 +73,6 @@ def downgrade() -> None:
         )
     else:
         _texts_from_xml(connection)
-    for statement in fts.drop_statements(dialect) + fts.legacy_create_statements(dialect):
+    dropped = fts.V0007_SQLITE_DROP if dialect == "sqlite" else fts.drop_statements(dialect)
+    for statement in dropped + fts.legacy_create_statements(dialect):
         run(statement)

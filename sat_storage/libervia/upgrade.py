@@ -193,13 +193,20 @@ def _copy_table(raw: sqlite3.Connection, table: Any, old_columns: list[str]) -> 
         try:
             raw.executemany(insert, [[row.get(c) for c in targets] for row in batch])
             if indexed:
-                raw.executemany(fts.SQLITE_WRITE, [(r["id"], r[fts.TEXT_COLUMN]) for r in batch])
+                fts.sqlite_write(_run(raw), [(r["id"], r[fts.TEXT_COLUMN]) for r in batch])
         except sqlite3.IntegrityError as e:
             raise AdoptionError(
                 f"{table.name}: a row cannot be adopted ({e}); the database was left untouched"
             ) from None
         count += len(batch)
     return count
+
+
+def _run(raw: sqlite3.Connection) -> Callable[[str, Any], object]:
+    """``execute(sql, params)`` on ``raw`` (a list of parameter sets: ``executemany``)."""
+    return lambda sql, params: (raw.executemany if isinstance(params, list) else raw.execute)(
+        sql, params
+    )
 
 
 def upgrade_connection(connection: Any) -> dict[str, int]:

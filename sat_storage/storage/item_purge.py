@@ -4,15 +4,21 @@ SQLite has row triggers only: deleting N items runs the count trigger
 (:mod:`sat_storage.item_counts`), the full-text delete trigger (:mod:`sat_storage.fts`)
 and the sort values' delete trigger (:mod:`sat_storage.sort_values`) N times each,
 which cost more than the delete itself. The purge does their work with one statement
-each instead, in its own transaction:
+each instead, in its own transaction (which holds SQLite's write lock from its
+``BEGIN IMMEDIATE``: no other writer comes in between):
 
-1. it drops those three triggers (their text is read from ``sqlite_master`` first);
-2. one ``UPDATE ... FROM`` takes each touched node's deleted items off its
-   ``item_count`` and adds one to its ``items_version`` (what the PostgreSQL statement
-   trigger does);
-3. one ``DELETE`` removes the items' sort values, one their full-text entries, one
-   the items;
-4. it creates the triggers again, from their own text.
+1. it reads the ids (and nodes) of the matching items, once; with none, it stops;
+2. it drops those three triggers (their text is read from ``sqlite_master`` first);
+3. it takes each touched node's deleted items off its ``item_count`` and adds one to
+   its ``items_version`` (what the PostgreSQL statement trigger does);
+4. one ``DELETE`` removes the items' sort values, one ``INSERT … SELECT`` their
+   full-text entries (FTS5's ``'delete'`` command handed their words), one ``DELETE``
+   their words, one the items: each by the ids, given as one JSON array parameter;
+5. it creates the triggers again, from their own text.
+
+Steps 2-5 run on the driver's connection with constant SQL text (no per-statement
+SQLAlchemy execution: for a purge of a few items, that machinery cost more than the
+statements).
 
 Schema changes are transactional in SQLite: no other connection (another process, a
 ``sqlite3`` shell) ever sees the triggers missing, so every other write is still
@@ -27,42 +33,38 @@ statement already).
 
 from __future__ import annotations
 
+import json
+import sqlite3
+from collections import Counter
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from sat_storage import fts, item_counts, sort_values
-from sat_storage.models import PubsubItem, PubsubItemSortValue, PubsubNode
+from sat_storage.models import PubsubItem
 
 __all__ = ["SUSPENDED_TRIGGERS", "delete_items_txn"]
 
 _ITEMS = PubsubItem.__table__
-_NODES = PubsubNode.__table__
-_VALUES = PubsubItemSortValue.__table__
 #: the SQLite row triggers the purge replaces by set-based statements
 SUSPENDED_TRIGGERS = (item_counts.DELETE_TRIGGER, fts.DELETE_TRIGGER, sort_values.DELETE_TRIGGER)
-_TRIGGERS_SQL = sa.text(
+_TRIGGERS_SQL = (
     "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' "
-    "AND tbl_name = 'pubsub_items' AND name IN (:counts, :fts, :values)"
-).bindparams(counts=SUSPENDED_TRIGGERS[0], fts=SUSPENDED_TRIGGERS[1], values=SUSPENDED_TRIGGERS[2])
-
-
-def _count_update(clauses: Sequence[sa.ColumnElement[bool]]) -> sa.Update:
-    """Per touched node: ``item_count`` minus its matching items, ``items_version`` + 1."""
-    deleted = (
-        sa.select(_ITEMS.c.node_id, sa.func.count().label("n"))
-        .where(*clauses)
-        .group_by(_ITEMS.c.node_id)
-        .subquery("deleted")
-    )
-    count = _NODES.c[item_counts.COUNT_COLUMN]
-    version = _NODES.c[item_counts.VERSION_COLUMN]
-    return (
-        sa.update(_NODES)
-        .where(_NODES.c.id == deleted.c.node_id)
-        .values({count: count - deleted.c.n, version: version + 1})
-    )
+    "AND tbl_name = 'pubsub_items' AND name IN (?, ?, ?)"
+)
+_IDS = "SELECT value FROM json_each(?)"  # the ids: one parameter, a JSON array
+_DELETES = (
+    f"DELETE FROM {sort_values.TABLE} WHERE item_id IN ({_IDS})",
+    *fts.sqlite_delete_statements(_IDS),
+    f"DELETE FROM pubsub_items WHERE id IN ({_IDS})",
+)
+_COUNT_UPDATE = (
+    f"UPDATE pubsub_nodes SET {item_counts.COUNT_COLUMN} = {item_counts.COUNT_COLUMN} - ?, "
+    f"{item_counts.VERSION_COLUMN} = {item_counts.VERSION_COLUMN} + 1 WHERE id = ?"
+)
 
 
 def delete_items_txn(session: Session, clauses: Sequence[sa.ColumnElement[bool]]) -> int:
@@ -71,21 +73,45 @@ def delete_items_txn(session: Session, clauses: Sequence[sa.ColumnElement[bool]]
     The nodes' counts and versions, the sort values and the full-text entries follow
     in the same transaction, as with the triggers (see the module docstring).
     """
-    items = sa.delete(_ITEMS).where(*clauses)
     if session.get_bind().dialect.name != "sqlite":
-        return session.execute(items).rowcount
-    connection = session.connection()
-    triggers = connection.execute(_TRIGGERS_SQL).all()
-    if len(triggers) != len(SUSPENDED_TRIGGERS):
-        return session.execute(items).rowcount
-    for name, _sql in triggers:
-        connection.exec_driver_sql(f'DROP TRIGGER "{name}"')  # one of our constant names
+        return session.execute(sa.delete(_ITEMS).where(*clauses)).rowcount
+    rows = session.execute(sa.select(_ITEMS.c.id, _ITEMS.c.node_id).where(*clauses)).all()
+    if not rows:
+        return 0
+    raw = session.connection().connection.driver_connection
+    run = _Driver(raw.cursor())
     try:
-        session.execute(_count_update(clauses))
-        ids = sa.select(_ITEMS.c.id).where(*clauses)
-        session.execute(sa.delete(_VALUES).where(_VALUES.c.item_id.in_(ids)))
-        session.execute(sa.delete(fts.FTS5_TABLE).where(fts.FTS5_TABLE.c.rowid.in_(ids)))
-        return session.execute(items).rowcount
+        triggers = run(_TRIGGERS_SQL, SUSPENDED_TRIGGERS).fetchall()
+        if len(triggers) != len(SUSPENDED_TRIGGERS):
+            return session.execute(sa.delete(_ITEMS).where(*clauses)).rowcount
+        for name, _sql in triggers:
+            run(f'DROP TRIGGER "{name}"')  # one of our constant names
+        try:
+            per_node = Counter(node_id for _id, node_id in rows)
+            run(_COUNT_UPDATE, [(n, node) for node, n in per_node.items()])
+            ids = (json.dumps([item_id for item_id, _node in rows]),)
+            for statement in _DELETES:
+                deleted = run(statement, ids).rowcount
+            return deleted  # the items' DELETE (the last one): every row read above
+        finally:
+            for _name, sql in triggers:
+                run(sql)
     finally:
-        for _name, sql in triggers:
-            connection.exec_driver_sql(sql)
+        run.cursor.close()
+
+
+class _Driver:
+    """Constant SQL on a ``sqlite3`` cursor, its errors raised as SQLAlchemy raises them
+    (``DBAPIError`` subclasses: the gateway and callers see the same errors as from a
+    ``Session``)."""
+
+    def __init__(self, cursor: sqlite3.Cursor) -> None:
+        self.cursor = cursor
+
+    def __call__(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
+        try:
+            if isinstance(params, list):
+                return self.cursor.executemany(sql, params)
+            return self.cursor.execute(sql, params)
+        except sqlite3.Error as e:
+            raise DBAPIError.instance(sql, params, e, sqlite3.Error) from e

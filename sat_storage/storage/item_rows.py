@@ -27,7 +27,7 @@ from twisted.words.xish import domish
 
 from sat_storage import engines, json_text
 from sat_storage.driver_write import DriverSQL
-from sat_storage.fts import SQLITE_WRITE, TEXT_COLUMN, VECTOR_COLUMN, item_xml_text
+from sat_storage.fts import TEXT_COLUMN, VECTOR_COLUMN, item_xml_text, sqlite_write
 from sat_storage.models import PubsubItem
 from sat_storage.storage.checks import check_json_text, check_storable, unstorable
 
@@ -232,7 +232,7 @@ class _SQLiteWrite:
             written = sql.fetch(self.sql(len(chunk)), tuple(parameters))
             entries.extend((item_id, words[name]) for item_id, name in written)
         if entries:
-            sql.execute(SQLITE_WRITE, entries)
+            sqlite_write(sql.execute, entries)
 
 
 _sqlite_writes: dict[bool, _SQLiteWrite] = {}

@@ -19,7 +19,7 @@ from twisted.trial.unittest import SkipTest, TestCase
 from sat_storage import Storage, engines, migration
 from sat_storage.exceptions import DatabaseNewerError, UnknownDatabaseError
 from sat_storage.models import Base, PubsubItem, UTCDateTime
-from twisted_tests.db import database_url, migrate, only_on
+from twisted_tests.db import database_url, migrate, only_on, test_dialect
 from twisted_tests.schema import (
     check_step,
     connect,
@@ -102,6 +102,24 @@ def table_names(connection: Connection) -> set[str]:
 def child_rows(connection: Connection) -> tuple[int, int]:
     """Rows of two tables whose rows belong to a profile."""
     return count(connection, "components"), count(connection, "param_ind")
+
+
+def index_words(connection: Connection, item_id: int, words: str, head: bool = False) -> None:
+    """Index the item ``item_id`` with ``words`` as a writer of the revision does: at
+    0007-0008 (SQLite: own-content FTS5) or, with ``head``, at head; PostgreSQL: its
+    vector (the same at both)."""
+    from sat_storage import fts
+
+    if connection.dialect.name != "sqlite":
+        connection.exec_driver_sql(
+            f"UPDATE pubsub_items SET {fts.VECTOR_COLUMN} = "
+            + fts.POSTGRESQL_VECTOR.format("%(w)s") + " WHERE id = %(id)s",
+            {"w": words, "id": item_id},
+        )  # fmt: skip
+    elif head:
+        fts.sqlite_write(connection.exec_driver_sql, [(item_id, words)])
+    else:
+        connection.exec_driver_sql(fts.V0007_SQLITE_WRITE, (item_id, words))
 
 
 def sqlite_file(url: str) -> Path | None:
@@ -590,14 +608,7 @@ class MigrationStepTests(TestCase):
             connection.execute(sa.insert(items_0001).values(
                 id=1, node_id=1, name="first", data=ITEM_XML, created=WHEN, updated=WHEN
             ))  # fmt: skip
-            if connection.dialect.name == "sqlite":
-                connection.exec_driver_sql(fts.SQLITE_WRITE, (1, words))
-            else:
-                connection.exec_driver_sql(
-                    f"UPDATE pubsub_items SET {fts.VECTOR_COLUMN} = "
-                    + fts.POSTGRESQL_VECTOR.format("%(w)s"),
-                    {"w": words},
-                )
+            index_words(connection, 1, words)
 
         def back(connection: Connection) -> None:
             self.assertIn(fts.TEXT_COLUMN, columns(connection))
@@ -652,6 +663,57 @@ class MigrationStepTests(TestCase):
 
         check_step(self, "0008", before_upgrade=valued, after_upgrade=by_trigger,
                    after_downgrade=by_foreign_key)  # fmt: skip
+
+    def test_step_0009(self) -> None:
+        """0009 gives the SQLite words a table of their own (the FTS5 index its external
+        content): still found, and deleted with their item; downgrade brings back 0007's
+        own-content table, filled. PostgreSQL: nothing changes."""
+        from sat_storage import fts
+
+        words = fts.item_text(ITEM_XML)
+        sqlite = test_dialect() == "sqlite"
+
+        def found(connection: Connection, query: str) -> list[int]:
+            stmt, _rank = fts.match(
+                sa.select(PubsubItem.id), fts.parse_query(query), connection.dialect.name
+            )
+            return sorted(connection.execute(stmt).scalars().all())
+
+        def second_item(connection: Connection, text: str, head: bool) -> None:
+            connection.execute(sa.insert(items_0001).values(
+                id=2, node_id=1, name="second", data=ITEM_XML, created=WHEN, updated=WHEN
+            ))  # fmt: skip
+            index_words(connection, 2, text, head)
+
+        def cached(connection: Connection) -> None:
+            add_item(connection)
+            index_words(connection, 1, words)
+
+        def moved(connection: Connection) -> None:
+            self.assertEqual(found(connection, "upgrades"), [1])
+            if sqlite:
+                stored = connection.exec_driver_sql(f"SELECT id, fts_text FROM {fts.WORDS_TABLE}")
+                self.assertEqual(stored.all(), [(1, words)])
+                connection.exec_driver_sql(
+                    f"INSERT INTO {fts.TABLE}({fts.TABLE}, rank) VALUES ('integrity-check', 1)"
+                )
+            second_item(connection, "zebra crossing", head=True)
+            self.assertEqual(found(connection, "zebra"), [2])
+            connection.execute(sa.text("DELETE FROM pubsub_items WHERE id = 2"))
+            self.assertEqual((found(connection, "zebra"), found(connection, "upgrades")), ([], [1]))
+            if sqlite:
+                self.assertEqual(count(connection, fts.WORDS_TABLE), 1)  # its words went too
+
+        def back(connection: Connection) -> None:
+            self.assertNotIn(fts.WORDS_TABLE, table_names(connection))
+            self.assertEqual(found(connection, "upgrades"), [1])
+            second_item(connection, "zebra crossing", head=False)
+            self.assertEqual(found(connection, "zebra"), [2])
+            connection.execute(sa.text("DELETE FROM pubsub_items WHERE id = 2"))
+            self.assertEqual(found(connection, "zebra"), [])
+
+        check_step(self, "0009", before_upgrade=cached, after_upgrade=moved,
+                   after_downgrade=back)  # fmt: skip
 
     def test_downgrade_0003_refuses_big_sizes(self) -> None:
         """A size that does not fit 32 bits stops the downgrade, naming it; nothing changes."""
