@@ -18,6 +18,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 import sqlalchemy as sa
@@ -228,8 +229,8 @@ class _SQLiteWrite:
         pick = self.pick
         for start in range(0, len(rows), SQLITE_ROWS_PER_STATEMENT):
             chunk = rows[start : start + SQLITE_ROWS_PER_STATEMENT]
-            parameters = [value for row in chunk for value in pick(row)]
-            written = sql.fetch(self.sql(len(chunk)), tuple(parameters))
+            parameters = tuple(chain.from_iterable(map(pick, chunk)))  # no Python loop
+            written = sql.fetch(self.sql(len(chunk)), parameters)
             entries.extend((item_id, words[name]) for item_id, name in written)
         if entries:
             sqlite_write(sql.execute, entries)
