@@ -88,8 +88,6 @@ __all__ = [
     "ITEM_TEXT_RULES",
     "item_text",
     "item_xml_text",
-    "legacy_create_statements",
-    "legacy_drop_statements",
     "match",
     "normalise",
     "parse_query",
@@ -327,61 +325,6 @@ def create_statements(dialect: str) -> tuple[str, ...]:
 def drop_statements(dialect: str) -> tuple[str, ...]:
     """DDL dropping the full-text structures (``pubsub_items`` is left as it is)."""
     return {"sqlite": _SQLITE_DROP, "postgresql": _POSTGRESQL_DROP}[dialect]
-
-
-# --- the layout of revisions 0007-0008 (for migration 0009 only) --------------------
-# An FTS5 table with its own content, the trigger deleting its row.
-
-V0007_SQLITE_CREATE = (
-    f"CREATE VIRTUAL TABLE {TABLE} USING fts5({TEXT_COLUMN}, "
-    "tokenize='unicode61 remove_diacritics 0')",
-    f"CREATE TRIGGER {DELETE_TRIGGER} AFTER DELETE ON pubsub_items BEGIN "
-    f"DELETE FROM {TABLE} WHERE rowid = old.id; END",
-)
-V0007_SQLITE_DROP = _SQLITE_DROP[:2]
-#: the index entry of an item then (parameters: its id, its words)
-V0007_SQLITE_WRITE = f"INSERT OR REPLACE INTO {TABLE}(rowid, {TEXT_COLUMN}) VALUES (?, ?)"
-
-# --- the layout of revisions 0002-0006 (for migrations 0002 and 0007 only) ----------
-# The words in ``pubsub_items.fts_text``; SQLite: an FTS5 table on that column
-# (external content) kept in step by triggers; PostgreSQL: a generated vector column.
-
-_LEGACY_SQLITE_CREATE = (
-    f"CREATE VIRTUAL TABLE {TABLE} USING fts5({TEXT_COLUMN}, content='pubsub_items', "
-    "content_rowid='id', tokenize='unicode61 remove_diacritics 0')",
-    f"CREATE TRIGGER {TABLE}_insert AFTER INSERT ON pubsub_items BEGIN "
-    f"INSERT INTO {TABLE}(rowid, {TEXT_COLUMN}) VALUES (new.id, new.{TEXT_COLUMN}); END",
-    f"CREATE TRIGGER {TABLE}_delete AFTER DELETE ON pubsub_items BEGIN "
-    f"INSERT INTO {TABLE}({TABLE}, rowid, {TEXT_COLUMN}) "
-    f"VALUES ('delete', old.id, old.{TEXT_COLUMN}); END",
-    f"CREATE TRIGGER {TABLE}_update AFTER UPDATE OF id, {TEXT_COLUMN} ON pubsub_items BEGIN "
-    f"INSERT INTO {TABLE}({TABLE}, rowid, {TEXT_COLUMN}) "
-    f"VALUES ('delete', old.id, old.{TEXT_COLUMN}); "
-    f"INSERT INTO {TABLE}(rowid, {TEXT_COLUMN}) VALUES (new.id, new.{TEXT_COLUMN}); END",
-    f"INSERT INTO {TABLE}({TABLE}) VALUES ('rebuild')",
-)
-_LEGACY_SQLITE_DROP = (
-    f"DROP TRIGGER IF EXISTS {TABLE}_update",
-    f"DROP TRIGGER IF EXISTS {TABLE}_delete",
-    f"DROP TRIGGER IF EXISTS {TABLE}_insert",
-    f"DROP TABLE IF EXISTS {TABLE}",
-)
-_LEGACY_POSTGRESQL_CREATE = (
-    f"ALTER TABLE pubsub_items ADD COLUMN {VECTOR_COLUMN} tsvector GENERATED ALWAYS AS "
-    f"(to_tsvector('simple'::regconfig, coalesce({TEXT_COLUMN}, ''))) STORED",
-    f"CREATE INDEX {TABLE} ON pubsub_items USING gin ({VECTOR_COLUMN})",
-)
-
-
-def legacy_create_statements(dialect: str) -> tuple[str, ...]:
-    """DDL creating (and filling) the structures of revisions 0002-0006 on
-    ``pubsub_items`` holding ``fts_text``."""
-    return {"sqlite": _LEGACY_SQLITE_CREATE, "postgresql": _LEGACY_POSTGRESQL_CREATE}[dialect]
-
-
-def legacy_drop_statements(dialect: str) -> tuple[str, ...]:
-    """DDL dropping the structures of revisions 0002-0006 (not ``fts_text``)."""
-    return {"sqlite": _LEGACY_SQLITE_DROP, "postgresql": _POSTGRESQL_DROP}[dialect]
 
 
 # A new database is made by create_all (then stamped at head): create the structures

@@ -3,7 +3,7 @@
 Adds ``pubsub_items.fts_text`` (the words of each item, see ``sat_storage.fts``),
 fills it for the items already cached, then creates the engine's index: SQLite FTS5
 external-content table kept in step by triggers; PostgreSQL generated ``tsvector``
-column with a GIN index (``fts.legacy_create_statements``: revision 0007 moved the
+column with a GIN index (``fts_layouts.legacy_create_statements``: revision 0007 moved the
 words out of ``pubsub_items``).
 
 Revision ID: 0002
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from sat_storage import fts
+from sat_storage import fts, fts_layouts
 
 revision: str = "0002"
 down_revision: str | None = "0001"
@@ -57,12 +57,12 @@ def upgrade() -> None:
     connection = op.get_bind()
     backfill(connection)
     dialect = connection.dialect.name
-    for statement in fts.legacy_create_statements(dialect):  # this revision's layout
+    for statement in fts_layouts.legacy_create_statements(dialect):  # this revision's layout
         op.execute(statement)
 
 
 def downgrade() -> None:
-    for statement in fts.legacy_drop_statements(op.get_bind().dialect.name):
+    for statement in fts_layouts.legacy_drop_statements(op.get_bind().dialect.name):
         op.execute(statement)
     with op.batch_alter_table("pubsub_items", schema=None) as batch_op:
         batch_op.drop_column("fts_text")

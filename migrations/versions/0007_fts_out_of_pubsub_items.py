@@ -13,7 +13,7 @@ purges read about half the pages):
   EXPRESSION``, values and GIN index kept) that the writer sets, and ``fts_text`` is
   dropped.
 
-(Its SQLite layout is ``fts.V0007_SQLITE_CREATE``: revision 0009 gave the words a table
+(Its SQLite layout is ``fts_layouts.V0007_SQLITE_CREATE``: revision 0009 gave the words a table
 of their own.) The downgrade adds ``fts_text`` again (SQLite: from the FTS5 content; PostgreSQL:
 computed from each item's XML) and restores 0002's structures.
 
@@ -27,7 +27,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from sat_storage import fts
+from sat_storage import fts, fts_layouts
 
 revision: str = "0007"
 down_revision: str | None = "0006"
@@ -41,7 +41,9 @@ def upgrade() -> None:
     connection = op.get_bind()
     run = connection.exec_driver_sql
     if connection.dialect.name == "sqlite":
-        for statement in fts.legacy_drop_statements("sqlite") + fts.V0007_SQLITE_CREATE:
+        for statement in (
+            fts_layouts.legacy_drop_statements("sqlite") + fts_layouts.V0007_SQLITE_CREATE
+        ):
             run(statement)
         run(f"INSERT INTO {TABLE}(rowid, {TEXT}) SELECT id, {TEXT} FROM pubsub_items ORDER BY id")
         run(f"ALTER TABLE pubsub_items DROP COLUMN {TEXT}")
@@ -73,6 +75,6 @@ def downgrade() -> None:
         )
     else:
         _texts_from_xml(connection)
-    dropped = fts.V0007_SQLITE_DROP if dialect == "sqlite" else fts.drop_statements(dialect)
-    for statement in dropped + fts.legacy_create_statements(dialect):
+    dropped = fts_layouts.V0007_SQLITE_DROP if dialect == "sqlite" else fts.drop_statements(dialect)
+    for statement in dropped + fts_layouts.legacy_create_statements(dialect):
         run(statement)

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 from alembic import op
 
-from sat_storage import fts
+from sat_storage import fts, fts_layouts
 
 revision: str = "0009"
 down_revision: str | None = "0008"
@@ -38,7 +38,7 @@ def upgrade() -> None:
     words, *created = fts.create_statements("sqlite")
     run(words)
     run(f"INSERT INTO {WORDS}(id, {TEXT}) SELECT rowid, {TEXT} FROM {TABLE} ORDER BY rowid")
-    for statement in fts.V0007_SQLITE_DROP + tuple(created):
+    for statement in fts_layouts.V0007_SQLITE_DROP + tuple(created):
         run(statement)
     run(f"INSERT INTO {TABLE}({TABLE}) VALUES ('rebuild')")
 
@@ -49,7 +49,7 @@ def downgrade() -> None:
         return
     run = connection.exec_driver_sql
     run(f"ALTER TABLE {WORDS} RENAME TO {WORDS}_old")
-    for statement in fts.drop_statements("sqlite") + fts.V0007_SQLITE_CREATE:
+    for statement in fts.drop_statements("sqlite") + fts_layouts.V0007_SQLITE_CREATE:
         run(statement)
     run(f"INSERT INTO {TABLE}(rowid, {TEXT}) SELECT id, {TEXT} FROM {WORDS}_old ORDER BY id")
     run(f"DROP TABLE {WORDS}_old")

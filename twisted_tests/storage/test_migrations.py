@@ -108,7 +108,7 @@ def index_words(connection: Connection, item_id: int, words: str, head: bool = F
     """Index the item ``item_id`` with ``words`` as a writer of the revision does: at
     0007-0008 (SQLite: own-content FTS5) or, with ``head``, at head; PostgreSQL: its
     vector (the same at both)."""
-    from sat_storage import fts
+    from sat_storage import fts, fts_layouts
 
     if connection.dialect.name != "sqlite":
         connection.exec_driver_sql(
@@ -119,7 +119,7 @@ def index_words(connection: Connection, item_id: int, words: str, head: bool = F
     elif head:
         fts.sqlite_write(connection.exec_driver_sql, [(item_id, words)])
     else:
-        connection.exec_driver_sql(fts.V0007_SQLITE_WRITE, (item_id, words))
+        connection.exec_driver_sql(fts_layouts.V0007_SQLITE_WRITE, (item_id, words))
 
 
 def sqlite_file(url: str) -> Path | None:
