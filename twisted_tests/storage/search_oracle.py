@@ -60,10 +60,14 @@ class Oracle:
     def cache(
         self, profile: str, node: Mapping[str, Any], batch: Sequence[Mapping[str, Any]]
     ) -> None:
-        """Record one ``cache_pubsub_items`` call (the last of a repeated id wins; an
-        item cached again with the same XML and parsed data keeps its update time)."""
+        """Record one ``cache_pubsub_items`` call (an id given twice: the place of the
+        first, the content of the last, compared once with what was stored; an item
+        cached again with the same XML and parsed data keeps its update time)."""
         self.calls += 1
+        last: dict[str, Mapping[str, Any]] = {}
         for entry in batch:
+            last[entry["name"]] = entry
+        for entry in last.values():
             key = (profile, node["service"], node["name"], entry["name"])
             old = self.items.get(key)
             source = (entry["title"], entry["content"], json.dumps(entry["parsed"]))
