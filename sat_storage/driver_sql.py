@@ -24,6 +24,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.exc import DBAPIError
 
+from sat_storage import engines
+
 __all__ = ["BoundStatement", "DriverStatement", "Reader", "execute_and_capture"]
 
 Processors = tuple[Callable[[Any], Any] | None, ...] | None
@@ -167,8 +169,7 @@ class Reader:
             self.cursor.execute(sql, bound)
             rows = self.cursor.fetchall()
         except self.dialect.loaded_dbapi.Error as e:
-            # (psycopg's dialect tells a lost connection by the connection alone)
-            lost = self.dialect.is_disconnect(e, self.cursor.connection, self.cursor)
+            lost = engines.is_lost_connection(self.dialect, e, self.cursor.connection)
             self.invalidated = self.invalidated or lost
             raise DBAPIError.instance(
                 sql, bound, e, self.dialect.loaded_dbapi.Error, connection_invalidated=lost

@@ -24,6 +24,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from sat_storage import engines
 from sat_storage.driver_sql import Reader
 
 __all__ = ["CompiledWrite", "DriverSQL", "SessionSQL", "Writer", "bind", "compile_driver"]
@@ -93,7 +94,7 @@ class Writer(Reader):
 
     def wrapped(self, error: Exception, sql: str | None, params: Any) -> DBAPIError:
         """``error`` of the driver as SQLAlchemy raises it (a lost connection noted)."""
-        lost = self.dialect.is_disconnect(error, None, self.cursor)
+        lost = engines.is_lost_connection(self.dialect, error, self.cursor.connection)
         self.invalidated = self.invalidated or lost
         return DBAPIError.instance(
             sql, params, error, self.dialect.loaded_dbapi.Error, connection_invalidated=lost

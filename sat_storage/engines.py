@@ -46,6 +46,8 @@ POSTGRESQL_THREADS = 6
 SUPPORTED = ("sqlite", "postgresql")
 # serialization_failure, deadlock_detected
 TRANSIENT_SQLSTATES = ("40001", "40P01")
+# admin_shutdown, crash_shutdown, cannot_connect_now: the server ends the connection
+LOST_SQLSTATES = ("57P01", "57P02", "57P03")
 FOREIGN_KEY_VIOLATION = "23503"  # PostgreSQL's SQLSTATE
 # lower(): the SQLite function, the PostgreSQL collation (ICU root, built in)
 LOWER_FUNCTION = "sat_lower"
@@ -265,6 +267,17 @@ def is_transient(error: BaseException) -> bool:
         message = str(orig).lower()
         return "database is locked" in message or "database is busy" in message
     return False
+
+
+def is_lost_connection(dialect: sa.Dialect, error: Exception, driver_connection: Any) -> bool:
+    """True when the driver's ``error`` means ``driver_connection`` is lost: as the
+    dialect tells it (psycopg's by the connection alone: closed or broken), or a
+    PostgreSQL error ending the connection (a terminated server process, a shutdown,
+    SQLSTATE class 08), which psycopg reports before it marks the connection broken."""
+    if dialect.is_disconnect(error, driver_connection, None):
+        return True
+    state = getattr(error, "sqlstate", None)
+    return isinstance(state, str) and (state in LOST_SQLSTATES or state.startswith("08"))
 
 
 def is_foreign_key_violation(error: BaseException) -> bool:

@@ -259,6 +259,25 @@ class WriteTests(GatewayTestCase):
             self.assertEqual(await self.db.write(fn), "done")
         self.assertEqual(await self.db.run(profile_names), ["attempt2"])
 
+    @only_on("postgresql")
+    async def test_lost_connection_dropped(self) -> None:
+        """A connection lost in the middle of a write (its server process terminated)
+        is found lost by the writer, dropped from the pool, and the write succeeds on
+        a new one, its first attempt's writes not kept."""
+        writers: list[Writer] = []
+
+        def fn(writer: Writer) -> str:
+            writers.append(writer)
+            add_profile_sql(writer, f"attempt{len(writers)}")
+            if len(writers) == 1:
+                writer.fetch("SELECT pg_terminate_backend(pg_backend_pid())")
+            return "done"
+
+        with self.assertLogs("sat_storage.gateway", "WARNING"):
+            self.assertEqual(await self.db.write(fn), "done")
+        self.assertEqual([w.invalidated for w in writers], [True, False])
+        self.assertEqual(await self.db.run(profile_names), ["attempt2"])
+
     async def test_statements_reported(self) -> None:
         """The function's statements reach the engine's ``before_cursor_execute``
         listeners (tests and benchmarks watch them there)."""
