@@ -256,8 +256,8 @@ class Gateway:
         ``driver``'s connection lost."""
         orig = error.orig if isinstance(error, DBAPIError) else error
         dialect = self.engine.dialect
-        return isinstance(orig, dialect.loaded_dbapi.Error) and dialect.is_disconnect(
-            orig, driver, None
+        return isinstance(orig, dialect.loaded_dbapi.Error) and engines.is_lost_connection(
+            dialect, orig, driver
         )
 
     def write(self, fn: Callable[..., T], *args: Any) -> defer.Deferred[T]:
