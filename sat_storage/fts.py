@@ -284,11 +284,21 @@ _POSTGRESQL_DROP = (
     f"DROP INDEX IF EXISTS {TABLE}",
     f"ALTER TABLE pubsub_items DROP COLUMN IF EXISTS {VECTOR_COLUMN}",
 )
+
+
+def sqlite_delete_statements(ids: str) -> tuple[str, str]:
+    """SQLite: the statements deleting the index entries, then the words, of the items
+    whose ids the subquery ``ids`` (SQL text of the caller's, never a user's value)
+    selects: set-based, what the delete trigger does row by row."""
+    return (
+        f"INSERT INTO {TABLE}({TABLE}, rowid, {TEXT_COLUMN}) SELECT 'delete', id, "
+        f"{TEXT_COLUMN} FROM {WORDS_TABLE} WHERE id IN ({ids})",
+        f"DELETE FROM {WORDS_TABLE} WHERE id IN ({ids})",
+    )
+
+
 # SQLite: the index entries of written items, by :func:`sqlite_write`
-_SQLITE_DELETE_OLD = (  # parameter: the items' ids, a JSON array
-    f"INSERT INTO {TABLE}({TABLE}, rowid, {TEXT_COLUMN}) SELECT 'delete', id, {TEXT_COLUMN} "
-    f"FROM {WORDS_TABLE} WHERE id IN (SELECT value FROM json_each(?))"
-)
+_SQLITE_DELETE_OLD = sqlite_delete_statements("SELECT value FROM json_each(?)")[0]  # ids: JSON
 _SQLITE_INSERT = f"INSERT INTO {TABLE}(rowid, {TEXT_COLUMN}) VALUES (?, ?)"
 _SQLITE_STORE = f"INSERT OR REPLACE INTO {WORDS_TABLE}(id, {TEXT_COLUMN}) VALUES (?, ?)"
 
@@ -439,17 +449,6 @@ def parse_query(text: object) -> FtsQuery:
 FTS5_TABLE = sa.table(TABLE, sa.column("rowid", sa.Integer), sa.column("rank"), sa.column(TABLE))
 _fts5 = FTS5_TABLE
 _vector = sa.literal_column(f"pubsub_items.{VECTOR_COLUMN}", TSVECTOR)
-
-
-def sqlite_delete_statements(ids: str) -> tuple[str, str]:
-    """SQLite: the statements deleting the index entries, then the words, of the items
-    whose ids the subquery ``ids`` (SQL text of the caller's, never a user's value)
-    selects: set-based, what the delete trigger does row by row."""
-    return (
-        f"INSERT INTO {TABLE}({TABLE}, rowid, {TEXT_COLUMN}) SELECT 'delete', id, "
-        f"{TEXT_COLUMN} FROM {WORDS_TABLE} WHERE id IN ({ids})",
-        f"DELETE FROM {WORDS_TABLE} WHERE id IN ({ids})",
-    )
 
 
 def match(
