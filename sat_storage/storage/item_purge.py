@@ -1,13 +1,17 @@
-"""The purge's delete of cached items: set-based on SQLite, where triggers run per row.
+"""The purge of cached items: set-based on SQLite, where triggers run per row.
 
 SQLite has row triggers only: deleting N items runs the count trigger
 (:mod:`sat_storage.item_counts`), the full-text delete trigger (:mod:`sat_storage.fts`)
 and the sort values' delete trigger (:mod:`sat_storage.sort_values`) N times each,
-which cost more than the delete itself. The purge does their work with one statement
-each instead, in its own transaction (which holds SQLite's write lock from its
-``BEGIN IMMEDIATE``: no other writer comes in between):
+which cost more than the delete itself. :func:`purge_sqlite` does their work with one
+statement each instead, in one transaction (which holds SQLite's write lock from its
+``BEGIN IMMEDIATE``: no other writer comes in between), all of it on the driver
+(:meth:`.Gateway.write`: no Session, no SQLAlchemy execution per statement; for a
+purge of a few items that machinery cost more than the statements):
 
-1. it reads the ids (and nodes) of the matching items, once; with none, it stops;
+1. it reads the ids (and nodes) of the matching items, once (the filters compiled
+   for the driver, :meth:`.ItemFilters.clauses` with the dates as stored); with
+   none, it stops (no DDL: a purge that matches nothing changes no schema cookie);
 2. it drops those three triggers (their text is read from ``sqlite_master`` first);
 3. it takes each touched node's deleted items off its ``item_count`` and adds one to
    its ``items_version`` (what the PostgreSQL statement trigger does);
@@ -16,37 +20,34 @@ each instead, in its own transaction (which holds SQLite's write lock from its
    their words, one the items: each by the ids, given as one JSON array parameter;
 5. it creates the triggers again, from their own text.
 
-Steps 2-5 run on the driver's connection with constant SQL text (no per-statement
-SQLAlchemy execution: for a purge of a few items, that machinery cost more than the
-statements).
-
 Schema changes are transactional in SQLite: no other connection (another process, a
 ``sqlite3`` shell) ever sees the triggers missing, so every other write is still
 counted by them; a purge that fails is rolled back with its ``DROP``. Readers of other
 connections prepare their statements again after the commit (the schema cookie
 changed): a purge is a maintenance operation, not a hot path. When the triggers are not
-all there (a database between migrations), the purge is a plain ``DELETE``.
+all there (a database between migrations), the items are deleted by their ids alone
+and whatever triggers there are do the rest.
 
-PostgreSQL: a plain ``DELETE`` (its count and sort values triggers run once per
-statement already).
+PostgreSQL (:func:`purge_txn`): a plain ``DELETE`` per chunk of the filters (its
+count and sort values triggers run once per statement already).
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections import Counter
-from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from sat_storage import fts, item_counts, sort_values
-from sat_storage.models import PubsubItem
+from sat_storage.driver_write import Writer, bind, compile_driver
+from sat_storage.item_counts import lock_nodes_txn
+from sat_storage.models import PubsubItem, PubsubNode
+from sat_storage.storage.pubsub_filters import ItemFilters
 
-__all__ = ["SUSPENDED_TRIGGERS", "delete_items_txn"]
+__all__ = ["SUSPENDED_TRIGGERS", "purge_sqlite", "purge_sqlite_txn", "purge_txn"]
 
 _ITEMS = PubsubItem.__table__
 #: the SQLite row triggers the purge replaces by set-based statements
@@ -56,10 +57,11 @@ _TRIGGERS_SQL = (
     "AND tbl_name = 'pubsub_items' AND name IN (?, ?, ?)"
 )
 _IDS = "SELECT value FROM json_each(?)"  # the ids: one parameter, a JSON array
+_DELETE_ITEMS = f"DELETE FROM pubsub_items WHERE id IN ({_IDS})"
 _DELETES = (
     f"DELETE FROM {sort_values.TABLE} WHERE item_id IN ({_IDS})",
     *fts.sqlite_delete_statements(_IDS),
-    f"DELETE FROM pubsub_items WHERE id IN ({_IDS})",
+    _DELETE_ITEMS,
 )
 _COUNT_UPDATE = (
     f"UPDATE pubsub_nodes SET {item_counts.COUNT_COLUMN} = {item_counts.COUNT_COLUMN} - ?, "
@@ -67,51 +69,50 @@ _COUNT_UPDATE = (
 )
 
 
-def delete_items_txn(session: Session, clauses: Sequence[sa.ColumnElement[bool]]) -> int:
-    """Delete the items matching ``clauses`` (on ``pubsub_items``); how many.
-
-    The nodes' counts and versions, the sort values and the full-text entries follow
-    in the same transaction, as with the triggers (see the module docstring).
-    """
-    if session.get_bind().dialect.name != "sqlite":
-        return session.execute(sa.delete(_ITEMS).where(*clauses)).rowcount
-    rows = session.execute(sa.select(_ITEMS.c.id, _ITEMS.c.node_id).where(*clauses)).all()
+def purge_sqlite(sql: Writer, filters: ItemFilters) -> int:
+    """SQLite: delete the items matching ``filters``, in the transaction of ``sql``
+    (write-locked); how many. The nodes' counts and versions, the sort values and
+    the full-text entries follow (see the module docstring)."""
+    rows: list[Any] = []
+    for clauses in filters.clauses(sql.dialect):
+        statement = sa.select(_ITEMS.c.id, _ITEMS.c.node_id).where(*clauses)
+        compiled = compile_driver(statement, sql.dialect, ())
+        rows += sql.fetch(compiled[0], bind(compiled, {}))
     if not rows:
         return 0
-    raw = session.connection().connection.driver_connection
-    run = _Driver(raw.cursor())
+    ids = (json.dumps([item_id for item_id, _node in rows]),)
+    triggers = sql.fetch(_TRIGGERS_SQL, SUSPENDED_TRIGGERS)
+    if len(triggers) != len(SUSPENDED_TRIGGERS):
+        sql.execute(_DELETE_ITEMS, ids)  # the triggers there do their part
+        return len(rows)
+    for name, _text in triggers:
+        sql.execute(f'DROP TRIGGER "{name}"')  # one of our constant names
     try:
-        triggers = run(_TRIGGERS_SQL, SUSPENDED_TRIGGERS).fetchall()
-        if len(triggers) != len(SUSPENDED_TRIGGERS):
-            return session.execute(sa.delete(_ITEMS).where(*clauses)).rowcount
-        for name, _sql in triggers:
-            run(f'DROP TRIGGER "{name}"')  # one of our constant names
-        try:
-            per_node = Counter(node_id for _id, node_id in rows)
-            run(_COUNT_UPDATE, [(n, node) for node, n in per_node.items()])
-            ids = (json.dumps([item_id for item_id, _node in rows]),)
-            for statement in _DELETES:
-                deleted = run(statement, ids).rowcount
-            return deleted  # the items' DELETE (the last one): every row read above
-        finally:
-            for _name, sql in triggers:
-                run(sql)
+        per_node = Counter(node_id for _id, node_id in rows)
+        sql.execute(_COUNT_UPDATE, [(n, node) for node, n in per_node.items()])
+        for statement in _DELETES:
+            sql.execute(statement, ids)
+    finally:  # (also after an error: a caller going on in this transaction keeps them)
+        for _name, text in triggers:
+            sql.execute(text)
+    return len(rows)  # every row read above: no other writer came in between
+
+
+def purge_sqlite_txn(session: Session, filters: ItemFilters) -> int:
+    """:func:`purge_sqlite` in ``session``'s transaction (on its driver connection)."""
+    raw = session.connection().connection.driver_connection
+    writer = Writer(raw.cursor(), session.get_bind())  # type: ignore[arg-type]
+    try:
+        return purge_sqlite(writer, filters)
     finally:
-        run.cursor.close()
+        writer.cursor.close()
 
 
-class _Driver:
-    """Constant SQL on a ``sqlite3`` cursor, its errors raised as SQLAlchemy raises them
-    (``DBAPIError`` subclasses: the gateway and callers see the same errors as from a
-    ``Session``)."""
-
-    def __init__(self, cursor: sqlite3.Cursor) -> None:
-        self.cursor = cursor
-
-    def __call__(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
-        try:
-            if isinstance(params, list):
-                return self.cursor.executemany(sql, params)
-            return self.cursor.execute(sql, params)
-        except sqlite3.Error as e:
-            raise DBAPIError.instance(sql, params, e, sqlite3.Error) from e
+def purge_txn(session: Session, filters: ItemFilters) -> int:
+    """PostgreSQL: delete the items matching ``filters`` in ``session``'s transaction
+    (their nodes locked first); how many."""
+    deleted = 0
+    for clauses in filters.clauses():
+        lock_nodes_txn(session, PubsubNode.id.in_(sa.select(PubsubItem.node_id).where(*clauses)))
+        deleted += session.execute(sa.delete(_ITEMS).where(*clauses)).rowcount
+    return deleted

@@ -17,14 +17,17 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import ColumnElement, select
+from sqlalchemy.engine import Dialect
 from twisted.words.protocols.jabber import jid
 
+from sat_storage import engines
 from sat_storage.models import PubsubItem, PubsubNode
 from sat_storage.storage.base import check_type
 from sat_storage.storage.checks import batched, check_strings
 
 __all__ = ["Filters", "ItemFilters", "in_filters", "node_filters", "profile_ids"]
 
+_CREATED, _UPDATED = PubsubItem.__table__.c.created, PubsubItem.__table__.c.updated
 Filters = list[tuple[Any, list[Any] | None]]  # (column, values or None = no filter)
 ProfileId = Callable[[str], int]  # profile name -> id (ProfileUnknownError if unknown)
 
@@ -133,16 +136,20 @@ class ItemFilters:
         """True when a node filter is an empty list."""
         return matches_nothing(self.nodes)
 
-    def clauses(self) -> Iterator[list[ColumnElement[bool]]]:
+    def clauses(self, dialect: Dialect | None = None) -> Iterator[list[ColumnElement[bool]]]:
         """WHERE clauses on ``pubsub_items``, one list per chunk of the node filters.
 
         The lists select disjoint sets of items which, together, are the matching ones.
+        With ``dialect``, the dates are bound as that dialect stores them (values that
+        need no processing: the clauses compile for the driver,
+        :func:`~sat_storage.driver_write.compile_driver`).
         """
         dates = []
-        if self.created_before is not None:
-            dates.append(PubsubItem.created < self.created_before)
-        if self.updated_before is not None:
-            dates.append(PubsubItem.updated < self.updated_before)
+        for column, value in ((_CREATED, self.created_before), (_UPDATED, self.updated_before)):
+            if value is not None:
+                if dialect is not None:
+                    value = sa.literal(engines.db_value(dialect, column, value))
+                dates.append(column < value)
         if all(values is None for _, values in self.nodes):
             yield dates
             return

@@ -31,6 +31,7 @@ from sat_storage.driver_write import DriverSQL, SessionSQL
 from sat_storage.exceptions import NotFound
 from sat_storage.item_counts import lock_nodes_txn
 from sat_storage.models import PubsubItem, PubsubNode, utcnow
+from sat_storage.storage import item_purge
 from sat_storage.storage.base import StorageBase, as_deferred, check_type
 from sat_storage.storage.checks import (
     batched,
@@ -39,7 +40,6 @@ from sat_storage.storage.checks import (
     check_text,
     unstorable,
 )
-from sat_storage.storage.item_purge import delete_items_txn
 from sat_storage.storage.item_rows import build_item_rows, item_rows, write_item_rows
 from sat_storage.storage.items_query import MAX_ITEMS_BATCH
 from sat_storage.storage.page_cache import dropping_pages
@@ -251,11 +251,10 @@ class PubsubItemsStore(StorageBase):
 
     @staticmethod
     def purge_pubsub_items_txn(session: Session, filters: ItemFilters) -> int:
-        deleted = 0
-        for clauses in filters.clauses():
-            lock_nodes_txn(session, PubsubNode.id.in_(select(PubsubItem.node_id).where(*clauses)))
-            deleted += delete_items_txn(session, clauses)
-        return deleted
+        """:meth:`purge_pubsub_items` (checked ``filters``) in ``session``'s transaction."""
+        if session.get_bind().dialect.name == "sqlite":
+            return item_purge.purge_sqlite_txn(session, filters)
+        return item_purge.purge_txn(session, filters)
 
     @as_deferred
     def purge_pubsub_items(
@@ -287,7 +286,11 @@ class PubsubItemsStore(StorageBase):
         )
         if filters.matches_nothing:
             return defer.succeed(0)
-        return self.db.run(self.purge_pubsub_items_txn, filters).addBoth(dropping_pages(self))
+        if self.dialect == "sqlite":  # on the driver alone (item_purge)
+            d = self.db.write(item_purge.purge_sqlite, filters)
+        else:
+            d = self.db.run(self.purge_pubsub_items_txn, filters)
+        return d.addBoth(dropping_pages(self))
 
     @staticmethod
     def count_pubsub_items_txn(session: Session, filters: ItemFilters) -> int:

@@ -13,7 +13,9 @@ from twisted.trial.unittest import TestCase
 
 from sat_storage import engines
 from sat_storage.models import PubsubItem
+from sat_storage.storage.checks import IN_BATCH
 from sat_storage.storage.item_purge import SUSPENDED_TRIGGERS
+from sat_storage.storage.pubsub_filters import ItemFilters
 from twisted_tests.db import make_storage, only_on, storage_with_profiles
 from twisted_tests.storage.pubsub_helpers import OTHER_SERVICE, SERVICE, Client, make_items
 from twisted_tests.storage.test_item_counts import counters
@@ -182,3 +184,39 @@ class ItemPurgeTests(TestCase):
         await self.storage.purge_pubsub_items(services=[SERVICE])
         self.raw().execute("DELETE FROM pubsub_items WHERE name = 'x'")
         self.assertEqual(await self.sort_values(), (0, 1))
+
+    async def test_purge_in_a_transaction(self) -> None:
+        """``purge_pubsub_items_txn`` in a caller's transaction deletes what the purge
+        deletes, with the counts and index entries, and the caller's own writes of that
+        transaction are kept."""
+        filters = ItemFilters.check(self.storage.get_profile_id, [SERVICE])
+
+        def txn(session: Session) -> int:
+            purged = self.storage.purge_pubsub_items_txn(session, filters)
+            stmt = update(PubsubItem).where(PubsubItem.name == "x").values(updated=OLD)
+            session.execute(stmt)
+            return purged
+
+        self.assertEqual(await self.storage.db.run(txn), 3)
+        count, _version, rows = await counters(self.storage, self.node)
+        self.assertEqual((count, rows), (0, 0))
+        self.assertEqual(await self.full_text_entries(), 2)
+        self.assertEqual(await self.storage.purge_pubsub_items(updated_before=CUTOFF), 1)
+
+    async def test_filters_in_chunks_with_dates(self) -> None:
+        """Filter lists longer than one chunk of bound values, a ``None`` among the types
+        and both dates select exactly the items they name (no item twice, none of the
+        nodes not named), with the counts following."""
+        names = [f"n{index:04d}" for index in range(IN_BATCH + 5)]
+        await self.age("a", "b", "x")
+        later = datetime(2030, 1, 1, tzinfo=UTC)
+        purged = await self.storage.purge_pubsub_items(
+            names=[*names, "blog"],
+            types=[None, *names],
+            created_before=later,
+            updated_before=CUTOFF,
+        )
+        self.assertEqual(purged, 3)
+        self.assertEqual((await counters(self.storage, self.node))[::2], (1, 1))
+        self.assertEqual((await counters(self.storage, self.other))[::2], (1, 1))
+        self.assertEqual(await self.full_text_entries(), 2)
