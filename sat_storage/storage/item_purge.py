@@ -28,8 +28,8 @@ changed): a purge is a maintenance operation, not a hot path. When the triggers 
 all there (a database between migrations), the items are deleted by their ids alone
 and whatever triggers there are do the rest.
 
-PostgreSQL (:func:`purge_txn`): a plain ``DELETE`` per chunk of the filters (its
-count and sort values triggers run once per statement already).
+PostgreSQL: :mod:`sat_storage.storage.item_purge_pg` (its count and sort values
+triggers run once per statement already).
 """
 
 from __future__ import annotations
@@ -43,11 +43,10 @@ from sqlalchemy.orm import Session
 
 from sat_storage import fts, item_counts, sort_values
 from sat_storage.driver_write import Writer, bind, compile_driver
-from sat_storage.item_counts import lock_nodes_txn
-from sat_storage.models import PubsubItem, PubsubNode
+from sat_storage.models import PubsubItem
 from sat_storage.storage.pubsub_filters import ItemFilters
 
-__all__ = ["SUSPENDED_TRIGGERS", "purge_sqlite", "purge_sqlite_txn", "purge_txn"]
+__all__ = ["SUSPENDED_TRIGGERS", "purge_sqlite", "purge_sqlite_txn"]
 
 _ITEMS = PubsubItem.__table__
 #: the SQLite row triggers the purge replaces by set-based statements
@@ -106,13 +105,3 @@ def purge_sqlite_txn(session: Session, filters: ItemFilters) -> int:
         return purge_sqlite(writer, filters)
     finally:
         writer.cursor.close()
-
-
-def purge_txn(session: Session, filters: ItemFilters) -> int:
-    """PostgreSQL: delete the items matching ``filters`` in ``session``'s transaction
-    (their nodes locked first); how many."""
-    deleted = 0
-    for clauses in filters.clauses():
-        lock_nodes_txn(session, PubsubNode.id.in_(sa.select(PubsubItem.node_id).where(*clauses)))
-        deleted += session.execute(sa.delete(_ITEMS).where(*clauses)).rowcount
-    return deleted

@@ -40,6 +40,7 @@ from sat_storage.storage.checks import (
     check_text,
     unstorable,
 )
+from sat_storage.storage.item_purge_pg import purge_postgresql
 from sat_storage.storage.item_rows import build_item_rows, item_rows, write_item_rows
 from sat_storage.storage.items_query import MAX_ITEMS_BATCH
 from sat_storage.storage.page_cache import dropping_pages
@@ -254,7 +255,7 @@ class PubsubItemsStore(StorageBase):
         """:meth:`purge_pubsub_items` (checked ``filters``) in ``session``'s transaction."""
         if session.get_bind().dialect.name == "sqlite":
             return item_purge.purge_sqlite_txn(session, filters)
-        return item_purge.purge_txn(session, filters)
+        return purge_postgresql(SessionSQL(session), filters)
 
     @as_deferred
     def purge_pubsub_items(
@@ -288,8 +289,8 @@ class PubsubItemsStore(StorageBase):
             return defer.succeed(0)
         if self.dialect == "sqlite":  # on the driver alone (item_purge)
             d = self.db.write(item_purge.purge_sqlite, filters)
-        else:
-            d = self.db.run(self.purge_pubsub_items_txn, filters)
+        else:  # PostgreSQL, on the driver alone too (item_purge_pg)
+            d = self.db.write(purge_postgresql, filters)
         return d.addBoth(dropping_pages(self))
 
     @staticmethod
