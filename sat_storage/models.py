@@ -437,7 +437,8 @@ class PubsubItem(Base):
         # keyset paging in creation order (id) and modification order (updated, id)
         Index("pubsub_items__node_id_id", "node_id", "id"),
         Index("pubsub_items__node_id_updated_id", "node_id", "updated", "id"),
-        Index("pubsub_items__created", "created"),
+        # searches ordered by modification across nodes; none on created (revision 0010:
+        # only the purge's created_before filter could read it, creation order is id's)
         Index("pubsub_items__updated", "updated"),
     )
 

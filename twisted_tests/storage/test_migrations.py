@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -713,6 +713,53 @@ class MigrationStepTests(TestCase):
             self.assertEqual(found(connection, "zebra"), [])
 
         check_step(self, "0009", before_upgrade=cached, after_upgrade=moved,
+                   after_downgrade=back)  # fmt: skip
+
+    def test_step_0010(self) -> None:
+        """0010 drops the index on items' creation time (a purge by creation date still
+        finds its items) and, on SQLite, sizes FTS5's leaves to the file's pages (8 KiB:
+        8,100 bytes; the index still finds its entries); downgrade brings both back."""
+        from sat_storage import fts
+
+        sqlite = test_dialect() == "sqlite"
+
+        def item_indexes(connection: Connection) -> set[str]:
+            return {index["name"] for index in inspect(connection).get_indexes("pubsub_items")}
+
+        def leaf_size(connection: Connection) -> int | None:
+            rows = connection.exec_driver_sql(
+                f"SELECT v FROM {fts.TABLE}_config WHERE k = 'pgsz'"
+            ).scalars()
+            return rows.one_or_none()
+
+        def older(connection: Connection) -> int:
+            stmt = sa.select(sa.func.count()).where(items_0001.c.created < WHEN + timedelta(1))
+            return connection.execute(stmt).scalar_one()
+
+        def cached(connection: Connection) -> None:
+            add_item(connection)
+            index_words(connection, 1, fts.item_text(ITEM_XML), head=True)
+            self.assertIn("pubsub_items__created", item_indexes(connection))
+
+        def dropped(connection: Connection) -> None:
+            self.assertNotIn("pubsub_items__created", item_indexes(connection))
+            self.assertIn("pubsub_items__updated", item_indexes(connection))
+            self.assertEqual(older(connection), 1)
+            if sqlite:
+                page = connection.exec_driver_sql("PRAGMA page_size").scalar_one()
+                self.assertEqual(page, 8192)  # the storage's new files
+                self.assertEqual(leaf_size(connection), 8100)
+                connection.exec_driver_sql(
+                    f"INSERT INTO {fts.TABLE}({fts.TABLE}, rank) VALUES ('integrity-check', 1)"
+                )
+
+        def back(connection: Connection) -> None:
+            self.assertIn("pubsub_items__created", item_indexes(connection))
+            self.assertEqual(older(connection), 1)
+            if sqlite:
+                self.assertEqual(leaf_size(connection), 4050)  # FTS5's default
+
+        check_step(self, "0010", before_upgrade=cached, after_upgrade=dropped,
                    after_downgrade=back)  # fmt: skip
 
     def test_downgrade_0003_refuses_big_sizes(self) -> None:
