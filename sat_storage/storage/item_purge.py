@@ -10,7 +10,7 @@ statement each instead, in one transaction (which holds SQLite's write lock from
 purge of a few items that machinery cost more than the statements):
 
 1. it reads the ids (and nodes) of the matching items, once (the filters compiled
-   for the driver, :meth:`.ItemFilters.clauses` with the dates as stored); with
+   for the driver once per shape, with the dates as stored: :func:`_id_read`); with
    none, it stops (no DDL: a purge that matches nothing changes no schema cookie);
 2. it drops those three triggers (their text is read from ``sqlite_master`` first);
 3. it takes each touched node's deleted items off its ``item_count`` and adds one to
@@ -39,12 +39,13 @@ from collections import Counter
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
 from sat_storage import fts, item_counts, sort_values
-from sat_storage.driver_write import Writer, bind, compile_driver
+from sat_storage.driver_write import CompiledWrite, Writer, bind, compile_driver
 from sat_storage.models import PubsubItem
-from sat_storage.storage.pubsub_filters import ItemFilters
+from sat_storage.storage.pubsub_filters import Chunk, ItemFilters
 
 __all__ = ["SUSPENDED_TRIGGERS", "purge_sqlite", "purge_sqlite_txn"]
 
@@ -62,6 +63,9 @@ _DELETES = (
     *fts.sqlite_delete_statements(_IDS),
     _DELETE_ITEMS,
 )
+#: the id reads compiled (:func:`_id_read`), by shape; at most this many kept
+_ID_READS: dict[tuple[Any, ...], str] = {}
+_ID_READS_KEPT = 256
 _COUNT_UPDATE = (
     f"UPDATE pubsub_nodes SET {item_counts.COUNT_COLUMN} = {item_counts.COUNT_COLUMN} - ?, "
     f"{item_counts.VERSION_COLUMN} = {item_counts.VERSION_COLUMN} + 1 WHERE id = ?"
@@ -73,10 +77,9 @@ def purge_sqlite(sql: Writer, filters: ItemFilters) -> int:
     (write-locked); how many. The nodes' counts and versions, the sort values and
     the full-text entries follow (see the module docstring)."""
     rows: list[Any] = []
-    for clauses in filters.clauses(sql.dialect):
-        statement = sa.select(_ITEMS.c.id, _ITEMS.c.node_id).where(*clauses)
-        compiled = compile_driver(statement, sql.dialect, ())
-        rows += sql.fetch(compiled[0], bind(compiled, {}))
+    dates = filters.dates(sql.dialect)
+    for chunks in filters.node_chunks():
+        rows += sql.fetch(*_id_read(sql.dialect, chunks, dates))
     if not rows:
         return 0
     ids = (json.dumps([item_id for item_id, _node in rows]),)
@@ -95,6 +98,48 @@ def purge_sqlite(sql: Writer, filters: ItemFilters) -> int:
         for _name, text in triggers:
             sql.execute(text)
     return len(rows)  # every row read above: no other writer came in between
+
+
+def _id_read(
+    dialect: Dialect, chunks: list[Chunk] | None, dates: list[tuple[Any, Any]]
+) -> tuple[str, tuple[Any, ...]]:
+    """The driver SQL reading ``(id, node_id)`` of the items of the nodes of ``chunks``
+    (None: every node) older than ``dates`` (stored values), and its parameters.
+
+    The SQL is compiled once per shape (which filters, how many values each, with None
+    or not, which dates): its parameters are the filters' values in order, then the
+    dates', which the first compilation of a shape checks, on distinct stand-in values
+    (a shape that would bind otherwise is compiled at each call instead).
+    """
+    shape = (
+        dialect.name,
+        None if chunks is None else tuple((c.key, len(p), none) for c, p, none in chunks),
+        tuple(column.key for column, _value in dates),
+    )
+    params = (*(v for _c, present, _n in chunks or () for v in present), *(v for _c, v in dates))
+    sql = _ID_READS.get(shape)
+    if sql is None:
+        stand_ins = [f"\x00{index}" for index in range(len(params))]
+        values = iter(stand_ins)
+        probe = (
+            None if chunks is None else [(c, [next(values) for _ in p], n) for c, p, n in chunks]
+        )
+        compiled = _compiled_read(dialect, probe, [(column, next(values)) for column, _v in dates])
+        if list(bind(compiled, {})) != stand_ins:  # (not the order assumed)
+            compiled = _compiled_read(dialect, chunks, dates)
+            return compiled[0], tuple(bind(compiled, {}))
+        if len(_ID_READS) >= _ID_READS_KEPT:
+            _ID_READS.clear()
+        sql = _ID_READS[shape] = compiled[0]
+    return sql, params
+
+
+def _compiled_read(
+    dialect: Dialect, chunks: list[Chunk] | None, dates: list[tuple[Any, Any]]
+) -> CompiledWrite:
+    clauses = ItemFilters.chunk_clauses(chunks, [c < sa.literal(v) for c, v in dates])
+    statement = sa.select(_ITEMS.c.id, _ITEMS.c.node_id).where(*clauses)
+    return compile_driver(statement, dialect, ())
 
 
 def purge_sqlite_txn(session: Session, filters: ItemFilters) -> int:

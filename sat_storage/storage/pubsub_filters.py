@@ -25,11 +25,46 @@ from sat_storage.models import PubsubItem, PubsubNode
 from sat_storage.storage.base import check_type
 from sat_storage.storage.checks import batched, check_strings
 
-__all__ = ["Filters", "ItemFilters", "in_filters", "node_filters", "profile_ids"]
+__all__ = [
+    "Chunk", "Filters", "ItemFilters", "chunk_clauses", "in_chunks", "in_filters", "node_filters",
+    "profile_ids",
+]  # fmt: skip
 
 _CREATED, _UPDATED = PubsubItem.__table__.c.created, PubsubItem.__table__.c.updated
 Filters = list[tuple[Any, list[Any] | None]]  # (column, values or None = no filter)
 ProfileId = Callable[[str], int]  # profile name -> id (ProfileUnknownError if unknown)
+
+
+#: one chunk of a filter: (column, its values in the chunk but None, whether None is one)
+Chunk = tuple[Any, list[Any], bool]
+
+
+def in_chunks(filters: Filters) -> Iterator[list[Chunk]]:
+    """The chunks of ``column IN values`` filters (see :func:`in_filters`): one list
+    per combination, of one :data:`Chunk` per filter that is not None."""
+    active = [
+        (column, list(dict.fromkeys(values))) for column, values in filters if values is not None
+    ]
+    # an empty list still gives one (empty) chunk: its clause matches nothing
+    per_filter = [
+        [(column, chunk) for chunk in list(batched(values)) or [values]]
+        for column, values in active
+    ]
+    for combination in itertools.product(*per_filter):
+        chunks = []
+        for column, chunk in combination:
+            present = [value for value in chunk if value is not None]
+            chunks.append((column, present, len(present) != len(chunk)))
+        yield chunks
+
+
+def chunk_clauses(chunks: list[Chunk]) -> list[ColumnElement[bool]]:
+    """The WHERE clauses of one combination of :func:`in_chunks`."""
+    clauses = []
+    for column, present, with_null in chunks:
+        clause = column.in_(present)
+        clauses.append(sa.or_(clause, column.is_(None)) if with_null else clause)
+    return clauses
 
 
 def in_filters(filters: Filters) -> Iterator[list[ColumnElement[bool]]]:
@@ -40,23 +75,8 @@ def in_filters(filters: Filters) -> Iterator[list[ColumnElement[bool]]]:
     selected by two of them. ``None`` filters are left out; a ``None`` inside a list
     of values matches SQL NULL.
     """
-    active = [
-        (column, list(dict.fromkeys(values))) for column, values in filters if values is not None
-    ]
-    # an empty list still gives one (empty) chunk: its clause matches nothing
-    per_filter = [
-        [(column, chunk) for chunk in list(batched(values)) or [values]]
-        for column, values in active
-    ]
-    for combination in itertools.product(*per_filter):
-        clauses = []
-        for column, chunk in combination:
-            present = [value for value in chunk if value is not None]
-            clause = column.in_(present)
-            if len(present) != len(chunk):
-                clause = sa.or_(clause, column.is_(None))
-            clauses.append(clause)
-        yield clauses
+    for chunks in in_chunks(filters):
+        yield chunk_clauses(chunks)
 
 
 def matches_nothing(filters: Filters) -> bool:
@@ -144,15 +164,37 @@ class ItemFilters:
         need no processing: the clauses compile for the driver,
         :func:`~sat_storage.driver_write.compile_driver`).
         """
+        dates = [
+            column < (value if dialect is None else sa.literal(value))
+            for column, value in self.dates(dialect)
+        ]
+        for chunks in self.node_chunks():
+            yield self.chunk_clauses(chunks, dates)
+
+    def dates(self, dialect: Dialect | None = None) -> list[tuple[Any, Any]]:
+        """The dates set, as ``(pubsub_items column, the value it is before)``
+        (``created`` first); with ``dialect``, the value as that dialect stores it."""
         dates = []
         for column, value in ((_CREATED, self.created_before), (_UPDATED, self.updated_before)):
             if value is not None:
-                if dialect is not None:
-                    value = sa.literal(engines.db_value(dialect, column, value))
-                dates.append(column < value)
+                dates.append(
+                    (column, value if dialect is None else engines.db_value(dialect, column, value))
+                )
+        return dates
+
+    def node_chunks(self) -> Iterator[list[Chunk] | None]:
+        """The node filters' chunks (:func:`in_chunks`); None once: no node filter."""
         if all(values is None for _, values in self.nodes):
-            yield dates
-            return
-        for node_clauses in in_filters(self.nodes):
-            nodes = select(PubsubNode.id).where(*node_clauses)
-            yield [PubsubItem.node_id.in_(nodes), *dates]
+            yield None
+        else:
+            yield from in_chunks(self.nodes)
+
+    @staticmethod
+    def chunk_clauses(
+        chunks: list[Chunk] | None, dates: list[ColumnElement[bool]]
+    ) -> list[ColumnElement[bool]]:
+        """The clauses of the items of the nodes of ``chunks`` (None: every node) with ``dates``."""
+        if chunks is None:
+            return list(dates)
+        nodes = select(PubsubNode.id).where(*chunk_clauses(chunks))
+        return [PubsubItem.node_id.in_(nodes), *dates]

@@ -220,3 +220,17 @@ class ItemPurgeTests(TestCase):
         self.assertEqual((await counters(self.storage, self.node))[::2], (1, 1))
         self.assertEqual((await counters(self.storage, self.other))[::2], (1, 1))
         self.assertEqual(await self.full_text_entries(), 2)
+
+    async def test_same_shape_other_values(self) -> None:
+        """Purges whose filters have the same shape (the statement compiled once) and
+        other values each delete their own items only."""
+        third = await self.storage.set_pubsub_node(self.alice, SERVICE, "news")
+        await self.storage.cache_pubsub_items(self.alice, third, make_items(list("mn")))
+        for name, expected in (("news", 2), ("blog", 5), ("news", 0)):
+            self.assertEqual(await self.storage.purge_pubsub_items(names=[name]), expected)
+        self.assertEqual(await self.full_text_entries(), 0)
+        await self.storage.cache_pubsub_items(self.alice, third, make_items(list("mn")))
+        await self.storage.cache_pubsub_items(self.alice, self.node, make_items(list("ab")))
+        purged = await self.storage.purge_pubsub_items(services=[SERVICE], names=["news"])
+        self.assertEqual(purged, 2)
+        self.assertEqual((await counters(self.storage, self.node))[::2], (2, 2))
