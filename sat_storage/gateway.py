@@ -1,7 +1,8 @@
 """The thread boundary: one gateway owns the engine and the database threads.
 
 Callers hand over a synchronous function that receives a SQLAlchemy ``Session``;
-the gateway runs it in its own Twisted thread pool inside one transaction (commit
+the gateway runs it in its own database threads
+(:class:`~sat_storage.db_threads.DatabaseThreads`) inside one transaction (commit
 on return, rollback on raise) and returns a Deferred with its result. Hot read-only
 work (the newest or oldest page of ``get_items``, a search asked again) may instead
 go through :meth:`Gateway.read`: the function receives a
@@ -21,10 +22,10 @@ from typing import Any, TypeVar
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
-from twisted.internet import defer, threads
-from twisted.python.threadpool import ThreadPool
+from twisted.internet import defer
 
 from sat_storage import engines
+from sat_storage.db_threads import DatabaseThreads
 from sat_storage.driver_sql import Reader
 from sat_storage.driver_write import Writer
 from sat_storage.wal_changes import WalChanges
@@ -39,12 +40,12 @@ THREAD_NAME = "sat_storage-db"
 _PENDING = object()
 
 
-def _retrying(attempt: Callable[[], T]) -> T:
-    """``attempt()``, again after a transient error, at most ``TRANSIENT_ATTEMPTS``
+def _retrying(attempt: Callable[..., T], *args: Any) -> T:
+    """``attempt(*args)``, again after a transient error, at most ``TRANSIENT_ATTEMPTS``
     times in all; every other error is passed on at once."""
     for number in range(1, TRANSIENT_ATTEMPTS + 1):
         try:
-            return attempt()
+            return attempt(*args)
         except Exception as e:
             if number == TRANSIENT_ATTEMPTS or not engines.is_transient(e):
                 raise
@@ -77,10 +78,11 @@ class GatewayClosed(RuntimeError):
 
 
 class Gateway:
-    """Runs transactions in a dedicated thread pool and returns Deferreds.
+    """Runs transactions in its own database threads and returns Deferreds.
 
-    The pool is stopped by :meth:`close`, or before the reactor shuts down (pending
-    work is drained first, so its Deferreds still fire in the running reactor).
+    The threads (:attr:`pool`, a :class:`~sat_storage.db_threads.DatabaseThreads`)
+    are stopped by :meth:`close`, or before the reactor shuts down (pending work is
+    drained first, so its Deferreds still fire in the running reactor).
     """
 
     def __init__(self, engine: Engine, reactor: Any = None) -> None:
@@ -91,11 +93,7 @@ class Gateway:
         self.engine = engine
         self.reactor = reactor
         self.dialect_name = engine.dialect.name
-        self.pool = ThreadPool(
-            minthreads=0, maxthreads=engines.thread_count(engine), name=THREAD_NAME
-        )
-        self._pending = 0
-        self._drained: list[defer.Deferred[None]] = []
+        self.pool = DatabaseThreads(reactor, engines.thread_count(engine), THREAD_NAME)
         self._closed = False
         self._close_waiters: list[defer.Deferred[None]] = []
         self._close_outcome: object = _PENDING
@@ -104,7 +102,6 @@ class Gateway:
         #: a SQLite file: :meth:`read` keeps a connection of the pool (and its cursor)
         self._sqlite_file = engines.is_sqlite(engine) and bool(engines.sqlite_path(engine.url))
         self._read_connection: tuple[Any, Any] | None = None
-        self.pool.start()
         self._shutdown_trigger: Any = reactor.addSystemEventTrigger(
             "before", "shutdown", self._on_shutdown
         )
@@ -114,37 +111,10 @@ class Gateway:
         """True once :meth:`close` was called (no new work is accepted)."""
         return self._closed
 
-    def _defer(self, work: Callable[[], T]) -> defer.Deferred[T]:
+    def _defer(self, work: Callable[..., T], *args: Any) -> defer.Deferred[T]:
         if self._closed:
             return defer.fail(GatewayClosed("the storage is closed"))
-        self._pending += 1
-        try:
-            d = threads.deferToThreadPool(self.reactor, self.pool, work)
-        except BaseException:
-            self._done()
-            raise
-        # Count the work as done when it has finished, with a pass-through callback
-        # (no DeferredList on the caller's Deferred: its result and errors stay its own).
-        d.addBoth(self._done_passthrough)
-        return d
-
-    def _done_passthrough(self, result: T) -> T:
-        self._done()
-        return result
-
-    def _done(self) -> None:
-        self._pending -= 1
-        if self._pending == 0:
-            waiters, self._drained = self._drained, []
-            for waiter in waiters:
-                waiter.callback(None)
-
-    def _wait_drained(self) -> defer.Deferred[None]:
-        if self._pending == 0:
-            return defer.succeed(None)
-        waiter: defer.Deferred[None] = defer.Deferred()
-        self._drained.append(waiter)
-        return waiter
+        return self.pool.submit(work, *args)
 
     def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> defer.Deferred[T]:
         """Run ``fn(session, *args, **kwargs)`` in one transaction, in a DB thread.
@@ -163,7 +133,7 @@ class Gateway:
             finally:
                 session.close()
 
-        return self._defer(lambda: _retrying(attempt))
+        return self._defer(_retrying, attempt)
 
     def read(self, fn: Callable[..., T], *args: Any) -> defer.Deferred[T]:
         """Run ``fn(reader, *args)`` in a DB thread: read-only work on the driver alone.
@@ -181,15 +151,16 @@ class Gateway:
         ``fn`` must not write (it may run twice). Transient errors are retried as
         by :meth:`run`.
         """
+        return self._defer(_retrying, self._read_attempt, fn, args)
 
-        def attempt() -> T:
-            try:
-                return self._read_once(fn, args, pinged=False)
-            except _Lost as lost:
-                log.info("lost database connection on a read, read again: %s", lost.error)
-                return self._read_once(fn, args, pinged=True)
-
-        return self._defer(lambda: _retrying(attempt))
+    def _read_attempt(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        """One attempt of :meth:`read` (in the database thread): again at once on a
+        pinged connection when its connection was found lost."""
+        try:
+            return self._read_once(fn, args, pinged=False)
+        except _Lost as lost:
+            log.info("lost database connection on a read, read again: %s", lost.error)
+            return self._read_once(fn, args, pinged=True)
 
     def _read_once(self, fn: Callable[..., T], args: tuple[Any, ...], pinged: bool) -> T:
         """``fn(reader, *args)`` once (see :meth:`read`), the connection checked out
@@ -300,7 +271,7 @@ class Gateway:
                     pooled.invalidate(error)
                 pooled.close()
 
-        return self._defer(lambda: _retrying(attempt))
+        return self._defer(_retrying, attempt)
 
     def run_with_connection(
         self, fn: Callable[..., T], *args: Any, **kwargs: Any
@@ -329,7 +300,7 @@ class Gateway:
             else:
                 self.changes = changes
 
-        return self._defer(lambda: WalChanges.open(str(path))).addCallback(watching)
+        return self._defer(WalChanges.open, str(path)).addCallback(watching)
 
     def close(self) -> defer.Deferred[None]:
         """Refuse new work, wait for pending work, stop the threads, dispose the engine.
@@ -353,7 +324,7 @@ class Gateway:
             waiter.callback(outcome)
 
     async def _close(self) -> None:
-        await self._wait_drained()
+        await self.pool.drained()
         if self._shutdown_trigger is not None:
             try:
                 self.reactor.removeSystemEventTrigger(self._shutdown_trigger)
