@@ -39,6 +39,7 @@ __all__ = [
     "ITEM_READ_COLUMNS",
     "NODE_COLUMNS",
     "ItemRow",
+    "LAZY_START",
     "item_from_row",
     "items_from_rows",
     "node_from_row",
@@ -87,16 +88,21 @@ def readers(dialect: Dialect) -> tuple[Callable[[Any], Any] | None, ...]:
     return found
 
 
+#: where the :data:`LAZY` columns are in a row of :data:`ITEM_READ_COLUMNS`
+LAZY_START = 3
+
+
 class _Lazy:
     """A :data:`LAZY` column of a :class:`ItemRow`: converted on first read, kept.
 
     Assigning a value replaces it (as on an ORM entity).
     """
 
-    __slots__ = ("index", "slot")
+    __slots__ = ("index", "column", "slot")
 
     def __init__(self, index: int) -> None:
-        self.index = index
+        self.index = index  # in LAZY and in the readers
+        self.column = LAZY_START + index  # in the row
         self.slot: Any = None
 
     def __set_name__(self, owner: type, name: str) -> None:
@@ -108,7 +114,7 @@ class _Lazy:
         try:
             return self.slot.__get__(item, owner)
         except AttributeError:  # not read yet
-            raw = item._raw[self.index]
+            raw = item._row[self.column]
             reader = item._readers[self.index]
             value = raw if raw is None or reader is None else reader(raw)
             self.slot.__set__(item, value)
@@ -120,6 +126,11 @@ class _Lazy:
             item._xml_changed = True
 
 
+def _column(index: int, doc: str) -> property:
+    """A read-only attribute of :class:`ItemRow`: column ``index`` of its row as read."""
+    return property(lambda item: item._row[index], doc=doc)
+
+
 class ItemRow:
     """One cached item as the reads give it (see the module docstring).
 
@@ -129,13 +140,19 @@ class ItemRow:
     ``node`` (the :class:`~sat_storage.models.PubsubNode`, when the read knows it);
     plus :attr:`xml`, the stored XML text. It is not an ORM entity: saving a change
     goes through the storage's write methods, as for a detached entity.
+
+    It keeps the driver's row it was read from (:attr:`row`, never changed: the
+    read cache keeps it as it is), so building one is three assignments; ``id``,
+    ``node_id`` and ``name`` are read from it (not assignable).
     """
 
     __slots__ = (
-        "id", "node_id", "name", "node", "_raw", "_readers", "_xml_changed",
-        "_data", "_created", "_updated", "_parsed",
+        "_row", "_readers", "node", "_xml_changed", "_data", "_created", "_updated", "_parsed",
     )  # fmt: skip
 
+    id: Any = _column(0, "The item's row id.")
+    node_id: Any = _column(1, "Its node's id.")
+    name: Any = _column(2, "The item's id in its node.")
     data: Any = _Lazy(0)
     created: Any = _Lazy(1)
     updated: Any = _Lazy(2)
@@ -143,31 +160,30 @@ class ItemRow:
 
     def __init__(
         self,
-        id: int,  # noqa: A002 (the column's name)
-        node_id: int,
-        name: str,
-        raw: Sequence[Any],
+        row: Sequence[Any],
         row_readers: Sequence[Callable[[Any], Any] | None],
         node: PubsubNode | None = None,
     ) -> None:
-        self.id = id
-        self.node_id = node_id
-        self.name = name
-        self.node = node
-        self._raw = raw
+        self._row = row
         self._readers = row_readers
+        self.node = node
         self._xml_changed = False
+
+    @property
+    def row(self) -> Sequence[Any]:
+        """The driver's row the item was read from (:data:`ITEM_READ_COLUMNS` first)."""
+        return self._row
 
     @property
     def xml(self) -> str:
         """The item's XML text: as stored (no parsing), or of ``data`` once assigned."""
         if self._xml_changed:
             return to_xml(self.data)
-        return self._raw[0]
+        return self._row[LAZY_START]
 
     def copy(self) -> ItemRow:
         """The same item, its values not read yet: its ``data`` is its own element."""
-        return ItemRow(self.id, self.node_id, self.name, self._raw, self._readers, self.node)
+        return ItemRow(self._row, self._readers, self.node)
 
     def __repr__(self) -> str:
         return f"<ItemRow #{self.id} {self.name!r} of node #{self.node_id}>"
@@ -179,7 +195,7 @@ def item_from_row(
     node: PubsubNode | None = None,
 ) -> ItemRow:
     """The :class:`ItemRow` of a row of :data:`ITEM_READ_COLUMNS` (and possibly more)."""
-    return ItemRow(row[0], row[1], row[2], row[3:7], row_readers, node)
+    return ItemRow(row, row_readers, node)
 
 
 def items_from_rows(
@@ -187,20 +203,19 @@ def items_from_rows(
 ) -> list[ItemRow]:
     """The items of rows of :data:`ITEM_READ_COLUMNS`, all of ``node`` when given."""
     row_readers = readers(dialect)
-    return [ItemRow(r[0], r[1], r[2], r[3:7], row_readers, node) for r in rows]
+    return [ItemRow(row, row_readers, node) for row in rows]
 
 
-_STORED = operator.attrgetter("id", "node_id", "name", "_raw")
+_ROW = operator.attrgetter("_row")
 
 
 def stored_rows(
     items: Sequence[ItemRow],
-) -> tuple[tuple[tuple[int, int, str, Sequence[Any]], ...], Sequence[Callable[[Any], Any] | None]]:
-    """What :class:`ItemRow` objects just read were built of: ``(id, node_id, name,
-    the driver's values of the LAZY columns)`` each (a value assigned since is not in
-    them), and the readers of the first (the same for a whole read), ``()`` if none."""
-    rows = tuple(map(_STORED, items))
-    return rows, (items[0]._readers if items else ())
+) -> tuple[tuple[Sequence[Any], ...], Sequence[Callable[[Any], Any] | None]]:
+    """What :class:`ItemRow` objects just read were built of: their driver rows (a
+    value assigned since is not in them), and the readers of the first (the same for
+    a whole read), ``()`` if none."""
+    return tuple(map(_ROW, items)), (items[0]._readers if items else ())
 
 
 def node_from_row(values: Sequence[Any]) -> PubsubNode:

@@ -106,7 +106,7 @@ def _element_copies(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return copy_of
 
 
-Row = tuple[int, int, str, Sequence[Any]]  # id, node_id, name, the lazy columns as read
+Row = Sequence[Any]  # an item's row as the driver read it (ITEM_READ_COLUMNS first)
 
 
 class Entry:
@@ -148,7 +148,7 @@ class Entry:
         metadata = dict(self.metadata)
         metadata["rsm"] = dict(metadata["rsm"])
         readers = self.readers
-        items = [CachedItem(i, n, name, raw, readers, node) for i, n, name, raw in self.rows]
+        items = [CachedItem(row, readers, node) for row in self.rows]
         return items, metadata
 
     def node(self) -> PubsubNode:

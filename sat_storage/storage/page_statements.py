@@ -22,7 +22,13 @@ from sqlalchemy.types import NullType
 from sat_storage.driver_sql import DriverStatement, Reader
 from sat_storage.models import PubsubItem, PubsubNode
 from sat_storage.storage import rsm_positions
-from sat_storage.storage.item_reads import ITEM_READ_COLUMNS, LAZY, ItemRow, items_from_rows
+from sat_storage.storage.item_reads import (
+    ITEM_READ_COLUMNS,
+    LAZY,
+    LAZY_START,
+    ItemRow,
+    items_from_rows,
+)
 from sat_storage.storage.items_query import ItemsQuery
 
 __all__ = [
@@ -40,8 +46,8 @@ __all__ = [
 _items = PubsubItem.__table__
 _NODE_ID = bindparam("node_id", type_=Integer)
 _RAW = NullType()  # bound as the driver gave the value (a key read by the driver)
-#: where each item key column's driver value is in an ItemRow (``id``: its own)
-_RAW_INDEX = {name: LAZY.index(name) for name in ("created", "updated")}
+#: where each item key column's driver value is in an ItemRow's row
+_RAW_INDEX = {"id": 0, **{name: LAZY_START + LAZY.index(name) for name in ("created", "updated")}}
 
 
 @functools.lru_cache(maxsize=16)
@@ -119,7 +125,8 @@ COUNTERS = counters_statement(None)
 
 def raw_key(item: ItemRow, keys: tuple[str, ...]) -> tuple[Any, ...]:
     """The keyset of ``item`` as the driver read it (bound back as it is)."""
-    return tuple(item.id if k == "id" else item._raw[_RAW_INDEX[k]] for k in keys)
+    row = item.row
+    return tuple(row[_RAW_INDEX[k]] for k in keys)
 
 
 def page_items(
