@@ -35,7 +35,9 @@ from twisted.python.failure import Failure
 __all__ = ["DatabaseThreads", "ThreadsStopped"]
 
 T = TypeVar("T")
-_Job = tuple[Callable[..., Any], tuple[Any, ...], defer.Deferred[Any]]
+#: a job's Deferred, and what runs in the reactor thread before it fires (or None)
+_Reply = tuple[defer.Deferred[Any], Callable[..., Any] | None, tuple[Any, ...]]
+_Job = tuple[Callable[..., Any], tuple[Any, ...], _Reply]
 
 
 class ThreadsStopped(RuntimeError):
@@ -67,14 +69,36 @@ class DatabaseThreads:
 
     def submit(self, fn: Callable[..., T], *args: Any) -> defer.Deferred[T]:
         """``fn(*args)`` in one of the threads: a Deferred of its result or Failure."""
+        return self._submit(fn, args, None, ())
+
+    def submit_then(
+        self,
+        then: Callable[..., Any] | None,
+        then_args: tuple[Any, ...],
+        fn: Callable[..., Any],
+        *args: Any,
+    ) -> defer.Deferred[Any]:
+        """``fn(*args)`` in one of the threads, then ``then(result, *then_args)`` in the
+        reactor thread: a Deferred of what ``then`` returns (or of the Failure of
+        either). The same as ``submit(fn, *args).addCallback(then, *then_args)``, one
+        callback fewer on the way (for the hottest reads); ``then`` None: ``submit``."""
+        return self._submit(fn, args, then, then_args)
+
+    def _submit(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        then: Callable[..., Any] | None,
+        then_args: tuple[Any, ...],
+    ) -> defer.Deferred[Any]:
         if self._stopped:
             return defer.fail(ThreadsStopped(f"{self.name}: the database threads are stopped"))
-        d: defer.Deferred[T] = defer.Deferred()
+        d: defer.Deferred[Any] = defer.Deferred()
         self.pending += 1
         started = len(self._threads)
         if self.pending > started and started < self.max:  # none idle: one more
             self._start()
-        self._queue.put((fn, args, d))
+        self._queue.put((fn, args, (d, then, then_args)))
         return d
 
     def _start(self) -> None:
@@ -91,19 +115,26 @@ class DatabaseThreads:
             job = take()
             if job is None:
                 return
-            fn, args, d = job
+            fn, args, reply = job
             del job
             try:
                 result: Any = fn(*args)
                 ok = True
             except BaseException:
                 result, ok = Failure(), False
-            answer(deliver, d, ok, result)
-            del fn, args, d, result  # nothing of the job kept while waiting for the next
+            answer(deliver, reply, ok, result)
+            del fn, args, reply, result  # nothing of the job kept while waiting for the next
 
-    def _deliver(self, d: defer.Deferred[Any], ok: bool, result: Any) -> None:
-        """In the reactor thread: fire ``d``; then, nothing pending, the drain waiters."""
+    def _deliver(self, reply: _Reply, ok: bool, result: Any) -> None:
+        """In the reactor thread: fire the job's Deferred (with ``then``'s value when
+        it has one); then, nothing pending, the drain waiters."""
         self.pending -= 1
+        d, then, then_args = reply
+        if ok and then is not None:
+            try:
+                result = then(result, *then_args)
+            except BaseException:
+                result, ok = Failure(), False
         if ok:
             d.callback(result)
         else:

@@ -17,6 +17,7 @@ SQLAlchemy's execution is never run here.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -29,9 +30,20 @@ from sat_storage import engines
 __all__ = ["BoundStatement", "DriverStatement", "Reader", "execute_and_capture"]
 
 Processors = tuple[Callable[[Any], Any] | None, ...] | None
-#: (SQL text, parameter names in order for a positional driver else None, the
-#: values of the parameters the statement sets itself)
-Compiled = tuple[str, tuple[str, ...] | None, dict[str, Any]]
+#: (SQL text, for a positional driver the getter of the parameters' values in order
+#: from a mapping of them (a tuple) else None, the values of the parameters the
+#: statement sets itself)
+Compiled = tuple[str, Callable[[Mapping[str, Any]], tuple[Any, ...]] | None, dict[str, Any]]
+
+
+def _in_order(names: Sequence[str]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
+    """The values of ``names``, in that order, from a mapping (always a tuple)."""
+    if len(names) > 1:
+        return operator.itemgetter(*names)  # type: ignore[return-value]
+    if names:
+        name = names[0]
+        return lambda params: (params[name],)
+    return lambda params: ()
 
 
 class DriverStatement:
@@ -71,7 +83,7 @@ class DriverStatement:
         for name, bind in compiled.binds.items():
             if bind.expanding or bind.type.dialect_impl(dialect).bind_processor(dialect):
                 raise ValueError(f"bound parameter {name!r} needs SQLAlchemy's execution")
-        order = tuple(compiled.positiontup or ()) if dialect.positional else None
+        order = _in_order(compiled.positiontup or ()) if dialect.positional else None
         # parameters the dialect added with their value (SQLite: LIMIT ? OFFSET 0)
         own = {name: bind.value for name, bind in compiled.binds.items() if bind.value is not None}
         return compiled.string, order, own
@@ -161,7 +173,7 @@ class Reader:
             if order is None:
                 bound = params or {}
             else:
-                bound = tuple(params[name] for name in order)  # type: ignore[index]
+                bound = order(params or {})
         dispatch = self.engine.dispatch.before_cursor_execute
         if dispatch:
             dispatch(None, self.cursor, sql, bound, None, False)

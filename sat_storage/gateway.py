@@ -99,9 +99,10 @@ class Gateway:
         self._close_outcome: object = _PENDING
         #: a SQLite file's commits, told without a query (:meth:`watch_changes`)
         self.changes: WalChanges | None = None
-        #: a SQLite file: :meth:`read` keeps a connection of the pool (and its cursor)
+        #: a SQLite file: :meth:`read` keeps a connection of the pool (and a reader on
+        #: its cursor)
         self._sqlite_file = engines.is_sqlite(engine) and bool(engines.sqlite_path(engine.url))
-        self._read_connection: tuple[Any, Any] | None = None
+        self._read_connection: tuple[Any, Any, Reader] | None = None
         self._shutdown_trigger: Any = reactor.addSystemEventTrigger(
             "before", "shutdown", self._on_shutdown
         )
@@ -135,7 +136,13 @@ class Gateway:
 
         return self._defer(_retrying, attempt)
 
-    def read(self, fn: Callable[..., T], *args: Any) -> defer.Deferred[T]:
+    def read(
+        self,
+        fn: Callable[..., T],
+        *args: Any,
+        then: Callable[..., Any] | None = None,
+        then_args: tuple[Any, ...] = (),
+    ) -> defer.Deferred[Any]:
         """Run ``fn(reader, *args)`` in a DB thread: read-only work on the driver alone.
 
         ``reader`` is a :class:`~sat_storage.driver_sql.Reader` on a pooled
@@ -150,8 +157,14 @@ class Gateway:
         drops the pool's connections older than it, as after a server restart).
         ``fn`` must not write (it may run twice). Transient errors are retried as
         by :meth:`run`.
+
+        ``then`` (the read cache's misses): called in the reactor thread as
+        ``then(result, *then_args)``, the Deferred firing with what it returns, as
+        ``read(fn, *args).addCallback(then, *then_args)`` would, one callback fewer.
         """
-        return self._defer(_retrying, self._read_attempt, fn, args)
+        if self._closed:
+            return defer.fail(GatewayClosed("the storage is closed"))
+        return self.pool.submit_then(then, then_args, _retrying, self._read_attempt, fn, args)
 
     def _read_attempt(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
         """One attempt of :meth:`read` (in the database thread): again at once on a
@@ -200,23 +213,24 @@ class Gateway:
     def _read_sqlite(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
         """``fn(reader, *args)`` on the SQLite file's read connection: one of the pool's,
         checked out by the first read and kept (only the one database thread uses it),
-        with its cursor; its statements in a deferred ``BEGIN``, rolled back."""
+        with its driver connection and a :class:`~sat_storage.driver_sql.Reader` on its
+        cursor; its statements in a deferred ``BEGIN``, rolled back."""
         held = self._read_connection
         if held is None:
             pooled = self.engine.raw_connection()
-            held = self._read_connection = (pooled, pooled.driver_connection.cursor())
-        pooled, cursor = held
-        reader = Reader(cursor, self.engine)
+            driver = pooled.driver_connection
+            held = self._read_connection = (pooled, driver, Reader(driver.cursor(), self.engine))
+        pooled, driver, reader = held
         try:
-            if pooled.driver_connection.in_transaction:  # (a failed rollback, if ever)
-                pooled.driver_connection.rollback()
-            cursor.execute("BEGIN")
+            if driver.in_transaction:  # (a failed rollback, if ever)
+                driver.rollback()
+            reader.cursor.execute("BEGIN")
             try:
                 return fn(reader, *args)
             finally:
-                pooled.driver_connection.rollback()
+                driver.rollback()
         except Exception as e:
-            if reader.invalidated or self._lost(pooled.driver_connection, e):
+            if reader.invalidated or self._lost(driver, e):
                 self._read_connection = None
                 pooled.invalidate(e)
                 pooled.close()
@@ -336,9 +350,9 @@ class Gateway:
             self.changes = None
         self.pool.stop()
         if self._read_connection is not None:  # (the threads are stopped: nothing uses it)
-            pooled, cursor = self._read_connection
+            pooled, _driver, reader = self._read_connection
             self._read_connection = None
-            cursor.close()
+            reader.cursor.close()
             pooled.close()
         self.engine.dispose()
 

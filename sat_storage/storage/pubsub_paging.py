@@ -384,8 +384,12 @@ class PubsubPagingStore(PubsubNodesStore):
         if entry is not None and entry.current(token):  # no commit since: no query
             return defer.succeed(entry.answer(node))
         known = None if entry is None else entry.stamp
-        d = self.db.read(self.read_items_unless, node_id, query, node, known)
-        return d.addCallback(self._cached_page, key, entry, token, node)
+        return self.db.read(
+            self.read_items_unless,
+            *(node_id, query, node, known),
+            then=self._cached_page,
+            then_args=(key, entry, token, node),
+        )
 
     def _cached_page(
         self,

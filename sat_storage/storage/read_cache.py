@@ -170,8 +170,12 @@ class SyncedReadsStore(PubsubPagingStore):
                 node = entry.node()
                 return defer.succeed((node, entry.answer(node)))
         cached = None if entry is None else entry.stamp
-        d = self.db.read(self.read_synced_items, profile_id, service_text, name, query, cached)
-        return d.addCallback(self._synced_answer, key, entry, token)
+        return self.db.read(
+            self.read_synced_items,
+            *(profile_id, service_text, name, query, cached),
+            then=self._synced_answer,
+            then_args=(key, entry, token),
+        )
 
     def _synced_answer(
         self, result: Synced, key: Key, entry: Entry | None, token: bytes | None

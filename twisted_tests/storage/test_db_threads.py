@@ -127,6 +127,20 @@ class GatewayThreadsTests(TestCase):
         await defer.gatherResults(more)
         self.assertEqual(len(started_threads(self.db.pool)), count)
 
+    async def test_read_then(self) -> None:
+        """read(then=...): the read's result handed to ``then`` in the reactor thread,
+        and a database error of the read reaching the caller without ``then``."""
+        called: list[Any] = []
+        dialect = await self.db.read(
+            lambda reader: reader.dialect.name,
+            then=lambda name, *extra: called.append(extra) or name,
+            then_args=(1, 2),
+        )
+        self.assertEqual((dialect, called), (self.db.dialect_name, [(1, 2)]))
+        with self.assertRaises(DBAPIError):
+            await self.db.read(broken_select, then=called.append)
+        self.assertEqual(called, [(1, 2)])
+
     async def test_close_stops_threads_and_refuses_work(self) -> None:
         """close() waits for the work given before it, stops every thread, and work
         given afterwards fails with GatewayClosed."""
@@ -204,3 +218,37 @@ class DatabaseThreadsTests(TestCase):
             await threads.submit(interrupt)
         self.assertEqual(await threads.submit(lambda: 5), 5)
         self.assertEqual(len(started_threads(threads)), 1)
+
+    async def test_then_in_the_reactor_thread(self) -> None:
+        """submit_then: ``then`` gets the result and its own arguments in the reactor
+        thread, and the Deferred fires with what it returns."""
+        threads = self.threads()
+        seen: list[Any] = []
+
+        def then(result: str, suffix: str) -> str:
+            seen.append(threading.current_thread())
+            return result + suffix
+
+        self.assertEqual(await threads.submit_then(then, ("!",), lambda: "done"), "done!")
+        self.assertEqual(seen, [threading.main_thread()])
+
+    async def test_then_errors(self) -> None:
+        """submit_then: an error of ``then`` reaches the caller; an error of the work
+        does too, and ``then`` is not called for it."""
+        threads = self.threads()
+        called: list[Any] = []
+
+        def then(result: Any) -> None:
+            called.append(result)
+            raise ValueError("then refused")
+
+        with self.assertRaisesRegex(ValueError, "then refused"):
+            await threads.submit_then(then, (), lambda: 1)
+
+        def work() -> None:
+            raise LookupError("work refused")
+
+        with self.assertRaisesRegex(LookupError, "work refused"):
+            await threads.submit_then(then, (), work)
+        self.assertEqual(called, [1])
+        self.assertEqual(threads.pending, 0)
