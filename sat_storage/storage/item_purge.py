@@ -9,9 +9,10 @@ statement each instead, in one transaction (which holds SQLite's write lock from
 (:meth:`.Gateway.write`: no Session, no SQLAlchemy execution per statement; for a
 purge of a few items that machinery cost more than the statements):
 
-1. it reads the ids (and nodes) of the matching items, once (the filters compiled
-   for the driver once per shape, with the dates as stored: :func:`_id_read`); with
-   none, it stops (no DDL: a purge that matches nothing changes no schema cookie);
+1. it reads the ids of the matching items, once, as one JSON array per node made by
+   SQLite with each node's count (no Python object per item; the filters compiled for
+   the driver once per shape, with the dates as stored: :func:`_id_read`); with none,
+   it stops (no DDL: a purge that matches nothing changes no schema cookie);
 2. it drops those three triggers (their text is read from ``sqlite_master`` first);
 3. it takes each touched node's deleted items off its ``item_count`` and adds one to
    its ``items_version`` (what the PostgreSQL statement trigger does);
@@ -34,7 +35,6 @@ triggers run once per statement already).
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from typing import Any
 
@@ -76,35 +76,39 @@ def purge_sqlite(sql: Writer, filters: ItemFilters) -> int:
     """SQLite: delete the items matching ``filters``, in the transaction of ``sql``
     (write-locked); how many. The nodes' counts and versions, the sort values and
     the full-text entries follow (see the module docstring)."""
-    rows: list[Any] = []
+    per_node: Counter[int] = Counter()
+    arrays = []  # the ids of each node's items, a JSON array made by SQLite
     dates = filters.dates(sql.dialect)
     for chunks in filters.node_chunks():
-        rows += sql.fetch(*_id_read(sql.dialect, chunks, dates))
-    if not rows:
+        for node_id, count, array in sql.fetch(*_id_read(sql.dialect, chunks, dates)):
+            per_node[node_id] += count
+            arrays.append(array[1:-1])  # (integers: "[1,2]" -> "1,2")
+    if not arrays:
         return 0
-    ids = (json.dumps([item_id for item_id, _node in rows]),)
+    deleted = sum(per_node.values())
+    ids = (f"[{','.join(arrays)}]",)
     triggers = sql.fetch(_TRIGGERS_SQL, SUSPENDED_TRIGGERS)
     if len(triggers) != len(SUSPENDED_TRIGGERS):
         sql.execute(_DELETE_ITEMS, ids)  # the triggers there do their part
-        return len(rows)
+        return deleted
     for name, _text in triggers:
         sql.execute(f'DROP TRIGGER "{name}"')  # one of our constant names
     try:
-        per_node = Counter(node_id for _id, node_id in rows)
         sql.execute(_COUNT_UPDATE, [(n, node) for node, n in per_node.items()])
         for statement in _DELETES:
             sql.execute(statement, ids)
     finally:  # (also after an error: a caller going on in this transaction keeps them)
         for _name, text in triggers:
             sql.execute(text)
-    return len(rows)  # every row read above: no other writer came in between
+    return deleted  # every item counted above: no other writer came in between
 
 
 def _id_read(
     dialect: Dialect, chunks: list[Chunk] | None, dates: list[tuple[Any, Any]]
 ) -> tuple[str, tuple[Any, ...]]:
-    """The driver SQL reading ``(id, node_id)`` of the items of the nodes of ``chunks``
-    (None: every node) older than ``dates`` (stored values), and its parameters.
+    """The driver SQL reading, per node, ``(node_id, count, JSON array of the ids)`` of
+    the items of the nodes of ``chunks`` (None: every node) older than ``dates``
+    (stored values), and its parameters.
 
     The SQL is compiled once per shape (which filters, how many values each, with None
     or not, which dates): its parameters are the filters' values in order, then the
@@ -138,7 +142,9 @@ def _compiled_read(
     dialect: Dialect, chunks: list[Chunk] | None, dates: list[tuple[Any, Any]]
 ) -> CompiledWrite:
     clauses = ItemFilters.chunk_clauses(chunks, [c < sa.literal(v) for c, v in dates])
-    statement = sa.select(_ITEMS.c.id, _ITEMS.c.node_id).where(*clauses)
+    node_id = _ITEMS.c.node_id
+    columns = (node_id, sa.func.count(), sa.func.json_group_array(_ITEMS.c.id))
+    statement = sa.select(*columns).where(*clauses).group_by(node_id)
     return compile_driver(statement, dialect, ())
 
 
