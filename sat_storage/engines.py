@@ -6,8 +6,9 @@ writes are serialised and "database is locked" never reaches a caller; every
 connection also gets the SQL functions the storage uses (``sat_lower``).
 PostgreSQL (scale-out): psycopg 3, a small pool and as many database threads; a
 pooled connection is pinged when checked out (one round trip, as SQLAlchemy's
-``pool_pre_ping``) except by the reads (:func:`checkout_unpinged`), which retry on a
-lost connection instead (:meth:`sat_storage.gateway.Gateway.read`).
+``pool_pre_ping``) except by the driver reads and writes (:func:`checkout_unpinged`),
+which run again on a lost connection instead (:meth:`sat_storage.gateway.Gateway.read`,
+:meth:`~sat_storage.gateway.Gateway.write`).
 Dialect SQL of the table families lives here too: upserts, byte lengths, bulk
 bind parameters, substring and case folding. (Full-text search and JSON paths keep
 theirs in :mod:`sat_storage.fts` and :mod:`sat_storage.storage.search`.)
@@ -193,9 +194,9 @@ def _configure_postgresql(engine: Engine) -> None:
 
 def checkout_unpinged(engine: Engine) -> PoolProxiedConnection:
     """A pooled DBAPI connection of ``engine`` checked out without the ping (a round
-    trip on PostgreSQL): for idempotent reads that, on a lost connection, drop it
-    and run again on a connection checked out with the ping (which finds the pool's
-    other lost ones, as the ping of any checkout does)."""
+    trip on PostgreSQL): for reads and whole driver transactions that, on a lost
+    connection, drop it and run again on a connection checked out with the ping
+    (which finds the pool's other lost ones, as the ping of any checkout does)."""
     _checkout.unpinged = True
     try:
         return engine.raw_connection()

@@ -73,6 +73,18 @@ class _Lost(Exception):
         self.error = error
 
 
+def _again_if_lost(
+    what: str, once: Callable[..., T], fn: Callable[..., Any], args: tuple[Any, ...]
+) -> T:
+    """``once(fn, args, pinged=False)``; when it found its unpinged connection lost,
+    at once again on a pinged one (``what``: "read" or "write", for the log)."""
+    try:
+        return once(fn, args, pinged=False)
+    except _Lost as lost:
+        log.info("lost database connection on a %s, %s again: %s", what, what, lost.error)
+        return once(fn, args, pinged=True)
+
+
 class GatewayClosed(RuntimeError):
     """The storage was closed (or never initialised): no more database work."""
 
@@ -167,13 +179,8 @@ class Gateway:
         return self.pool.submit_then(then, then_args, _retrying, self._read_attempt, fn, args)
 
     def _read_attempt(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
-        """One attempt of :meth:`read` (in the database thread): again at once on a
-        pinged connection when its connection was found lost."""
-        try:
-            return self._read_once(fn, args, pinged=False)
-        except _Lost as lost:
-            log.info("lost database connection on a read, read again: %s", lost.error)
-            return self._read_once(fn, args, pinged=True)
+        """One attempt of :meth:`read` (in the database thread)."""
+        return _again_if_lost("read", self._read_once, fn, args)
 
     def _read_once(self, fn: Callable[..., T], args: tuple[Any, ...], pinged: bool) -> T:
         """``fn(reader, *args)`` once (see :meth:`read`), the connection checked out
@@ -250,42 +257,78 @@ class Gateway:
 
         ``writer`` is a :class:`~sat_storage.driver_write.Writer` on a pooled driver
         connection. SQLite: ``BEGIN IMMEDIATE`` (the write lock at once, as :meth:`run`
-        takes it). PostgreSQL: psycopg's pipeline mode, so that the statements whose
+        takes it). PostgreSQL: psycopg's pipeline mode with the transaction's ``BEGIN``
+        and ``COMMIT`` sent as statements, so that they and the statements whose
         results ``fn`` does not read travel together with the next one it reads, or
-        with the commit. Commit when ``fn`` returns, roll back when it raises;
-        transient errors are retried as by :meth:`run`; a lost connection is dropped
-        from the pool.
+        with the commit: a write reading nothing is one round trip, one reading one
+        result two. The connection is checked out without the ping; a write that finds
+        it lost drops it and runs again at once on a pinged one (as :meth:`read`).
+        Commit when ``fn`` returns, roll back when it raises; transient errors are
+        retried as by :meth:`run`.
         """
-        sqlite = self.dialect_name == "sqlite"
+        if self.dialect_name == "sqlite":
+            return self._defer(_retrying, self._write_sqlite, fn, args)
+        return self._defer(_retrying, self._write_attempt, fn, args)
 
-        def attempt() -> T:
-            pooled = self.engine.raw_connection()
-            driver: Any = pooled.driver_connection
-            writer = Writer(driver.cursor(), self.engine)
-            error: Exception | None = None
-            try:
-                if sqlite:
-                    writer.execute("BEGIN IMMEDIATE")
-                    result = fn(writer, *args)
-                    writer.execute("COMMIT")
-                    return result
-                with driver.pipeline():
-                    result = fn(writer, *args)
-                    driver.commit()
-                return result
-            except self.engine.dialect.loaded_dbapi.Error as e:
-                error = writer.wrapped(e, None, None)
-                raise error from e
-            except Exception as e:
-                error = e
-                raise
-            finally:
-                _close_writer(writer, driver)
-                if writer.invalidated:
-                    pooled.invalidate(error)
-                pooled.close()
+    def _write_attempt(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        """One attempt of a PostgreSQL :meth:`write` (in the database thread)."""
+        return _again_if_lost("write", self._write_postgresql, fn, args)
 
-        return self._defer(_retrying, attempt)
+    def _write_sqlite(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        pooled = self.engine.raw_connection()
+        driver: Any = pooled.driver_connection
+        writer = Writer(driver.cursor(), self.engine)
+        error: Exception | None = None
+        try:
+            writer.execute("BEGIN IMMEDIATE")
+            result = fn(writer, *args)
+            writer.execute("COMMIT")
+            return result
+        except self.engine.dialect.loaded_dbapi.Error as e:
+            error = writer.wrapped(e, None, None)
+            raise error from e
+        except Exception as e:
+            error = e
+            raise
+        finally:
+            _close_writer(writer, driver)
+            if writer.invalidated:
+                pooled.invalidate(error)
+            pooled.close()
+
+    def _write_postgresql(self, fn: Callable[..., T], args: tuple[Any, ...], pinged: bool) -> T:
+        """``fn(writer, *args)`` once in an explicit transaction on an autocommit
+        connection in pipeline mode (checked out with the ping if ``pinged``). A lost
+        connection is dropped; not ``pinged``, :class:`_Lost` is raised for it."""
+        pooled = self.engine.raw_connection() if pinged else engines.checkout_unpinged(self.engine)
+        driver: Any = pooled.driver_connection
+        writer = Writer(driver.cursor(), self.engine)
+        error: Exception | None = None
+        try:
+            driver.autocommit = True
+            with driver.pipeline():
+                writer.cursor.execute("BEGIN")
+                result = fn(writer, *args)
+                writer.cursor.execute("COMMIT")
+            return result
+        except self.engine.dialect.loaded_dbapi.Error as e:
+            error = writer.wrapped(e, None, None)
+            if writer.invalidated and not pinged:
+                raise _Lost(error) from e
+            raise error from e
+        except Exception as e:
+            error = e
+            if (writer.invalidated or self._lost(driver, e)) and not pinged:
+                writer.invalidated = True
+                raise _Lost(e) from e
+            raise
+        finally:
+            _close_writer(writer, driver)  # ROLLBACK of a transaction left open
+            if writer.invalidated:
+                pooled.invalidate(error)
+            elif not driver.closed:
+                driver.autocommit = False
+            pooled.close()
 
     def run_with_connection(
         self, fn: Callable[..., T], *args: Any, **kwargs: Any

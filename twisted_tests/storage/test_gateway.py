@@ -262,8 +262,8 @@ class WriteTests(GatewayTestCase):
     @only_on("postgresql")
     async def test_lost_connection_dropped(self) -> None:
         """A connection lost in the middle of a write (its server process terminated)
-        is found lost by the writer, dropped from the pool, and the write succeeds on
-        a new one, its first attempt's writes not kept."""
+        is found lost by the writer, dropped from the pool, and the write runs again at
+        once on a new, pinged one, its first attempt's writes not kept."""
         writers: list[Writer] = []
 
         def fn(writer: Writer) -> str:
@@ -273,8 +273,12 @@ class WriteTests(GatewayTestCase):
                 writer.fetch("SELECT pg_terminate_backend(pg_backend_pid())")
             return "done"
 
-        with self.assertLogs("sat_storage.gateway", "WARNING"):
+        with self.assertLogs("sat_storage.gateway", "INFO") as logs:
             self.assertEqual(await self.db.write(fn), "done")
+        self.assertEqual(
+            [r.getMessage().split(":")[0] for r in logs.records],
+            ["lost database connection on a write, write again"],
+        )
         self.assertEqual([w.invalidated for w in writers], [True, False])
         self.assertEqual(await self.db.run(profile_names), ["attempt2"])
 

@@ -1,8 +1,10 @@
-"""PostgreSQL reads without the pool's ping: round trips on the wire, lost connections.
+"""PostgreSQL reads and driver writes without the pool's ping: round trips on the wire,
+lost connections.
 
-``Gateway.read`` checks a pooled connection out without the ping that every other
-checkout pays (one round trip); a read that finds its connection lost drops it and
-the pool's older connections, and runs again on a fresh one. Round trips are
+``Gateway.read`` and ``Gateway.write`` check a pooled connection out without the ping
+that a Session's checkout pays (one round trip); a read or write that finds its
+connection lost drops it and the pool's older connections, and runs again on a fresh
+one. A write sends its ``BEGIN`` and ``COMMIT`` with its statements (pipeline mode). Round trips are
 counted on the wire: libpq's trace of the storage's connections (psycopg's
 ``PGconn.trace``), one ``ReadyForQuery`` message from the server per round trip.
 Connections are lost for real: their server processes terminated
@@ -18,16 +20,19 @@ from typing import Any
 import psycopg
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from twisted.trial.unittest import TestCase
 
 from sat_storage import Storage, gateway
 from sat_storage.driver_sql import Reader
+from sat_storage.driver_write import Writer
 from sat_storage.models import Profile
 from twisted_tests.db import make_storage, only_on
 from twisted_tests.storage.pubsub_helpers import SERVICE, Client, make_items
 
 LOST = "lost database connection on a read"
+LOST_WRITE = "lost database connection on a write"
 
 
 class WireTrace:
@@ -60,6 +65,13 @@ class WireTrace:
         """Messages of ``kind`` the server sent after the first ``mark`` messages."""
         return sum(1 for line in self.messages()[mark:] if "\tB\t" in line and kind in line)
 
+    def round_trips(self, mark: int) -> int:
+        """Round trips after the first ``mark`` messages: runs of messages sent by the
+        client (a ``Flush`` asks for results as a ``Sync`` does, without a
+        ``ReadyForQuery``)."""
+        sent = ["\tF\t" in line for line in self.messages()[mark:] if "\t" in line]
+        return sum(1 for i, f in enumerate(sent) if f and (i == 0 or not sent[i - 1]))
+
     def close(self) -> None:
         event.remove(self.engine, "connect", self._trace)
         for connection in self.connections:
@@ -82,8 +94,8 @@ def gateway_records(testcase: TestCase) -> list[logging.LogRecord]:
     return records
 
 
-def lost_reads(records: list[logging.LogRecord]) -> int:
-    return sum(1 for record in records if LOST in record.getMessage())
+def lost_reads(records: list[logging.LogRecord], message: str = LOST) -> int:
+    return sum(1 for record in records if message in record.getMessage())
 
 
 def profile_count(session: Session) -> int:
@@ -92,6 +104,15 @@ def profile_count(session: Session) -> int:
 
 def count_profiles(reader: Reader) -> int:
     return int(reader.cursor.execute("SELECT count(*) FROM profiles").fetchone()[0])
+
+
+def add_profile(writer: Writer, name: str) -> None:
+    writer.execute("INSERT INTO profiles (name) VALUES (%s)", (name,))
+
+
+def add_profile_counted(writer: Writer, name: str) -> int:
+    add_profile(writer, name)
+    return int(writer.fetch("SELECT count(*) FROM profiles")[0][0])
 
 
 def pool_of(engine: Engine, size: int) -> None:
@@ -144,6 +165,25 @@ class RoundTripTests(TestCase):
         self.assertEqual([i.name for i in again[0]], [i.name for i in first[0]])
 
     @only_on("postgresql")
+    async def test_write_reading_nothing_one_round_trip(self) -> None:
+        """A driver write that reads no result is one round trip: its BEGIN, its
+        statement and its COMMIT sent together, no ping."""
+        mark = len(self.trace.messages())
+        await self.db.write(add_profile, "alice")
+        self.assertEqual(self.trace.round_trips(mark), 1)
+        self.assertEqual(self.trace.since(mark, "EmptyQueryResponse"), 0)
+        self.assertEqual(await self.db.read(count_profiles), 1)
+
+    @only_on("postgresql")
+    async def test_write_reading_one_result_two_round_trips(self) -> None:
+        """A driver write reading one result is two round trips: up to the result,
+        then the commit."""
+        mark = len(self.trace.messages())
+        self.assertEqual(await self.db.write(add_profile_counted, "alice"), 1)
+        self.assertEqual(self.trace.round_trips(mark), 2)
+        self.assertEqual(await self.db.read(count_profiles), 1)
+
+    @only_on("postgresql")
     async def test_transaction_pinged(self) -> None:
         """A transaction (a Session) still checks its connection with the ping first."""
         mark = len(self.trace.messages())
@@ -176,6 +216,35 @@ class LostConnectionTests(TestCase):
         self.assertEqual(terminate_backends(self.db.engine), 3)
         for _ in range(4):
             self.assertEqual(await self.db.run(profile_count), 0)
+        self.assertEqual(self.records, [])
+
+    @only_on("postgresql")
+    async def test_write_after_backends_terminated(self) -> None:
+        """Driver writes after every pooled connection was lost succeed, each written
+        once; the first finds its connection lost and alone runs again."""
+        self.assertEqual(terminate_backends(self.db.engine), 3)
+        for n in range(4):
+            await self.db.write(add_profile, f"p{n}")
+        self.assertEqual(await self.db.read(count_profiles), 4)
+        self.assertEqual(lost_reads(self.records, LOST_WRITE), 1)
+        self.assertEqual([r for r in self.records if r.levelno >= logging.WARNING], [])
+
+    @only_on("postgresql")
+    async def test_write_error_rolled_back_connection_kept(self) -> None:
+        """A driver write whose statement fails on a live connection is not run again,
+        leaves nothing written, and its connection serves the next write."""
+        calls: list[int] = []
+
+        def bad(writer: Writer) -> None:
+            calls.append(1)
+            add_profile(writer, "kept-out")
+            writer.fetch("SELECT no_such_column FROM profiles")
+
+        with self.assertRaises(DBAPIError):
+            await self.db.write(bad)
+        self.assertEqual(calls, [1])
+        await self.db.write(add_profile, "alice")
+        self.assertEqual(await self.db.read(count_profiles), 1)
         self.assertEqual(self.records, [])
 
     @only_on("postgresql")
