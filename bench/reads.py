@@ -271,6 +271,11 @@ async def run(args: Any, workdir: str) -> dict[str, Any]:
         "requests": args.requests,
         "statements": [sql for sql, _ in statements],
         "median_ms": ms,
+        # every run's mean of the misses and of their baselines (the spread of the medians)
+        "runs_ms": {
+            name: [round(value * 1000, 3) for value in times[name]]
+            for name in ("storage_miss", "raw_thread", "hop", "storage_hop", "raw")
+        },
         "ratio_to_raw": ratios,
         "target": {
             "storage_to_raw_max": 1.5,
