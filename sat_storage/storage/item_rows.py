@@ -7,8 +7,9 @@ tuples in :data:`ITEM_COLUMNS` order. :func:`write_item_rows` writes them with d
 SQL compiled once per dialect (SQLAlchemy's Core upsert, compiled on first use and
 kept, so no statement is built or compiled per call and no per-row parameter
 processing runs): SQLite as one multi-row statement returning the ids written, then
-their words into the FTS5 table (``executemany``); PostgreSQL once for all the rows of
-a call (columns bound as arrays, the words as the ``tsvector`` column). The upsert is
+their words into the FTS5 table (``executemany``); PostgreSQL once for the rows of
+each chunk of :data:`POSTGRESQL_ROWS_PER_STATEMENT` (columns bound as arrays, the
+words as the ``tsvector`` column). The upsert is
 for items with a payload, an insert of new items only for those without (an empty
 item never replaces one).
 """
@@ -32,7 +33,13 @@ from sat_storage.fts import TEXT_COLUMN, VECTOR_COLUMN, item_xml_text, sqlite_wr
 from sat_storage.models import PubsubItem
 from sat_storage.storage.checks import check_json_text, check_storable, unstorable
 
-__all__ = ["ITEM_COLUMNS", "build_item_rows", "item_rows", "write_item_rows"]
+__all__ = [
+    "ITEM_COLUMNS",
+    "POSTGRESQL_ROWS_PER_STATEMENT",
+    "build_item_rows",
+    "item_rows",
+    "write_item_rows",
+]
 
 #: the columns of a row of :func:`item_rows`, in order (``fts_text``: the item's
 #: full-text words, which are not a column of ``pubsub_items``: :mod:`sat_storage.fts`)
@@ -135,9 +142,10 @@ def _statement(dialect_name: str, payload: bool) -> sa.Insert:
     even ``updated``); without: an insert of new items only. SQLite: one row of
     parameters, returning the id and name of each row written (the statement is
     repeated for the rows of a call, :func:`_sqlite_write`), whose words then go to the
-    FTS5 table; PostgreSQL: one statement for every row of a call, its columns bound
-    as arrays (:func:`_unnest_rows`), so that the statement triggers of
-    :mod:`sat_storage.item_counts` run once per call.
+    FTS5 table; PostgreSQL: one statement for the rows of a chunk
+    (:data:`POSTGRESQL_ROWS_PER_STATEMENT`), its columns bound as arrays
+    (:func:`_unnest_rows`), so that the statement triggers of
+    :mod:`sat_storage.item_counts` run once per chunk, not per row.
     """
     table = _table(dialect_name)
     columns = _columns(dialect_name)
@@ -201,6 +209,12 @@ def _array_parameters(rows: Sequence[Row]) -> dict[str, Any]:
 
 #: SQLite: rows written by one statement (6 parameters a row, far under the limit)
 SQLITE_ROWS_PER_STATEMENT = 500
+#: PostgreSQL: rows written by one statement (its arrays). The server keeps the rows
+#: of ``unnest`` in a tuplestore that spills to temporary files beyond ``work_mem``
+#: (4 MB by default: ~1,700 rows of ~2.4 KB); statements of 250 rows, all sent
+#: together in the pipeline (none is read), wrote 5,000 items in 103-109 us/item
+#: against 130-148 for one statement (same server, same process, interleaved)
+POSTGRESQL_ROWS_PER_STATEMENT = 250
 
 
 @dataclass
@@ -258,7 +272,9 @@ def _sqlite_write(dialect: sa.Dialect, payload: bool) -> _SQLiteWrite:
 def write_item_rows(sql: DriverSQL, rows: Sequence[Row], empty: set[str]) -> None:
     """Write ``rows`` of :func:`item_rows` (one node's) in the transaction of ``sql``,
     with their full-text words: one statement, and one more for the rows named in
-    ``empty`` (insert only); SQLite: then the words of the rows written. PostgreSQL:
+    ``empty`` (insert only), each repeated for chunks of
+    :data:`SQLITE_ROWS_PER_STATEMENT` / :data:`POSTGRESQL_ROWS_PER_STATEMENT` rows;
+    SQLite: then the words of the rows written. PostgreSQL:
     no result is read (with a :class:`~sat_storage.driver_write.Writer`, the
     statements go with the next one whose rows are read)."""
     batches = [(True, rows)]
@@ -277,6 +293,8 @@ def write_item_rows(sql: DriverSQL, rows: Sequence[Row], empty: set[str]) -> Non
                 text = _pg_writes[payload] = (
                     _statement(dialect.name, payload).compile(dialect=dialect).string
                 )
-            sql.execute(text, _array_parameters(batch))
+            for start in range(0, len(batch), POSTGRESQL_ROWS_PER_STATEMENT):
+                chunk = batch[start : start + POSTGRESQL_ROWS_PER_STATEMENT]
+                sql.execute(text, _array_parameters(chunk))
         else:
             _sqlite_write(dialect, payload).write(sql, batch)

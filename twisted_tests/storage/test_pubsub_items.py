@@ -15,6 +15,7 @@ from twisted.words.xish import domish
 
 from sat_storage.exceptions import NotFound, ProfileUnknownError
 from sat_storage.models import PubsubItem
+from sat_storage.storage import item_rows
 from sat_storage.storage.pubsub import MAX_ITEMS_BATCH
 from sat_storage.xml_tools import parse_xml
 from twisted_tests.db import storage_with_profiles
@@ -87,6 +88,32 @@ class CacheItemsTests(TestCase):
         self.assertTrue(connections)
         self.assertEqual(set(connections), {None})
         self.assertEqual(await item_names(self.storage, self.node), ["a", "b"])
+
+    async def test_written_in_chunks(self) -> None:
+        """A call of more rows than one statement writes (SQLITE_/POSTGRESQL_ROWS_PER_STATEMENT,
+        made 3 here) is written by one item statement per chunk of that many rows: every
+        item stored in the call's order, counted once, its words indexed."""
+        self.patch(item_rows, "SQLITE_ROWS_PER_STATEMENT", 3)
+        self.patch(item_rows, "POSTGRESQL_ROWS_PER_STATEMENT", 3)
+        inserts: list[str] = []
+
+        def record(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+            if statement.startswith("INSERT INTO pubsub_items "):
+                inserts.append(statement)
+
+        event.listen(self.storage.db.engine, "before_cursor_execute", record)
+        self.addCleanup(event.remove, self.storage.db.engine, "before_cursor_execute", record)
+        names = [f"i{n}" for n in (5, 3, 8, 1, 7, 2, 6)]  # not in the order of their names
+        items = [make_item(name, f"word{name} shared") for name in names]
+        await self.storage.cache_pubsub_items(self.alice, self.node, items)
+        self.assertEqual(len(inserts), 3)  # 3 + 3 + 1 rows
+        self.assertEqual(await item_names(self.storage, self.node), names)
+        node = await self.storage.get_pubsub_node(self.alice, SERVICE, "blog")
+        self.assertEqual(node.item_count, len(names))
+        found = await self.storage.search_pubsub_items({"profiles": ["alice"], "fts": "shared"})
+        self.assertEqual(sorted(item.name for item in found), sorted(names))
+        found = await self.storage.search_pubsub_items({"profiles": ["alice"], "fts": "wordi7"})
+        self.assertEqual([item.name for item in found], ["i7"])
 
     async def test_empty_item_keeps_payload(self) -> None:
         """An item without payload never replaces a cached one; a new one is stored."""
