@@ -39,6 +39,7 @@ __all__ = [
     "build_item_rows",
     "item_rows",
     "write_item_rows",
+    "write_items",
 ]
 
 #: the columns of a row of :func:`item_rows`, in order (``fts_text``: the item's
@@ -58,6 +59,7 @@ def item_rows(
     items: Sequence[domish.Element],
     parsed_items: Sequence[dict[str, Any] | None],
     now: Any,
+    start: int = 0,
 ) -> tuple[list[Row], set[str]]:
     """Rows of ``pubsub_items`` for checked ``items`` (:data:`ITEM_COLUMNS`), and the
     names of the rows whose item has no payload (no child element).
@@ -66,12 +68,13 @@ def item_rows(
     twice, the row takes the place of the first and the content (payload or not) of
     the last. ``ValueError`` names the index of an item that cannot be serialised, or
     holds what an engine cannot store (NUL, lone surrogates:
-    :func:`checks.check_storable`).
+    :func:`checks.check_storable`); ``start``: the index of the first item (a chunk of
+    a call's).
     """
     rows: dict[str, Row] = {}
     empty: set[str] = set()
     dumps = json_text.dumps  # floats read back equal on both engines
-    for index, (item, parsed) in enumerate(zip(items, parsed_items, strict=True)):
+    for index, (item, parsed) in enumerate(zip(items, parsed_items, strict=True), start):
         try:
             data, words = item_xml_text(item)  # one walk: XML and full-text words
         except (TypeError, AttributeError) as e:
@@ -92,6 +95,46 @@ def item_rows(
         else:
             empty.add(name)
     return list(rows.values()), empty
+
+
+def write_items(
+    sql: DriverSQL,
+    node_id: int,
+    items: Sequence[domish.Element],
+    parsed_items: Sequence[dict[str, Any] | None],
+    now: Any,
+) -> list[str]:
+    """Make the rows of checked ``items`` (:func:`item_rows`) and write them
+    (:func:`write_item_rows`) in the transaction of ``sql``; the names of the rows.
+
+    PostgreSQL, more items than :data:`POSTGRESQL_ROWS_PER_STATEMENT` with distinct ids
+    (the usual call): the rows of each chunk are made then sent at once, so that the
+    server writes a chunk while the next one is made (the pipeline reads no result;
+    no per-row step as SQLite's, so no contention for the GIL). The rows of items
+    without payload are written last, as :func:`write_item_rows` writes them, so that
+    the ids are those of one :func:`item_rows` call. Otherwise (SQLite, an id given
+    twice): every row made, then written.
+    """
+    size = POSTGRESQL_ROWS_PER_STATEMENT
+    if sql.dialect.name == "postgresql" and len(items) > size:
+        names = [item.attributes["id"] for item in items]
+        if len(set(names)) == len(names):
+            empty_rows: list[Row] = []
+            for start in range(0, len(items), size):
+                end = start + size
+                rows, empty = item_rows(
+                    node_id, items[start:end], parsed_items[start:end], now, start
+                )
+                if empty:
+                    empty_rows.extend(row for row in rows if row[_NAME] in empty)
+                    rows = [row for row in rows if row[_NAME] not in empty]
+                write_item_rows(sql, rows, set())
+            if empty_rows:
+                write_item_rows(sql, empty_rows, {row[_NAME] for row in empty_rows})
+            return names
+    rows, empty = item_rows(node_id, items, parsed_items, now)
+    write_item_rows(sql, rows, empty)
+    return [row[_NAME] for row in rows]
 
 
 def _has_child_element(item: domish.Element) -> bool:

@@ -41,7 +41,7 @@ from sat_storage.storage.checks import (
     unstorable,
 )
 from sat_storage.storage.item_purge_pg import purge_postgresql
-from sat_storage.storage.item_rows import build_item_rows, item_rows, write_item_rows
+from sat_storage.storage.item_rows import build_item_rows, write_items
 from sat_storage.storage.items_query import MAX_ITEMS_BATCH
 from sat_storage.storage.page_cache import dropping_pages
 from sat_storage.storage.pubsub_filters import ItemFilters
@@ -92,7 +92,7 @@ class PubsubItemsStore(StorageBase):
         items: Sequence[domish.Element],
         parsed_items: Sequence[dict[str, Any] | None],
     ) -> None:
-        """Write checked ``items`` into node ``node_id`` (:func:`.item_rows.write_item_rows`)
+        """Write checked ``items`` into node ``node_id`` (:func:`.item_rows.write_items`)
         and their sort values, in the transaction of ``sql``: the node locked first
         (PostgreSQL), then the rows, the declared sort keys read (the one result
         waited for before the commit, on PostgreSQL) and their values.
@@ -104,17 +104,16 @@ class PubsubItemsStore(StorageBase):
         if dialect.name == "postgresql":
             sql.execute(_lock_node_sql(dialect), {"node_id": node_id})
         now = engines.db_value(dialect, _CREATED, utcnow())
-        rows, empty = item_rows(node_id, items, parsed_items, now)
         values = self.sort_value_writer
         try:
-            write_item_rows(sql, rows, empty)
+            names = write_items(sql, node_id, items, parsed_items, now)
             keys = values.key_rows(sql)  # PostgreSQL: the errors of the write come here
         except IntegrityError as e:
             # the conflict on (node_id, name) is handled: only node_id's foreign key is left
             if not engines.is_foreign_key_violation(e):
                 raise
             raise NotFound(f"pubsub node #{node_id} does not exist (any more)") from None
-        values.write_values(sql, keys, node_id, [row[1] for row in rows])
+        values.write_values(sql, keys, node_id, names)
 
     @as_deferred
     def cache_pubsub_items(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 from sqlalchemy import event, update
 from sqlalchemy.orm import Session
@@ -114,6 +115,65 @@ class CacheItemsTests(TestCase):
         self.assertEqual(sorted(item.name for item in found), sorted(names))
         found = await self.storage.search_pubsub_items({"profiles": ["alice"], "fts": "wordi7"})
         self.assertEqual([item.name for item in found], ["i7"])
+
+    def record_steps(self) -> list[str]:
+        """What the next writes do, in order: ``rows`` for each making of rows
+        (``item_rows``), ``insert`` for each item statement."""
+        steps: list[str] = []
+        make = item_rows.item_rows
+
+        def making(*args: Any) -> Any:
+            steps.append("rows")
+            return make(*args)
+
+        def record(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+            if statement.startswith("INSERT INTO pubsub_items "):
+                steps.append("insert")
+
+        self.patch(item_rows, "item_rows", making)
+        event.listen(self.storage.db.engine, "before_cursor_execute", record)
+        self.addCleanup(event.remove, self.storage.db.engine, "before_cursor_execute", record)
+        return steps
+
+    async def test_chunk_sent_before_next_made(self) -> None:
+        """PostgreSQL: the rows of a chunk are sent before the next chunk's are made (the
+        server writes while Python works); SQLite: every row is made first (one making).
+        Either way the same items, in order."""
+        self.patch(item_rows, "SQLITE_ROWS_PER_STATEMENT", 2)
+        self.patch(item_rows, "POSTGRESQL_ROWS_PER_STATEMENT", 2)
+        steps = self.record_steps()
+        names = ["c", "a", "e", "b", "d"]
+        await self.storage.cache_pubsub_items(self.alice, self.node, make_items(names))
+        if self.storage.dialect == "postgresql":
+            self.assertEqual(steps, ["rows", "insert"] * 3)
+        else:
+            self.assertEqual(steps, ["rows", "insert", "insert", "insert"])
+        self.assertEqual(await item_names(self.storage, self.node), names)
+
+    async def test_chunks_with_empty_items_keep_ids(self) -> None:
+        """Items without payload, over several chunks, get their ids after every item with
+        payload of the call (as in one chunk), and never replace a cached item."""
+        self.patch(item_rows, "POSTGRESQL_ROWS_PER_STATEMENT", 2)
+        await self.storage.cache_pubsub_items(self.alice, self.node, make_items(["k"]))
+        items = make_items(["a", "b", "c", "d", "e"])
+        for index in (0, 3):
+            items[index] = domish.Element((NS_PUBSUB, "item"))
+            items[index]["id"] = "ad"[index // 3]
+        items.append(domish.Element((NS_PUBSUB, "item")))
+        items[-1]["id"] = "k"
+        await self.storage.cache_pubsub_items(self.alice, self.node, items)
+        self.assertEqual(await item_names(self.storage, self.node), ["k", "b", "c", "e", "a", "d"])
+        self.assertEqual((await self.cached())["k"].data.toXml(), make_item("k").toXml())
+
+    async def test_bad_item_in_a_later_chunk(self) -> None:
+        """An item that cannot be stored in a later chunk: ValueError naming its index in
+        the call, and nothing of the call is stored (the chunks sent are rolled back)."""
+        self.patch(item_rows, "POSTGRESQL_ROWS_PER_STATEMENT", 2)
+        self.patch(item_rows, "SQLITE_ROWS_PER_STATEMENT", 2)
+        await self.storage.cache_pubsub_items(self.alice, self.node, make_items(["a"]))
+        items = make_items(["b", "c", "d", "e", "f"])
+        items[3].addElement("bad", content="nul \x00 here")
+        await self.assert_refused(ValueError, r"items\[3\]", items)
 
     async def test_empty_item_keeps_payload(self) -> None:
         """An item without payload never replaces a cached one; a new one is stored."""
