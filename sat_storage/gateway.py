@@ -65,6 +65,30 @@ def _close_writer(writer: Writer, driver: Any) -> None:
         writer.invalidated = True
 
 
+def _sqlite_transaction(
+    writer: Writer, driver: Any, fn: Callable[..., T], args: tuple[Any, ...]
+) -> T:
+    """``fn(writer, *args)`` between ``BEGIN IMMEDIATE`` (the write lock at once) and
+    ``COMMIT``."""
+    writer.execute("BEGIN IMMEDIATE")
+    result = fn(writer, *args)
+    writer.execute("COMMIT")
+    return result
+
+
+def _postgresql_transaction(
+    writer: Writer, driver: Any, fn: Callable[..., T], args: tuple[Any, ...]
+) -> T:
+    """``fn(writer, *args)`` between ``BEGIN`` and ``COMMIT`` sent as statements on an
+    autocommit connection in pipeline mode (see :meth:`Gateway.write`)."""
+    driver.autocommit = True
+    with driver.pipeline():
+        writer.cursor.execute("BEGIN")
+        result = fn(writer, *args)
+        writer.cursor.execute("COMMIT")
+    return result
+
+
 class _Lost(Exception):
     """A read found its (unpinged) connection lost: to be run again at once."""
 
@@ -266,51 +290,28 @@ class Gateway:
         Commit when ``fn`` returns, roll back when it raises; transient errors are
         retried as by :meth:`run`.
         """
-        if self.dialect_name == "sqlite":
-            return self._defer(_retrying, self._write_sqlite, fn, args)
         return self._defer(_retrying, self._write_attempt, fn, args)
 
     def _write_attempt(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
-        """One attempt of a PostgreSQL :meth:`write` (in the database thread)."""
-        return _again_if_lost("write", self._write_postgresql, fn, args)
+        """One attempt of :meth:`write` (in the database thread); SQLite has no
+        connection to lose (nor a ping)."""
+        if self.dialect_name == "sqlite":
+            return self._write_once(fn, args, pinged=True)
+        return _again_if_lost("write", self._write_once, fn, args)
 
-    def _write_sqlite(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
-        pooled = self.engine.raw_connection()
-        driver: Any = pooled.driver_connection
-        writer = Writer(driver.cursor(), self.engine)
-        error: Exception | None = None
-        try:
-            writer.execute("BEGIN IMMEDIATE")
-            result = fn(writer, *args)
-            writer.execute("COMMIT")
-            return result
-        except self.engine.dialect.loaded_dbapi.Error as e:
-            error = writer.wrapped(e, None, None)
-            raise error from e
-        except Exception as e:
-            error = e
-            raise
-        finally:
-            _close_writer(writer, driver)
-            if writer.invalidated:
-                pooled.invalidate(error)
-            pooled.close()
-
-    def _write_postgresql(self, fn: Callable[..., T], args: tuple[Any, ...], pinged: bool) -> T:
-        """``fn(writer, *args)`` once in an explicit transaction on an autocommit
-        connection in pipeline mode (checked out with the ping if ``pinged``). A lost
-        connection is dropped; not ``pinged``, :class:`_Lost` is raised for it."""
+    def _write_once(self, fn: Callable[..., T], args: tuple[Any, ...], pinged: bool) -> T:
+        """``fn(writer, *args)`` once in the engine's transaction (:func:`_sqlite_transaction`,
+        :func:`_postgresql_transaction`), the connection checked out with the ping if
+        ``pinged``. A lost connection is dropped; not ``pinged``, :class:`_Lost` is
+        raised for it. Driver errors reach the caller wrapped as SQLAlchemy's."""
+        sqlite = self.dialect_name == "sqlite"
         pooled = self.engine.raw_connection() if pinged else engines.checkout_unpinged(self.engine)
         driver: Any = pooled.driver_connection
         writer = Writer(driver.cursor(), self.engine)
+        transaction = _sqlite_transaction if sqlite else _postgresql_transaction
         error: Exception | None = None
         try:
-            driver.autocommit = True
-            with driver.pipeline():
-                writer.cursor.execute("BEGIN")
-                result = fn(writer, *args)
-                writer.cursor.execute("COMMIT")
-            return result
+            return transaction(writer, driver, fn, args)
         except self.engine.dialect.loaded_dbapi.Error as e:
             error = writer.wrapped(e, None, None)
             if writer.invalidated and not pinged:
@@ -318,15 +319,15 @@ class Gateway:
             raise error from e
         except Exception as e:
             error = e
-            if (writer.invalidated or self._lost(driver, e)) and not pinged:
+            if not pinged and (writer.invalidated or self._lost(driver, e)):
                 writer.invalidated = True
                 raise _Lost(e) from e
             raise
         finally:
-            _close_writer(writer, driver)  # ROLLBACK of a transaction left open
+            _close_writer(writer, driver)  # rolls back a transaction left open
             if writer.invalidated:
                 pooled.invalidate(error)
-            elif not driver.closed:
+            elif not sqlite and not driver.closed:
                 driver.autocommit = False
             pooled.close()
 
